@@ -1,0 +1,71 @@
+/* pyconc core: shared definitions (pure C11, no Python.h).
+ *
+ * Error contract of the whole core: functions return 0 on success or a
+ * negative errno-style code.  Only the binding (csrc/module) turns codes
+ * into Python exceptions.
+ *
+ *   -ETIMEDOUT  the deadline passed
+ *   -EINTR      a signal interrupted the wait (caller runs handlers, retries)
+ *   -EAGAIN     the operation would block (try_* variants)
+ *   -EPIPE      the other side is gone (channel disconnected)
+ *   -ENOMEM     an allocation failed
+ *   -EINVAL     bad argument
+ */
+#ifndef PYCONC_COMMON_H
+#define PYCONC_COMMON_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <stdatomic.h>
+
+#define PCC_CACHELINE 64
+/* Put a field on its own cache line: producers and consumers race on
+ * neighbouring fields otherwise (false sharing). */
+#define PCC_ALIGNED _Alignas(PCC_CACHELINE)
+
+/* Deadlines are absolute CLOCK_MONOTONIC nanoseconds.  PCC_FOREVER means
+ * "no deadline". */
+#define PCC_FOREVER INT64_MAX
+typedef int64_t pcc_deadline_t;
+
+/* Current CLOCK_MONOTONIC time in nanoseconds. */
+int64_t pcc_now_ns(void);
+/* Deadline `timeout_ns` from now, saturating at PCC_FOREVER. */
+pcc_deadline_t pcc_deadline_after(int64_t timeout_ns);
+
+/* One pause instruction: tells the CPU we are spinning (saves power, and on
+ * SMT gives the sibling thread the pipeline). */
+static inline void pcc_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/* Bounded exponential backoff (crossbeam's Backoff): spin 2^step pauses for
+ * the first PCC_SPIN_LIMIT steps, then yield the CPU, and report "completed"
+ * once PCC_YIELD_LIMIT is reached so the caller parks instead of spinning
+ * further.  Never spin bare. */
+#define PCC_SPIN_LIMIT 6
+#define PCC_YIELD_LIMIT 10
+typedef struct { unsigned step; } pcc_backoff;
+void pcc_backoff_snooze(pcc_backoff *b);
+static inline void pcc_backoff_spin(pcc_backoff *b)
+{
+    unsigned n = 1u << (b->step < PCC_SPIN_LIMIT ? b->step : PCC_SPIN_LIMIT);
+    for (unsigned i = 0; i < n; i++)
+        pcc_cpu_relax();
+    if (b->step <= PCC_SPIN_LIMIT)
+        b->step++;
+}
+static inline int pcc_backoff_is_completed(const pcc_backoff *b)
+{
+    return b->step > PCC_YIELD_LIMIT;
+}
+
+#endif

@@ -1,0 +1,27 @@
+/* pyconc core: native threads. */
+#ifndef PYCONC_THREAD_H
+#define PYCONC_THREAD_H
+
+#include "pyconc/common.h"
+
+/* Returns NULL (pthread start-routine shape, so no cast is needed). */
+typedef void *(*pcc_thread_fn)(void *arg);
+
+/* Start a detached native thread running fn(arg).  stack_size 0 means the
+ * platform default; otherwise it is rounded up to the page size and must be
+ * at least PCC_MIN_STACK.  The new thread blocks asynchronous signals
+ * (SIGINT, SIGTERM, ...), so the process's signals are delivered to threads
+ * that can run their handlers and waits in the main thread are interrupted
+ * promptly.  Returns 0, -EINVAL (bad stack size), -EAGAIN/-ENOMEM (no
+ * resources). */
+#define PCC_MIN_STACK (64 * 1024)
+int pcc_thread_spawn(pcc_thread_fn fn, void *arg, size_t stack_size);
+
+/* Number of CPUs this process may run on (sched_getaffinity), at least 1. */
+int pcc_available_parallelism(void);
+void pcc_thread_yield(void);
+
+/* Unique, never-reused thread id (Rust's ThreadId): 1, 2, 3, ... */
+uint64_t pcc_thread_next_id(void);
+
+#endif

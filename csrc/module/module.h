@@ -1,0 +1,96 @@
+/* pyconc binding: the module state and the helpers every type shares.
+ *
+ * Each area of the binding (threads, channels, sync, pool) owns a slice of
+ * the module state (an array of objects indexed by its own enum) and one
+ * init function called from _pyconc.c.  Nothing here relies on the GIL for
+ * consistency: objects protect their own state.
+ */
+#ifndef PYCONC_MODULE_H
+#define PYCONC_MODULE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "pyconc/common.h"
+
+#ifndef Py_MOD_GIL_NOT_USED
+#define PCM_NO_MOD_GIL 1
+#endif
+
+#define PCM_AREA_SLOTS 16
+
+typedef struct pcm_state {
+    /* exceptions, from pyconc/_errors.py */
+    PyObject *PyconcError, *ChannelError, *SendError, *RecvError, *Empty, *Full,
+        *SendTimeoutError, *RecvTimeoutError, *PoisonError, *WouldBlock, *DeadlockError,
+        *UseAfterDrop, *AlreadySet, *UnwrapError, *JoinTimeoutError;
+    /* Result, from pyconc/_result.py */
+    PyObject *Ok, *Err;
+    /* one slice per area; each area names its indices in an enum */
+    PyObject *threads[PCM_AREA_SLOTS];
+    PyObject *channels[PCM_AREA_SLOTS];
+    PyObject *sync[PCM_AREA_SLOTS];
+    PyObject *pool[PCM_AREA_SLOTS];
+    PyObject *aio[PCM_AREA_SLOTS];
+} pcm_state;
+
+extern PyModuleDef pcm_module_def;
+
+static inline pcm_state *pcm_state_of_module(PyObject *module)
+{
+    return (pcm_state *)PyModule_GetState(module);
+}
+
+/* The module state of an instance of one of our heap types.  Returns NULL
+ * with an exception set if the type is not ours. */
+static inline pcm_state *pcm_state_of_type(PyTypeObject *tp)
+{
+    PyObject *m = PyType_GetModuleByDef(tp, &pcm_module_def);
+    return m ? pcm_state_of_module(m) : NULL;
+}
+
+/* Create a heap type from spec, bound to module, and add it to the module
+ * under its short name.  Returns a new reference, or NULL with an exception
+ * set. */
+PyObject *pcm_add_type(PyObject *module, PyType_Spec *spec, PyObject *bases);
+
+/* ---- timeouts and blocking waits (wait.c) ------------------------------ */
+
+/* Parse a `timeout=` argument: None or math.inf -> PCC_FOREVER; a
+ * non-negative real number of seconds -> an absolute deadline (huge values
+ * clamp to PCC_FOREVER).  Negative or NaN -> ValueError; other types ->
+ * TypeError.  Returns 0, or -1 with an exception set. */
+int pcm_deadline_from_timeout(PyObject *timeout, pcc_deadline_t *deadline);
+/* Same for a required duration (sleep, Condvar.wait_timeout): None is a
+ * TypeError. Result in nanoseconds, PCC_FOREVER for inf. */
+int pcm_duration_ns(PyObject *seconds, const char *what, int64_t *ns);
+
+/* A blocking operation run without the GIL.  It must not touch any
+ * PyObject.  It returns 0 or a negative code; -EINTR means "a signal
+ * arrived, run the handlers and call me again". */
+typedef int (*pcm_blocking_fn)(void *arg, pcc_deadline_t deadline);
+
+/* Run op(arg, deadline) with the GIL released; on -EINTR re-take the GIL,
+ * run the signal handlers (PyErr_CheckSignals) and retry with the time
+ * left.  Returns op's final code (0, -ETIMEDOUT, ...), or PCM_RAISED with
+ * an exception set when a signal handler raised (KeyboardInterrupt). */
+#define PCM_RAISED (-100000)
+int pcm_wait(pcm_blocking_fn op, void *arg, pcc_deadline_t deadline);
+
+/* ---- results and errors --------------------------------------------------- */
+
+/* Ok(value) / Err(error).  Return new references, or NULL with an exception
+ * set.  pcm_err_from_thread marks the Err so that it warns if it is
+ * collected without ever being inspected. */
+PyObject *pcm_ok(pcm_state *st, PyObject *value);
+PyObject *pcm_err(pcm_state *st, PyObject *error);
+PyObject *pcm_err_from_thread(pcm_state *st, PyObject *error);
+
+/* Raise exc_type(message) with `value` attached as .value (a new reference
+ * is taken).  Always returns NULL. */
+PyObject *pcm_raise_with_value(PyObject *exc_type, const char *message, PyObject *value);
+
+/* ---- area init functions (one per area, called by _pyconc.c) ----------- */
+int pcm_threads_init(PyObject *module, pcm_state *st);
+
+#endif

@@ -1,0 +1,701 @@
+/* pyconc binding: Thread, JoinHandle and the std::thread functions
+ * (spawn, current, park, sleep, yield_now, available_parallelism).
+ *
+ * A spawned thread is a native thread from the core (pcc_thread_spawn).  It
+ * takes a thread state with PyGILState_Ensure, runs f, stores Ok(value) or
+ * Err(exception) in its JoinHandle and sets the handle's completion event.
+ * join() waits on that event with the GIL released (pcm_wait).
+ */
+#include "module.h"
+
+#include "pyconc/park.h"
+#include "pyconc/thread.h"
+
+#include <string.h>
+
+enum { T_THREAD_TYPE, T_HANDLE_TYPE, T_CURRENT_KEY, T_MAIN_IDENT };
+
+/* Threads spawned whose thread state does not exist yet.  At interpreter
+ * exit (atexit) we wait for it to drop to zero, so no thread first touches
+ * the interpreter after it has been torn down. */
+static _Atomic uint32_t starting = 0;
+
+/* ---- Thread ------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    uint64_t id;
+    PyObject *name; /* str or None */
+    pcc_parker parker;
+} ThreadObject;
+
+static PyObject *thread_new_object(pcm_state *st, PyObject *name)
+{
+    PyTypeObject *tp = (PyTypeObject *)st->threads[T_THREAD_TYPE];
+    ThreadObject *t = PyObject_GC_New(ThreadObject, tp);
+    if (t == NULL)
+        return NULL;
+    t->id = pcc_thread_next_id();
+    t->name = Py_NewRef(name ? name : Py_None);
+    pcc_parker_init(&t->parker);
+    PyObject_GC_Track(t);
+    return (PyObject *)t;
+}
+
+static int thread_traverse(ThreadObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->name);
+    return 0;
+}
+
+static int thread_clear(ThreadObject *self)
+{
+    Py_CLEAR(self->name);
+    return 0;
+}
+
+static void thread_dealloc(ThreadObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    thread_clear(self);
+    pcc_parker_destroy(&self->parker);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *thread_unpark(ThreadObject *self, PyObject *Py_UNUSED(ignored))
+{
+    pcc_unpark(&self->parker);
+    Py_RETURN_NONE;
+}
+
+static PyObject *thread_get_name(ThreadObject *self, void *Py_UNUSED(c))
+{
+    return Py_NewRef(self->name);
+}
+
+static PyObject *thread_get_id(ThreadObject *self, void *Py_UNUSED(c))
+{
+    return PyLong_FromUnsignedLongLong(self->id);
+}
+
+static PyObject *thread_repr(ThreadObject *self)
+{
+    return PyUnicode_FromFormat("Thread(id=%llu, name=%R)", (unsigned long long)self->id,
+                                self->name);
+}
+
+static PyObject *thread_richcompare(PyObject *a, PyObject *b, int op)
+{
+    if (Py_TYPE(a) != Py_TYPE(b) || (op != Py_EQ && op != Py_NE))
+        Py_RETURN_NOTIMPLEMENTED;
+    int eq = ((ThreadObject *)a)->id == ((ThreadObject *)b)->id;
+    return PyBool_FromLong(op == Py_EQ ? eq : !eq);
+}
+
+static Py_hash_t thread_hash(ThreadObject *self)
+{
+    Py_hash_t h = (Py_hash_t)self->id;
+    return h == -1 ? -2 : h;
+}
+
+static PyMethodDef thread_methods[] = {
+    {"unpark", (PyCFunction)thread_unpark, METH_NOARGS,
+     "unpark()\n--\n\nWake the thread if it is parked, or make its next park() return at once."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef thread_getset[] = {
+    {"name", (getter)thread_get_name, NULL, "The thread's name, or None if unnamed.", NULL},
+    {"id", (getter)thread_get_id, NULL, "A unique id, never reused in this process.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot thread_slots[] = {
+    {Py_tp_doc, "A handle to a thread (Rust's std::thread::Thread).\n\n"
+                "Get one from pyconc.current() or JoinHandle.thread.  Threads compare\n"
+                "equal when they are the same thread.\n\n"
+                "    >>> pyconc.current().name\n    'main'\n"},
+    {Py_tp_traverse, thread_traverse},
+    {Py_tp_clear, thread_clear},
+    {Py_tp_dealloc, thread_dealloc},
+    {Py_tp_repr, thread_repr},
+    {Py_tp_richcompare, thread_richcompare},
+    {Py_tp_hash, thread_hash},
+    {Py_tp_methods, thread_methods},
+    {Py_tp_getset, thread_getset},
+    {0, NULL},
+};
+
+static PyType_Spec thread_spec = {
+    .name = "pyconc._core.Thread",
+    .basicsize = sizeof(ThreadObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = thread_slots,
+};
+
+/* The Thread object of the calling thread, created on first use and kept
+ * in the thread state's dict (so it dies with the thread state).  Returns a
+ * borrowed reference, or NULL with an exception set. */
+static PyObject *current_thread(pcm_state *st)
+{
+    PyObject *dict = PyThreadState_GetDict();
+    if (dict == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "pyconc: no thread state dict");
+        return NULL;
+    }
+    PyObject *t = PyDict_GetItemWithError(dict, st->threads[T_CURRENT_KEY]);
+    if (t != NULL || PyErr_Occurred())
+        return t;
+    /* A thread pyconc did not start: the main thread is named "main" (as
+     * in Rust); other foreign threads are unnamed. */
+    PyObject *name = Py_None;
+    PyObject *threading = PyImport_ImportModule("threading");
+    if (threading == NULL)
+        return NULL;
+    PyObject *main = PyObject_CallMethod(threading, "main_thread", NULL);
+    Py_DECREF(threading);
+    if (main == NULL)
+        return NULL;
+    PyObject *ident = PyObject_GetAttrString(main, "ident");
+    Py_DECREF(main);
+    if (ident == NULL)
+        return NULL;
+    unsigned long main_ident = PyLong_AsUnsignedLong(ident);
+    Py_DECREF(ident);
+    if (PyErr_Occurred())
+        PyErr_Clear();
+    else if (main_ident == PyThread_get_thread_ident())
+        name = PyUnicode_FromString("main");
+    else
+        Py_INCREF(name);
+    if (name == NULL)
+        return NULL;
+    t = thread_new_object(st, name);
+    Py_DECREF(name);
+    if (t == NULL)
+        return NULL;
+    int rc = PyDict_SetItem(dict, st->threads[T_CURRENT_KEY], t);
+    Py_DECREF(t);
+    return rc < 0 ? NULL : t;
+}
+
+/* ---- JoinHandle --------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *thread;          /* ThreadObject */
+    PyObject *func, *args, *kwargs; /* cleared by the thread when it ends */
+    PyObject *result;          /* Ok/Err, written once before `done` is set */
+    pcc_event done;
+    _Atomic int joined;        /* join() returned the result at least once */
+} HandleObject;
+
+static int handle_traverse(HandleObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->thread);
+    Py_VISIT(self->func);
+    Py_VISIT(self->args);
+    Py_VISIT(self->kwargs);
+    if (pcc_event_is_set(&self->done))
+        Py_VISIT(self->result);
+    return 0;
+}
+
+static int handle_clear(HandleObject *self)
+{
+    Py_CLEAR(self->thread);
+    /* func/args/kwargs belong to the running thread until it is done; a
+     * running thread holds a strong reference to us, so clear is only
+     * reached once it finished. */
+    Py_CLEAR(self->func);
+    Py_CLEAR(self->args);
+    Py_CLEAR(self->kwargs);
+    Py_CLEAR(self->result);
+    return 0;
+}
+
+static void handle_dealloc(HandleObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    handle_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static int join_op(void *arg, pcc_deadline_t deadline)
+{
+    return pcc_event_wait((pcc_event *)arg, deadline);
+}
+
+/* Wait for the thread to finish.  Returns a new reference to its Result,
+ * or NULL with an exception set (timeout, Ctrl-C, self-join). */
+static PyObject *handle_join_impl(HandleObject *self, pcc_deadline_t deadline)
+{
+    if (!pcc_event_is_set(&self->done)) {
+        pcm_state *st = pcm_state_of_type(Py_TYPE(self));
+        if (st == NULL)
+            return NULL;
+        PyObject *me = current_thread(st);
+        if (me == NULL)
+            return NULL;
+        if (me == self->thread) {
+            PyErr_SetString(st->DeadlockError, "a thread cannot join itself");
+            return NULL;
+        }
+        int rc = pcm_wait(join_op, &self->done, deadline);
+        if (rc == PCM_RAISED)
+            return NULL;
+        if (rc == -ETIMEDOUT) {
+            PyErr_SetString(st->JoinTimeoutError,
+                            "the thread did not finish within the timeout (it keeps running)");
+            return NULL;
+        }
+    }
+    atomic_store_explicit(&self->joined, 1, memory_order_relaxed);
+    return Py_NewRef(self->result);
+}
+
+static PyObject *handle_join(HandleObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    static const char *const names[] = {"timeout", NULL};
+    PyObject *timeout = Py_None;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > 1 || nargs + nkw > 1) {
+        PyErr_SetString(PyExc_TypeError, "join() takes at most one argument (timeout)");
+        return NULL;
+    }
+    if (nargs == 1)
+        timeout = args[0];
+    else if (nkw == 1) {
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
+            PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), names[0]) != 0) {
+            PyErr_Format(PyExc_TypeError, "join() got an unexpected keyword argument %R",
+                         PyTuple_GET_ITEM(kwnames, 0));
+            return NULL;
+        }
+        timeout = args[0];
+    }
+    pcc_deadline_t deadline;
+    if (pcm_deadline_from_timeout(timeout, &deadline) < 0)
+        return NULL;
+    return handle_join_impl(self, deadline);
+}
+
+static PyObject *handle_is_finished(HandleObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(pcc_event_is_set(&self->done));
+}
+
+static PyObject *handle_get_thread(HandleObject *self, void *Py_UNUSED(c))
+{
+    return Py_NewRef(self->thread);
+}
+
+static PyObject *handle_get_joined(HandleObject *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(atomic_load_explicit(&self->joined, memory_order_relaxed));
+}
+
+static PyObject *handle_repr(HandleObject *self)
+{
+    int done = pcc_event_is_set(&self->done);
+    return PyUnicode_FromFormat("JoinHandle(%R, %s)", self->thread,
+                                done ? "finished" : "running");
+}
+
+static PyMethodDef handle_methods[] = {
+    {"join", (PyCFunction)(void (*)(void))handle_join, METH_FASTCALL | METH_KEYWORDS,
+     "join(timeout=None)\n--\n\n"
+     "Wait for the thread to finish and return its Result: Ok(return value)\n"
+     "or Err(exception).  Raises JoinTimeoutError (a TimeoutError) if the\n"
+     "timeout passes first; the thread keeps running.  Joining again returns\n"
+     "the same Result.  The GIL is released while waiting and Ctrl-C\n"
+     "interrupts the wait."},
+    {"is_finished", (PyCFunction)handle_is_finished, METH_NOARGS,
+     "is_finished()\n--\n\nTrue once the thread has finished running its function."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef handle_getset[] = {
+    {"thread", (getter)handle_get_thread, NULL, "The Thread this handle joins.", NULL},
+    {"_joined", (getter)handle_get_joined, NULL, "True once join() returned the result.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot handle_slots[] = {
+    {Py_tp_doc, "An owned permission to join a thread (Rust's JoinHandle).\n\n"
+                "    >>> h = pyconc.spawn(lambda: 6 * 7)\n"
+                "    >>> h.join()\n    Ok(42)\n"},
+    {Py_tp_traverse, handle_traverse},
+    {Py_tp_clear, handle_clear},
+    {Py_tp_dealloc, handle_dealloc},
+    {Py_tp_repr, handle_repr},
+    {Py_tp_methods, handle_methods},
+    {Py_tp_getset, handle_getset},
+    {0, NULL},
+};
+
+static PyType_Spec handle_spec = {
+    .name = "pyconc._core.JoinHandle",
+    .basicsize = sizeof(HandleObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = handle_slots,
+};
+
+/* ---- the thread body --------------------------------------------------- */
+
+typedef struct {
+    HandleObject *handle; /* strong reference, owned by the new thread */
+    pcm_state *st;
+} boot_t;
+
+/* Turn the current exception into an Err marked "from a thread".  Returns a
+ * new reference; falls back to Err(MemoryError) and finally NULL. */
+static PyObject *capture_exception(pcm_state *st)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    if (value == NULL)
+        value = Py_NewRef(Py_None);
+    PyObject *err = pcm_err_from_thread(st, value);
+    Py_DECREF(value);
+    return err;
+}
+
+static void *thread_main(void *arg)
+{
+    boot_t boot = *(boot_t *)arg;
+    PyMem_RawFree(arg);
+    PyGILState_STATE g = PyGILState_Ensure();
+    atomic_fetch_sub_explicit(&starting, 1, memory_order_release);
+    pcc_wake_all(&starting);
+
+    HandleObject *h = boot.handle;
+    pcm_state *st = boot.st;
+    PyObject *result = NULL;
+    PyObject *dict = PyThreadState_GetDict();
+    if (dict == NULL || PyDict_SetItem(dict, st->threads[T_CURRENT_KEY], h->thread) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "pyconc: no thread state dict");
+        result = capture_exception(st);
+    } else {
+        PyObject *ret = PyObject_Call(h->func, h->args, h->kwargs);
+        if (ret != NULL) {
+            result = pcm_ok(st, ret);
+            Py_DECREF(ret);
+        }
+        if (result == NULL)
+            result = capture_exception(st);
+    }
+    if (result == NULL) {
+        /* Could not even build an Err: report it here, deliver Err(None). */
+        PyErr_WriteUnraisable(h->func);
+        result = pcm_err(st, Py_None);
+        if (result == NULL) {
+            PyErr_Clear();
+            result = Py_NewRef(Py_None);
+        }
+    }
+    /* Release f and its arguments now: they may hold resources (channel
+     * endpoints whose drop disconnects) that must not outlive the run. */
+    PyObject *func = h->func, *args = h->args, *kwargs = h->kwargs;
+    h->func = h->args = h->kwargs = NULL;
+    h->result = result;
+    pcc_event_set(&h->done); /* release: publishes result */
+    Py_XDECREF(func);
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    Py_DECREF(h);
+    PyGILState_Release(g);
+    return NULL;
+}
+
+/* Start a thread running func(*args, **kwargs).  Returns a new reference to
+ * its JoinHandle, or NULL with an exception set. */
+static PyObject *spawn_impl(pcm_state *st, PyObject *func, PyObject *args, PyObject *kwargs,
+                            PyObject *name, size_t stack_size)
+{
+    if (!PyCallable_Check(func)) {
+        PyErr_Format(PyExc_TypeError, "spawn() needs a callable, not %.100s",
+                     Py_TYPE(func)->tp_name);
+        return NULL;
+    }
+    PyObject *thread = thread_new_object(st, name);
+    if (thread == NULL)
+        return NULL;
+    HandleObject *h = PyObject_GC_New(HandleObject, (PyTypeObject *)st->threads[T_HANDLE_TYPE]);
+    if (h == NULL) {
+        Py_DECREF(thread);
+        return NULL;
+    }
+    h->thread = thread;
+    h->func = Py_NewRef(func);
+    h->args = Py_NewRef(args);
+    h->kwargs = Py_XNewRef(kwargs);
+    h->result = NULL;
+    pcc_event_init(&h->done);
+    atomic_init(&h->joined, 0);
+    PyObject_GC_Track(h);
+
+    boot_t *boot = PyMem_RawMalloc(sizeof *boot);
+    if (boot == NULL) {
+        Py_DECREF(h);
+        return PyErr_NoMemory();
+    }
+    boot->handle = (HandleObject *)Py_NewRef(h);
+    boot->st = st;
+    atomic_fetch_add_explicit(&starting, 1, memory_order_relaxed);
+    int rc = pcc_thread_spawn(thread_main, boot, stack_size);
+    if (rc != 0) {
+        atomic_fetch_sub_explicit(&starting, 1, memory_order_relaxed);
+        Py_DECREF(h); /* boot's reference */
+        PyMem_RawFree(boot);
+        Py_DECREF(h);
+        if (rc == -EINVAL)
+            PyErr_Format(PyExc_ValueError, "invalid stack size %zu", stack_size);
+        else if (rc == -ENOMEM)
+            PyErr_NoMemory();
+        else
+            PyErr_SetString(PyExc_RuntimeError, "can't start new thread");
+        return NULL;
+    }
+    return (PyObject *)h;
+}
+
+static PyObject *mod_spawn(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    pcm_state *st = pcm_state_of_module(module);
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    if (n < 1) {
+        PyErr_SetString(PyExc_TypeError, "spawn() missing required argument: 'f'");
+        return NULL;
+    }
+    PyObject *rest = PyTuple_GetSlice(args, 1, n);
+    if (rest == NULL)
+        return NULL;
+    PyObject *kw = NULL;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) {
+        kw = PyDict_Copy(kwargs);
+        if (kw == NULL) {
+            Py_DECREF(rest);
+            return NULL;
+        }
+    }
+    PyObject *h = spawn_impl(st, PyTuple_GET_ITEM(args, 0), rest, kw, Py_None, 0);
+    Py_DECREF(rest);
+    Py_XDECREF(kw);
+    return h;
+}
+
+/* _spawn(f, args, kwargs, name, stack_size): the Builder's way in. */
+static PyObject *mod_spawn_builder(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    pcm_state *st = pcm_state_of_module(module);
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "_spawn(f, args, kwargs, name, stack_size)");
+        return NULL;
+    }
+    PyObject *f = args[0], *fargs = args[1], *fkw = args[2], *name = args[3], *ss = args[4];
+    if (!PyTuple_Check(fargs) || !(fkw == Py_None || PyDict_Check(fkw))) {
+        PyErr_SetString(PyExc_TypeError, "_spawn: args must be a tuple and kwargs a dict or None");
+        return NULL;
+    }
+    if (name != Py_None) {
+        if (!PyUnicode_Check(name)) {
+            PyErr_Format(PyExc_TypeError, "thread name must be a str or None, not %.100s",
+                         Py_TYPE(name)->tp_name);
+            return NULL;
+        }
+        Py_ssize_t len;
+        const char *s = PyUnicode_AsUTF8AndSize(name, &len);
+        if (s == NULL)
+            return NULL;
+        if ((Py_ssize_t)strlen(s) != len) {
+            PyErr_SetString(PyExc_ValueError, "thread name must not contain NUL characters");
+            return NULL;
+        }
+    }
+    size_t stack_size = 0;
+    if (ss != Py_None) {
+        if (!PyLong_Check(ss) || PyBool_Check(ss)) {
+            PyErr_Format(PyExc_TypeError, "stack_size must be an int or None, not %.100s",
+                         Py_TYPE(ss)->tp_name);
+            return NULL;
+        }
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(ss, &overflow);
+        if (v == -1 && PyErr_Occurred())
+            return NULL;
+        if (overflow != 0 || v < PCC_MIN_STACK || v > ((long long)1 << 40)) {
+            PyErr_Format(PyExc_ValueError,
+                         "stack_size must be between %d and 2**40 bytes, got %R",
+                         PCC_MIN_STACK, ss);
+            return NULL;
+        }
+        stack_size = (size_t)v;
+    }
+    return spawn_impl(st, f, fargs, fkw == Py_None ? NULL : fkw, name, stack_size);
+}
+
+static PyObject *mod_current(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *t = current_thread(pcm_state_of_module(module));
+    return Py_XNewRef(t);
+}
+
+static int park_op(void *arg, pcc_deadline_t deadline)
+{
+    int rc = pcc_park((pcc_parker *)arg, deadline);
+    return rc == -ETIMEDOUT ? 0 : rc;
+}
+
+static PyObject *mod_park(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"timeout", NULL};
+    PyObject *timeout = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:park", names, &timeout))
+        return NULL;
+    pcc_deadline_t deadline;
+    if (pcm_deadline_from_timeout(timeout, &deadline) < 0)
+        return NULL;
+    PyObject *me = current_thread(pcm_state_of_module(module));
+    if (me == NULL)
+        return NULL;
+    Py_INCREF(me); /* keep the parker alive while we sleep on it */
+    int rc = pcm_wait(park_op, &((ThreadObject *)me)->parker, deadline);
+    Py_DECREF(me);
+    if (rc == PCM_RAISED)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int sleep_op(void *arg, pcc_deadline_t deadline)
+{
+    _Atomic uint32_t *word = arg;
+    for (;;) {
+        int rc = pcc_wait_on(word, 0, deadline);
+        if (rc == -ETIMEDOUT)
+            return 0;
+        if (rc == -EINTR)
+            return rc;
+    }
+}
+
+static PyObject *mod_sleep(PyObject *Py_UNUSED(module), PyObject *seconds)
+{
+    int64_t ns;
+    if (pcm_duration_ns(seconds, "seconds", &ns) < 0)
+        return NULL;
+    _Atomic uint32_t word = 0; /* nobody wakes it: we sleep until the deadline */
+    int rc = pcm_wait(sleep_op, (void *)&word, ns == PCC_FOREVER ? PCC_FOREVER : pcc_deadline_after(ns));
+    if (rc == PCM_RAISED)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_yield_now(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    Py_BEGIN_ALLOW_THREADS
+    pcc_thread_yield();
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_available_parallelism(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(i))
+{
+    return PyLong_FromLong(pcc_available_parallelism());
+}
+
+static int starting_op(void *arg, pcc_deadline_t deadline)
+{
+    (void)arg;
+    for (;;) {
+        uint32_t n = atomic_load_explicit(&starting, memory_order_acquire);
+        if (n == 0)
+            return 0;
+        int rc = pcc_wait_on(&starting, n, deadline);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+/* _wait_starting(timeout): called at exit; waits until every spawned
+ * thread has its thread state. */
+static PyObject *mod_wait_starting(PyObject *Py_UNUSED(m), PyObject *timeout)
+{
+    pcc_deadline_t deadline;
+    if (pcm_deadline_from_timeout(timeout, &deadline) < 0)
+        return NULL;
+    int rc = pcm_wait(starting_op, NULL, deadline);
+    if (rc == PCM_RAISED)
+        return NULL;
+    return PyBool_FromLong(rc == 0);
+}
+
+static PyMethodDef thread_functions[] = {
+    {"spawn", (PyCFunction)(void (*)(void))mod_spawn, METH_VARARGS | METH_KEYWORDS,
+     "spawn(f, /, *args, **kwargs)\n--\n\n"
+     "Run f(*args, **kwargs) on a new native thread; return its JoinHandle.\n\n"
+     "Any exception f raises (BaseException included) is captured in the\n"
+     "Err that join() returns; it never kills the process.\n\n"
+     "    >>> pyconc.spawn(pow, 2, 10).join()\n    Ok(1024)\n"},
+    {"_spawn", (PyCFunction)(void (*)(void))mod_spawn_builder, METH_FASTCALL, NULL},
+    {"current", (PyCFunction)mod_current, METH_NOARGS,
+     "current()\n--\n\nThe Thread running this code."},
+    {"park", (PyCFunction)(void (*)(void))mod_park, METH_VARARGS | METH_KEYWORDS,
+     "park(timeout=None)\n--\n\n"
+     "Block until this thread's token is available (Thread.unpark), the\n"
+     "timeout passes, or Ctrl-C.  Like Rust's park it may return spuriously,\n"
+     "so call it in a loop that re-checks a condition.  Releases the GIL."},
+    {"sleep", (PyCFunction)mod_sleep, METH_O,
+     "sleep(seconds)\n--\n\nSleep without the GIL; Ctrl-C interrupts it."},
+    {"yield_now", (PyCFunction)mod_yield_now, METH_NOARGS,
+     "yield_now()\n--\n\nGive up the CPU (and the GIL) to other threads."},
+    {"available_parallelism", (PyCFunction)mod_available_parallelism, METH_NOARGS,
+     "available_parallelism()\n--\n\nHow many threads can run at once (CPUs this process may use)."},
+    {"_wait_starting", (PyCFunction)mod_wait_starting, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ---- Result helpers ---------------------------------------------------- */
+
+PyObject *pcm_ok(pcm_state *st, PyObject *value)
+{
+    return PyObject_CallOneArg(st->Ok, value);
+}
+
+PyObject *pcm_err(pcm_state *st, PyObject *error)
+{
+    return PyObject_CallOneArg(st->Err, error);
+}
+
+PyObject *pcm_err_from_thread(pcm_state *st, PyObject *error)
+{
+    return PyObject_CallMethod(st->Err, "_from_thread", "O", error);
+}
+
+/* ---- init ---------------------------------------------------------------- */
+
+int pcm_threads_init(PyObject *module, pcm_state *st)
+{
+    if ((st->threads[T_THREAD_TYPE] = pcm_add_type(module, &thread_spec, NULL)) == NULL)
+        return -1;
+    if ((st->threads[T_HANDLE_TYPE] = pcm_add_type(module, &handle_spec, NULL)) == NULL)
+        return -1;
+    if ((st->threads[T_CURRENT_KEY] = PyUnicode_InternFromString("pyconc.current_thread")) == NULL)
+        return -1;
+    return PyModule_AddFunctions(module, thread_functions);
+}

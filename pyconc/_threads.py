@@ -1,0 +1,135 @@
+"""Thread helpers over the C core: Builder and scoped threads."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, List, Optional
+
+from . import _core
+from ._core import JoinHandle
+
+__all__ = ["Builder", "Scope", "scope"]
+
+
+class Builder:
+    """Thread factory with a name and a stack size (Rust's ``thread::Builder``).
+
+    ``name`` must be a str without NUL characters (or None); ``stack_size``
+    an int of bytes between 64 KiB and 2**40 (or None for the default).
+    Bad values raise ``TypeError``/``ValueError`` when ``spawn`` is called,
+    before any thread starts::
+
+        >>> h = pyconc.Builder(name="worker").spawn(lambda: pyconc.current().name)
+        >>> h.join()
+        Ok('worker')
+    """
+
+    __slots__ = ("_name", "_stack_size")
+
+    def __init__(self, name: Optional[str] = None, stack_size: Optional[int] = None) -> None:
+        self._name = name
+        self._stack_size = stack_size
+
+    def name(self, name: str) -> "Builder":
+        """Return a builder with this name (Rust's ``Builder::name``)."""
+        return Builder(name, self._stack_size)
+
+    def stack_size(self, size: int) -> "Builder":
+        """Return a builder with this stack size (Rust's ``Builder::stack_size``)."""
+        return Builder(self._name, size)
+
+    def spawn(self, f: Callable[..., Any], /, *args: Any, **kwargs: Any) -> JoinHandle:
+        """Start ``f(*args, **kwargs)`` on a new thread; return its JoinHandle."""
+        return _core._spawn(f, args, kwargs or None, self._name, self._stack_size)
+
+    def __repr__(self) -> str:
+        return f"Builder(name={self._name!r}, stack_size={self._stack_size!r})"
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    add = getattr(exc, "add_note", None)
+    if add is not None:
+        add(note)
+    else:  # Python 3.10
+        notes = getattr(exc, "__notes__", None)
+        if notes is None:
+            notes = []
+            exc.__notes__ = notes  # type: ignore[attr-defined]
+        notes.append(note)
+
+
+class Scope:
+    """The ``s`` of ``with pyconc.scope() as s`` (Rust's ``thread::scope``).
+
+    ``s.spawn(f, ...)`` starts a scoped thread; scoped threads may spawn
+    more on ``s``.  Leaving the block waits for every one of them.  Threads
+    whose handle was joined by hand have reported their outcome; of the
+    others, the first exception propagates, with the rest attached as
+    notes.  If the block itself raised, that exception propagates and the
+    threads' exceptions are attached to it as notes.
+    """
+
+    __slots__ = ("_handles", "_lock", "_open")
+
+    def __init__(self) -> None:
+        self._handles: List[JoinHandle] = []
+        self._lock = threading.Lock()
+        self._open = True
+
+    def spawn(self, f: Callable[..., Any], /, *args: Any, **kwargs: Any) -> JoinHandle:
+        """Start ``f(*args, **kwargs)`` on a thread that the scope will join."""
+        with self._lock:
+            if not self._open:
+                raise RuntimeError("this scope has ended: spawn inside the with-block")
+            h = _core.spawn(f, *args, **kwargs)
+            self._handles.append(h)
+        return h
+
+    def _join_all(self) -> List[BaseException]:
+        errors: List[BaseException] = []
+        joined = 0
+        while True:
+            with self._lock:
+                if joined == len(self._handles):
+                    self._open = False
+                    break
+                batch = self._handles[joined:]
+            for h in batch:
+                by_hand = h._joined
+                r = h.join()
+                if not by_hand and r.is_err():
+                    errors.append(r.err())
+            joined += len(batch)
+        return errors
+
+    def __enter__(self) -> "Scope":
+        return self
+
+    def __exit__(self, et: Any, ev: Optional[BaseException], tb: Any) -> None:
+        errors = self._join_all()
+        if ev is not None:
+            for e in errors:
+                _add_note(ev, f"a scoped thread also raised {e!r}")
+            return None
+        if errors:
+            first = errors[0]
+            for e in errors[1:]:
+                _add_note(first, f"another scoped thread also raised {e!r}")
+            raise first
+        return None
+
+    def __repr__(self) -> str:
+        with self._lock:
+            n = len(self._handles)
+            running = sum(1 for h in self._handles if not h.is_finished())
+        return f"Scope(threads={n}, running={running})"
+
+
+def scope() -> Scope:
+    """Start a scope for threads that must finish before the block ends::
+
+        with pyconc.scope() as s:
+            s.spawn(work, 1)
+            s.spawn(work, 2)
+        # both threads have finished here
+    """
+    return Scope()
