@@ -75,6 +75,13 @@ from ._core import (  # noqa: E402
 )
 from ._threads import Builder, Scope, scope  # noqa: E402
 
+# Each area re-exports its public names; its __all__ extends ours.
+from . import _aio, _channels, _parallel, _sync  # noqa: E402
+from ._channels import *  # noqa: E402,F401,F403
+from ._sync import *  # noqa: E402,F401,F403
+from ._parallel import *  # noqa: E402,F401,F403
+from ._aio import *  # noqa: E402,F401,F403
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -88,6 +95,7 @@ __all__ = [
     "SendTimeoutError", "RecvTimeoutError", "PoisonError", "WouldBlock", "DeadlockError",
     "UseAfterDrop", "AlreadySet", "UnwrapError", "JoinTimeoutError",
 ]
+__all__ += _channels.__all__ + _sync.__all__ + _parallel.__all__ + _aio.__all__
 
 
 def _at_exit() -> None:

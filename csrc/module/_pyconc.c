@@ -47,6 +47,9 @@ static const char *const result_names[] = {"Ok", "Err", NULL};
 typedef int (*pcm_area_init_fn)(PyObject *module, pcm_state *st);
 static const pcm_area_init_fn areas[] = {
     pcm_threads_init,
+    pcm_channels_init,
+    pcm_sync_init,
+    pcm_pool_init,
     NULL,
 };
 

@@ -90,7 +90,27 @@ PyObject *pcm_err_from_thread(pcm_state *st, PyObject *error);
  * is taken).  Always returns NULL. */
 PyObject *pcm_raise_with_value(PyObject *exc_type, const char *message, PyObject *value);
 
+/* ---- threads (thread.c), for other areas --------------------------------- */
+
+/* The Thread object of the calling thread (created on first use).  Returns
+ * a borrowed reference, or NULL with an exception set. */
+PyObject *pcm_current_thread(pcm_state *st);
+/* A JoinHandle for work that runs elsewhere (a pool task): not finished
+ * until pcm_handle_complete is called.  `thread` may be None.  Returns a new
+ * reference, or NULL with an exception set. */
+PyObject *pcm_handle_new_pending(pcm_state *st, PyObject *thread);
+/* Finish a pending handle with `result` (Ok/Err; the reference is stolen)
+ * and wake its joiners.  Call with the GIL held, exactly once. */
+void pcm_handle_complete(PyObject *handle, PyObject *result);
+/* Turn the current exception into Err(exception) marked as coming from a
+ * thread (warns if never inspected); its traceback is kept.  Returns a new
+ * reference (never NULL: falls back to Err(None) after reporting). */
+PyObject *pcm_capture_exception(pcm_state *st);
+
 /* ---- area init functions (one per area, called by _pyconc.c) ----------- */
 int pcm_threads_init(PyObject *module, pcm_state *st);
+int pcm_channels_init(PyObject *module, pcm_state *st); /* channel.c */
+int pcm_sync_init(PyObject *module, pcm_state *st);     /* sync.c */
+int pcm_pool_init(PyObject *module, pcm_state *st);     /* pool.c */
 
 #endif

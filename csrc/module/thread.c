@@ -140,7 +140,7 @@ static PyType_Spec thread_spec = {
 /* The Thread object of the calling thread, created on first use and kept
  * in the thread state's dict (so it dies with the thread state).  Returns a
  * borrowed reference, or NULL with an exception set. */
-static PyObject *current_thread(pcm_state *st)
+PyObject *pcm_current_thread(pcm_state *st)
 {
     PyObject *dict = PyThreadState_GetDict();
     if (dict == NULL) {
@@ -241,7 +241,7 @@ static PyObject *handle_join_impl(HandleObject *self, pcc_deadline_t deadline)
         pcm_state *st = pcm_state_of_type(Py_TYPE(self));
         if (st == NULL)
             return NULL;
-        PyObject *me = current_thread(st);
+        PyObject *me = pcm_current_thread(st);
         if (me == NULL)
             return NULL;
         if (me == self->thread) {
@@ -359,7 +359,7 @@ typedef struct {
 
 /* Turn the current exception into an Err marked "from a thread".  Returns a
  * new reference; falls back to Err(MemoryError) and finally NULL. */
-static PyObject *capture_exception(pcm_state *st)
+static PyObject *capture_exception_raw(pcm_state *st)
 {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
@@ -390,7 +390,7 @@ static void *thread_main(void *arg)
     if (dict == NULL || PyDict_SetItem(dict, st->threads[T_CURRENT_KEY], h->thread) < 0) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_RuntimeError, "pyconc: no thread state dict");
-        result = capture_exception(st);
+        result = pcm_capture_exception(st);
     } else {
         PyObject *ret = PyObject_Call(h->func, h->args, h->kwargs);
         if (ret != NULL) {
@@ -398,29 +398,59 @@ static void *thread_main(void *arg)
             Py_DECREF(ret);
         }
         if (result == NULL)
-            result = capture_exception(st);
-    }
-    if (result == NULL) {
-        /* Could not even build an Err: report it here, deliver Err(None). */
-        PyErr_WriteUnraisable(h->func);
-        result = pcm_err(st, Py_None);
-        if (result == NULL) {
-            PyErr_Clear();
-            result = Py_NewRef(Py_None);
-        }
+            result = pcm_capture_exception(st);
     }
     /* Release f and its arguments now: they may hold resources (channel
      * endpoints whose drop disconnects) that must not outlive the run. */
     PyObject *func = h->func, *args = h->args, *kwargs = h->kwargs;
     h->func = h->args = h->kwargs = NULL;
-    h->result = result;
-    pcc_event_set(&h->done); /* release: publishes result */
+    pcm_handle_complete((PyObject *)h, result);
     Py_XDECREF(func);
     Py_XDECREF(args);
     Py_XDECREF(kwargs);
     Py_DECREF(h);
     PyGILState_Release(g);
     return NULL;
+}
+
+PyObject *pcm_capture_exception(pcm_state *st)
+{
+    PyObject *err = capture_exception_raw(st);
+    if (err == NULL) {
+        PyErr_WriteUnraisable(NULL);
+        err = pcm_err(st, Py_None);
+        if (err == NULL) {
+            PyErr_Clear();
+            err = Py_NewRef(Py_None);
+        }
+    }
+    return err;
+}
+
+static HandleObject *handle_alloc(pcm_state *st, PyObject *thread)
+{
+    HandleObject *h = PyObject_GC_New(HandleObject, (PyTypeObject *)st->threads[T_HANDLE_TYPE]);
+    if (h == NULL)
+        return NULL;
+    h->thread = Py_NewRef(thread);
+    h->func = h->args = h->kwargs = NULL;
+    h->result = NULL;
+    pcc_event_init(&h->done);
+    atomic_init(&h->joined, 0);
+    PyObject_GC_Track(h);
+    return h;
+}
+
+PyObject *pcm_handle_new_pending(pcm_state *st, PyObject *thread)
+{
+    return (PyObject *)handle_alloc(st, thread);
+}
+
+void pcm_handle_complete(PyObject *handle, PyObject *result)
+{
+    HandleObject *h = (HandleObject *)handle;
+    h->result = result;
+    pcc_event_set(&h->done); /* release: publishes result */
 }
 
 /* Start a thread running func(*args, **kwargs).  Returns a new reference to
@@ -436,19 +466,13 @@ static PyObject *spawn_impl(pcm_state *st, PyObject *func, PyObject *args, PyObj
     PyObject *thread = thread_new_object(st, name);
     if (thread == NULL)
         return NULL;
-    HandleObject *h = PyObject_GC_New(HandleObject, (PyTypeObject *)st->threads[T_HANDLE_TYPE]);
-    if (h == NULL) {
-        Py_DECREF(thread);
+    HandleObject *h = handle_alloc(st, thread);
+    Py_DECREF(thread);
+    if (h == NULL)
         return NULL;
-    }
-    h->thread = thread;
     h->func = Py_NewRef(func);
     h->args = Py_NewRef(args);
     h->kwargs = Py_XNewRef(kwargs);
-    h->result = NULL;
-    pcc_event_init(&h->done);
-    atomic_init(&h->joined, 0);
-    PyObject_GC_Track(h);
 
     boot_t *boot = PyMem_RawMalloc(sizeof *boot);
     if (boot == NULL) {
@@ -552,7 +576,7 @@ static PyObject *mod_spawn_builder(PyObject *module, PyObject *const *args, Py_s
 
 static PyObject *mod_current(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *t = current_thread(pcm_state_of_module(module));
+    PyObject *t = pcm_current_thread(pcm_state_of_module(module));
     return Py_XNewRef(t);
 }
 
@@ -571,7 +595,7 @@ static PyObject *mod_park(PyObject *module, PyObject *args, PyObject *kwargs)
     pcc_deadline_t deadline;
     if (pcm_deadline_from_timeout(timeout, &deadline) < 0)
         return NULL;
-    PyObject *me = current_thread(pcm_state_of_module(module));
+    PyObject *me = pcm_current_thread(pcm_state_of_module(module));
     if (me == NULL)
         return NULL;
     Py_INCREF(me); /* keep the parker alive while we sleep on it */
