@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -18,6 +19,13 @@ from typing import Any, Callable, Iterator, List
 import pytest
 
 import pyconc
+
+def stress_scale(n: int, minimum: int = 1) -> int:
+    """Scale a stress-test count by PYCONC_STRESS_SCALE (CI's sanitizer run
+    sets 0.1: the same shape of test, fewer operations)."""
+    f = float(os.environ.get("PYCONC_STRESS_SCALE", "1"))
+    return max(minimum, int(n * f))
+
 
 # The promise is 100 ms; CI machines are shared and noisy, so the tests
 # allow this much on top before failing.

@@ -185,12 +185,37 @@ PyObject *pcm_current_thread(pcm_state *st)
 
 /* ---- JoinHandle --------------------------------------------------------- */
 
+/* The completion event lives apart from the handle, refcounted by the
+ * handle and the running thread, so the thread can set it after giving up
+ * the GIL (the joiner then wakes to a free GIL instead of waking only to
+ * block on it) even if the handle has been freed by then. */
+typedef struct {
+    _Atomic uint32_t refs;
+    pcc_event ev;
+} pcm_done;
+
+static pcm_done *done_new(void)
+{
+    pcm_done *d = PyMem_RawMalloc(sizeof *d);
+    if (d != NULL) {
+        atomic_init(&d->refs, 1);
+        pcc_event_init(&d->ev);
+    }
+    return d;
+}
+
+static void done_decref(pcm_done *d)
+{
+    if (d != NULL && atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) == 1)
+        PyMem_RawFree(d);
+}
+
 typedef struct {
     PyObject_HEAD
     PyObject *thread;          /* ThreadObject */
     PyObject *func, *args, *kwargs; /* cleared by the thread when it ends */
     PyObject *result;          /* Ok/Err, written once before `done` is set */
-    pcc_event done;
+    pcm_done *done;
     _Atomic int joined;        /* join() returned the result at least once */
 } HandleObject;
 
@@ -201,7 +226,7 @@ static int handle_traverse(HandleObject *self, visitproc visit, void *arg)
     Py_VISIT(self->func);
     Py_VISIT(self->args);
     Py_VISIT(self->kwargs);
-    if (pcc_event_is_set(&self->done))
+    if (pcc_event_is_set(&self->done->ev))
         Py_VISIT(self->result);
     return 0;
 }
@@ -224,6 +249,7 @@ static void handle_dealloc(HandleObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     handle_clear(self);
+    done_decref(self->done);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -237,7 +263,7 @@ static int join_op(void *arg, pcc_deadline_t deadline)
  * or NULL with an exception set (timeout, Ctrl-C, self-join). */
 static PyObject *handle_join_impl(HandleObject *self, pcc_deadline_t deadline)
 {
-    if (!pcc_event_is_set(&self->done)) {
+    if (!pcc_event_is_set(&self->done->ev)) {
         pcm_state *st = pcm_state_of_type(Py_TYPE(self));
         if (st == NULL)
             return NULL;
@@ -248,7 +274,7 @@ static PyObject *handle_join_impl(HandleObject *self, pcc_deadline_t deadline)
             PyErr_SetString(st->DeadlockError, "a thread cannot join itself");
             return NULL;
         }
-        int rc = pcm_wait(join_op, &self->done, deadline);
+        int rc = pcm_wait(join_op, &self->done->ev, deadline);
         if (rc == PCM_RAISED)
             return NULL;
         if (rc == -ETIMEDOUT) {
@@ -290,7 +316,7 @@ static PyObject *handle_join(HandleObject *self, PyObject *const *args, Py_ssize
 
 static PyObject *handle_is_finished(HandleObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return PyBool_FromLong(pcc_event_is_set(&self->done));
+    return PyBool_FromLong(pcc_event_is_set(&self->done->ev));
 }
 
 static PyObject *handle_get_thread(HandleObject *self, void *Py_UNUSED(c))
@@ -305,7 +331,7 @@ static PyObject *handle_get_joined(HandleObject *self, void *Py_UNUSED(c))
 
 static PyObject *handle_repr(HandleObject *self)
 {
-    int done = pcc_event_is_set(&self->done);
+    int done = pcc_event_is_set(&self->done->ev);
     return PyUnicode_FromFormat("JoinHandle(%R, %s)", self->thread,
                                 done ? "finished" : "running");
 }
@@ -379,9 +405,22 @@ static void *thread_main(void *arg)
 {
     boot_t boot = *(boot_t *)arg;
     PyMem_RawFree(arg);
-    PyGILState_STATE g = PyGILState_Ensure();
+    /* A cached native thread keeps its thread state between jobs (creating
+     * one costs more than the rest of a short spawn); each job gets a clean
+     * one: an empty thread-state dict (threading.local, current()) and a
+     * fresh contextvars Context. */
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    if (ts != NULL)
+        PyEval_RestoreThread(ts);
+    else
+        (void)PyGILState_Ensure();
     atomic_fetch_sub_explicit(&starting, 1, memory_order_release);
     pcc_wake_all(&starting);
+    PyObject *ctx = PyContext_New();
+    if (ctx == NULL || PyContext_Enter(ctx) < 0) {
+        Py_CLEAR(ctx);
+        PyErr_WriteUnraisable(NULL);
+    }
 
     HandleObject *h = boot.handle;
     pcm_state *st = boot.st;
@@ -404,13 +443,38 @@ static void *thread_main(void *arg)
      * endpoints whose drop disconnects) that must not outlive the run. */
     PyObject *func = h->func, *args = h->args, *kwargs = h->kwargs;
     h->func = h->args = h->kwargs = NULL;
-    pcm_handle_complete((PyObject *)h, result);
+    h->result = result; /* published by the event set below */
+    pcm_done *done = h->done;
+    atomic_fetch_add_explicit(&done->refs, 1, memory_order_relaxed);
     Py_XDECREF(func);
     Py_XDECREF(args);
     Py_XDECREF(kwargs);
     Py_DECREF(h);
-    PyGILState_Release(g);
+    if (ctx != NULL) {
+        if (PyContext_Exit(ctx) < 0)
+            PyErr_WriteUnraisable(NULL);
+        Py_DECREF(ctx);
+    }
+    dict = PyThreadState_GetDict();
+    if (dict != NULL)
+        PyDict_Clear(dict);
+    PyErr_Clear();
+    (void)PyEval_SaveThread();
+    /* Without the GIL now: joiners wake to a free GIL. */
+    pcc_event_set(&done->ev); /* release: publishes result */
+    done_decref(done);
     return NULL;
+}
+
+/* The core's exit hook: the native thread is about to end; delete the
+ * thread state it kept between jobs. */
+static void thread_exit_hook(void)
+{
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    if (ts == NULL)
+        return;
+    PyEval_RestoreThread(ts);
+    PyGILState_Release(PyGILState_UNLOCKED);
 }
 
 PyObject *pcm_capture_exception(pcm_state *st)
@@ -435,9 +499,14 @@ static HandleObject *handle_alloc(pcm_state *st, PyObject *thread)
     h->thread = Py_NewRef(thread);
     h->func = h->args = h->kwargs = NULL;
     h->result = NULL;
-    pcc_event_init(&h->done);
+    h->done = done_new();
     atomic_init(&h->joined, 0);
     PyObject_GC_Track(h);
+    if (h->done == NULL) {
+        Py_DECREF(h);
+        PyErr_NoMemory();
+        return NULL;
+    }
     return h;
 }
 
@@ -450,7 +519,7 @@ void pcm_handle_complete(PyObject *handle, PyObject *result)
 {
     HandleObject *h = (HandleObject *)handle;
     h->result = result;
-    pcc_event_set(&h->done); /* release: publishes result */
+    pcc_event_set(&h->done->ev); /* release: publishes result */
 }
 
 /* Start a thread running func(*args, **kwargs).  Returns a new reference to
@@ -721,5 +790,6 @@ int pcm_threads_init(PyObject *module, pcm_state *st)
         return -1;
     if ((st->threads[T_CURRENT_KEY] = PyUnicode_InternFromString("pyconc.current_thread")) == NULL)
         return -1;
+    pcc_thread_set_exit_hook(thread_exit_hook);
     return PyModule_AddFunctions(module, thread_functions);
 }

@@ -7,7 +7,11 @@
 static int seconds_to_ns(PyObject *obj, const char *what, int64_t *ns)
 {
     double secs;
-    if (PyLong_CheckExact(obj) || PyLong_Check(obj)) {
+    if (PyBool_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a number of seconds or None, not bool", what);
+        return -1;
+    }
+    if (PyLong_Check(obj)) {
         int overflow = 0;
         long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
         if (v == -1 && PyErr_Occurred())
@@ -23,7 +27,7 @@ static int seconds_to_ns(PyObject *obj, const char *what, int64_t *ns)
         *ns = (int64_t)v * 1000000000;
         return 0;
     }
-    if (PyBool_Check(obj) || !(PyFloat_Check(obj) || PyNumber_Check(obj))) {
+    if (!(PyFloat_Check(obj) || PyNumber_Check(obj))) {
         PyErr_Format(PyExc_TypeError, "%s must be a number of seconds or None, not %.100s",
                      what, Py_TYPE(obj)->tp_name);
         return -1;

@@ -141,8 +141,37 @@ static void test_spawn_blocks_async_signals(void)
     CHECK(b > a);
 }
 
+/* The idle-thread cache: many short spawns, some concurrent, every job
+ * runs exactly once. */
+#define JOBS 2000
+static _Atomic int jobs_run;
+static _Atomic int job_seen[JOBS];
+static void *count_job(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    CHECK(atomic_fetch_add(&job_seen[i], 1) == 0);
+    atomic_fetch_add(&jobs_run, 1);
+    return NULL;
+}
+
+static void test_thread_cache_runs_every_job_once(void)
+{
+    atomic_store(&jobs_run, 0);
+    for (int i = 0; i < JOBS; i++) {
+        CHECK(pcc_thread_spawn(count_job, (void *)(intptr_t)i, 0) == 0);
+        if (i % 3 == 0) /* sometimes wait, so idle threads get reused */
+            while (atomic_load(&jobs_run) <= i)
+                pcc_thread_yield();
+    }
+    while (atomic_load(&jobs_run) != JOBS)
+        pcc_thread_yield();
+    for (int i = 0; i < JOBS; i++)
+        CHECK(atomic_load(&job_seen[i]) == 1);
+}
+
 int main(void)
 {
+    test_thread_cache_runs_every_job_once();
     test_unpark_before_park();
     test_timeout_is_honoured();
     test_ping_pong();

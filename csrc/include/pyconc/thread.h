@@ -8,14 +8,21 @@
 typedef void *(*pcc_thread_fn)(void *arg);
 
 /* Start a detached native thread running fn(arg).  stack_size 0 means the
- * platform default; otherwise it is rounded up to the page size and must be
- * at least PCC_MIN_STACK.  The new thread blocks asynchronous signals
+ * platform default, and then an idle thread left by an earlier spawn may
+ * run fn instead of a new one (thread.c: the idle-thread cache); otherwise
+ * the size is rounded up to the page size and must be at least
+ * PCC_MIN_STACK.  The new thread blocks asynchronous signals
  * (SIGINT, SIGTERM, ...), so the process's signals are delivered to threads
  * that can run their handlers and waits in the main thread are interrupted
  * promptly.  Returns 0, -EINVAL (bad stack size), -EAGAIN/-ENOMEM (no
  * resources). */
 #define PCC_MIN_STACK (64 * 1024)
 int pcc_thread_spawn(pcc_thread_fn fn, void *arg, size_t stack_size);
+
+/* Called on a spawned thread right before it exits (after its last job;
+ * a cached thread may run several).  The binding uses it to delete the
+ * thread state it keeps between jobs.  Set once, before spawning. */
+void pcc_thread_set_exit_hook(void (*hook)(void));
 
 /* Number of CPUs this process may run on (sched_getaffinity), at least 1. */
 int pcc_available_parallelism(void);
