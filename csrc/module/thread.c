@@ -217,7 +217,48 @@ typedef struct {
     PyObject *result;          /* Ok/Err, written once before `done` is set */
     pcm_done *done;
     _Atomic int joined;        /* join() returned the result at least once */
+    /* Done-callbacks (the async bridge: `await handle`).  `cb_lock` guards
+     * `callbacks` and `fired`; it is a spin lock held only for a list
+     * append/steal, never while calling Python code. */
+    _Atomic int cb_lock;
+    int fired;                 /* the callbacks have been (or are being) called */
+    PyObject *callbacks;       /* list of callables, or NULL */
 } HandleObject;
+
+static void cb_lock(HandleObject *h)
+{
+    pcc_backoff b = {0};
+    int expected = 0;
+    while (!atomic_compare_exchange_weak_explicit(&h->cb_lock, &expected, 1,
+                                                  memory_order_acquire, memory_order_relaxed)) {
+        expected = 0;
+        pcc_backoff_snooze(&b);
+    }
+}
+
+static void cb_unlock(HandleObject *h)
+{
+    atomic_store_explicit(&h->cb_lock, 0, memory_order_release);
+}
+
+/* Call every done-callback with the result (GIL held, result set). */
+static void fire_callbacks(HandleObject *h)
+{
+    cb_lock(h);
+    PyObject *cbs = h->callbacks;
+    h->callbacks = NULL;
+    h->fired = 1;
+    cb_unlock(h);
+    if (cbs == NULL)
+        return;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(cbs); i++) {
+        PyObject *r = PyObject_CallOneArg(PyList_GET_ITEM(cbs, i), h->result);
+        if (r == NULL)
+            PyErr_WriteUnraisable(PyList_GET_ITEM(cbs, i));
+        Py_XDECREF(r);
+    }
+    Py_DECREF(cbs);
+}
 
 static int handle_traverse(HandleObject *self, visitproc visit, void *arg)
 {
@@ -226,6 +267,7 @@ static int handle_traverse(HandleObject *self, visitproc visit, void *arg)
     Py_VISIT(self->func);
     Py_VISIT(self->args);
     Py_VISIT(self->kwargs);
+    Py_VISIT(self->callbacks);
     if (pcc_event_is_set(&self->done->ev))
         Py_VISIT(self->result);
     return 0;
@@ -240,6 +282,7 @@ static int handle_clear(HandleObject *self)
     Py_CLEAR(self->func);
     Py_CLEAR(self->args);
     Py_CLEAR(self->kwargs);
+    Py_CLEAR(self->callbacks);
     Py_CLEAR(self->result);
     return 0;
 }
@@ -319,6 +362,38 @@ static PyObject *handle_is_finished(HandleObject *self, PyObject *Py_UNUSED(igno
     return PyBool_FromLong(pcc_event_is_set(&self->done->ev));
 }
 
+static PyObject *handle_add_done_callback(HandleObject *self, PyObject *fn)
+{
+    if (!PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "the callback must be callable");
+        return NULL;
+    }
+    cb_lock(self);
+    if (!self->fired) {
+        int rc = 0;
+        if (self->callbacks == NULL)
+            self->callbacks = PyList_New(0);
+        rc = self->callbacks == NULL ? -1 : PyList_Append(self->callbacks, fn);
+        cb_unlock(self);
+        if (rc < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    cb_unlock(self);
+    /* Already finished: the result is set (fired happens after). */
+    return PyObject_CallOneArg(fn, self->result);
+}
+
+static PyObject *handle_await(HandleObject *self)
+{
+    PyObject *aio = PyImport_ImportModule("pyconc._aio");
+    if (aio == NULL)
+        return NULL;
+    PyObject *gen = PyObject_CallMethod(aio, "_await_handle", "O", (PyObject *)self);
+    Py_DECREF(aio);
+    return gen;
+}
+
 static PyObject *handle_get_thread(HandleObject *self, void *Py_UNUSED(c))
 {
     return Py_NewRef(self->thread);
@@ -327,6 +402,16 @@ static PyObject *handle_get_thread(HandleObject *self, void *Py_UNUSED(c))
 static PyObject *handle_get_joined(HandleObject *self, void *Py_UNUSED(c))
 {
     return PyBool_FromLong(atomic_load_explicit(&self->joined, memory_order_relaxed));
+}
+
+static int handle_set_joined(HandleObject *self, PyObject *value, void *Py_UNUSED(c))
+{
+    if (value != Py_True) {
+        PyErr_SetString(PyExc_ValueError, "_joined can only be set to True");
+        return -1;
+    }
+    atomic_store_explicit(&self->joined, 1, memory_order_relaxed);
+    return 0;
 }
 
 static PyObject *handle_repr(HandleObject *self)
@@ -344,6 +429,10 @@ static PyMethodDef handle_methods[] = {
      "timeout passes first; the thread keeps running.  Joining again returns\n"
      "the same Result.  The GIL is released while waiting and Ctrl-C\n"
      "interrupts the wait."},
+    {"_add_done_callback", (PyCFunction)handle_add_done_callback, METH_O,
+     "_add_done_callback(fn)\n--\n\nCall fn(result) once the work finished (at once if it has);\n"
+     "fn runs on the finishing thread, so it must only hand the result over\n"
+     "(e.g. loop.call_soon_threadsafe)."},
     {"is_finished", (PyCFunction)handle_is_finished, METH_NOARGS,
      "is_finished()\n--\n\nTrue once the thread has finished running its function."},
     {NULL, NULL, 0, NULL},
@@ -351,7 +440,7 @@ static PyMethodDef handle_methods[] = {
 
 static PyGetSetDef handle_getset[] = {
     {"thread", (getter)handle_get_thread, NULL, "The Thread this handle joins.", NULL},
-    {"_joined", (getter)handle_get_joined, NULL, "True once join() returned the result.", NULL},
+    {"_joined", (getter)handle_get_joined, (setter)handle_set_joined, "True once join() returned the result.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -365,6 +454,7 @@ static PyType_Slot handle_slots[] = {
     {Py_tp_repr, handle_repr},
     {Py_tp_methods, handle_methods},
     {Py_tp_getset, handle_getset},
+    {Py_am_await, handle_await},
     {0, NULL},
 };
 
@@ -444,6 +534,7 @@ static void *thread_main(void *arg)
     PyObject *func = h->func, *args = h->args, *kwargs = h->kwargs;
     h->func = h->args = h->kwargs = NULL;
     h->result = result; /* published by the event set below */
+    fire_callbacks(h);
     pcm_done *done = h->done;
     atomic_fetch_add_explicit(&done->refs, 1, memory_order_relaxed);
     Py_XDECREF(func);
@@ -501,6 +592,9 @@ static HandleObject *handle_alloc(pcm_state *st, PyObject *thread)
     h->result = NULL;
     h->done = done_new();
     atomic_init(&h->joined, 0);
+    atomic_init(&h->cb_lock, 0);
+    h->fired = 0;
+    h->callbacks = NULL;
     PyObject_GC_Track(h);
     if (h->done == NULL) {
         Py_DECREF(h);
@@ -520,6 +614,7 @@ void pcm_handle_complete(PyObject *handle, PyObject *result)
     HandleObject *h = (HandleObject *)handle;
     h->result = result;
     pcc_event_set(&h->done->ev); /* release: publishes result */
+    fire_callbacks(h);
 }
 
 /* Start a thread running func(*args, **kwargs).  Returns a new reference to
