@@ -1,0 +1,106 @@
+"""``python -m benchmarks``: run every comparison and write the report.
+
+    python -m benchmarks            full run (several minutes)
+    python -m benchmarks --quick    smaller sizes, fewer repeats (under a minute)
+    python -m benchmarks threads channels     only these areas
+
+Writes ``benchmarks/results/RESULTS.md`` (every table: ratio against each
+standard-library or numpy counterpart, with machine and versions), one
+``<area>.md`` per area, and PNG plots ``benchmarks/results/<area>.png``
+(ratios per case, log scale; needs matplotlib from the ``bench`` extra).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+from typing import List
+
+from ._harness import RESULTS, Bench, machine_line
+
+AREAS = ["threads", "channels", "sync", "parallel", "aio"]
+
+
+def _progress(i: int, n: int, label: str, t0: float) -> None:
+    width = 30
+    done = int(width * i / n)
+    bar = "#" * done + "-" * (width - done)
+    sys.stderr.write(f"\r[{bar}] {i}/{n} {label:<12s} {time.monotonic() - t0:6.1f}s")
+    sys.stderr.flush()
+    if i == n:
+        sys.stderr.write("\n")
+
+
+def plot(bench: Bench) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = [(f"{c.name} vs {b}", c.ratio(b), c.target[1] if c.target and c.target[0] == b else None)
+            for c in bench.cases for b in c.baselines]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(10, 0.35 * len(rows) + 1.2))
+    ys = list(range(len(rows)))[::-1]
+    colors = ["tab:green" if r < 1 else "tab:red" for _, r, _ in rows]
+    ax.barh(ys, [r for _, r, _ in rows], color=colors)
+    for y, (_, _, tgt) in zip(ys, rows):
+        if tgt is not None:
+            ax.plot([tgt, tgt], [y - 0.4, y + 0.4], color="black", linewidth=2)
+    ax.axvline(1.0, color="gray", linestyle="--")
+    ax.set_xscale("log")
+    ax.set_yticks(ys)
+    ax.set_yticklabels([n for n, _, _ in rows], fontsize=7)
+    ax.set_xlabel("pyconc time / baseline time (log; < 1 = pyconc faster; black tick = target)")
+    ax.set_title(bench.title)
+    fig.tight_layout()
+    path = os.path.join(RESULTS, f"{bench.name}.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: List[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("areas", nargs="*", help=f"areas to run (default: all of {AREAS})")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    a = p.parse_args(argv)
+    areas = a.areas or AREAS
+    for ar in areas:
+        if ar not in AREAS:
+            p.error(f"unknown area {ar!r}; choose from {AREAS}")
+    os.makedirs(RESULTS, exist_ok=True)
+    t0 = time.monotonic()
+    benches: List[Bench] = []
+    for i, area in enumerate(areas):
+        _progress(i, len(areas), area, t0)
+        try:
+            mod = importlib.import_module(f"benchmarks.bench_{area}")
+        except ImportError as e:
+            print(f"\n(skipping {area}: {e})", file=sys.stderr)
+            continue
+        out = mod.run(quick=a.quick, write=True)
+        benches.extend(out if isinstance(out, list) else [out])
+    _progress(len(areas), len(areas), "done", t0)
+    lines = ["# pyconc benchmark results", "", machine_line(), "",
+             f"Mode: {'quick' if a.quick else 'full'}; produced by `python -m benchmarks"
+             f"{' --quick' if a.quick else ''}` in {time.monotonic() - t0:.0f} s.", ""]
+    for b in benches:
+        png = plot(b)
+        lines.append(b.markdown().replace("# ", "## ", 1))
+        if png:
+            lines.append(f"![{b.title}]({os.path.basename(png)})\n")
+    path = os.path.join(RESULTS, "RESULTS.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    print(f"wrote {os.path.relpath(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
