@@ -5,10 +5,15 @@
  * Why a lock and not crossbeam's lock-free array/list: under CPython's GIL
  * only one thread runs Python at a time, so the lock is almost never
  * contended and a lock-free ring would buy nothing but extra atomics per
- * message; on free-threaded builds with 2 cores measured throughput was
- * dominated by the handoff (futex wake) anyway.  The lock also makes the
- * rendezvous flavour, disconnect and select registration trivially
- * linearizable.  Blocked operations never hold the lock while parked.
+ * message.  Measured on the 2-core dev box (GIL build): a non-blocking
+ * send+recv pair costs ~36-39 ns from Python, below SimpleQueue's ~56 ns,
+ * and the threaded cases are dominated by GIL handoffs and futex wakes
+ * (~2 context switches per message when a bounded(1) channel alternates),
+ * not by this lock.  A lock-free ring was not built to compare; on
+ * free-threaded builds with many cores it may win and can replace the
+ * storage behind the same API.  The lock also makes the rendezvous
+ * flavour, disconnect and select registration trivially linearizable.
+ * Blocked operations never hold the lock while parked.
  */
 #include "pyconc/channel.h"
 #include "pyconc/thread.h"
