@@ -37,6 +37,34 @@ def test_join_returns_err_when_the_thread_fails():
 # ---------------------------------------------------------------------------
 
 
+def test_message_passing_spawned_thread_receives_42():
+    from pyconc.tour.s30_message_passing import example
+
+    assert example() == ["main thread sent 42", "spawned thread received 42"]
+
+
+def test_message_passing_recv_is_err_when_the_sender_is_dropped():
+    sender, receiver = pyconc.channel()
+    handle = pyconc.spawn(receiver.recv)
+    sender.close()
+    match handle.join(timeout=5):
+        case Err(err):
+            assert isinstance(err, pyconc.RecvError)
+        case Ok(v):
+            raise AssertionError(f"expected Err, got Ok({v!r})")
+
+
+def test_message_passing_send_is_err_when_the_receiver_is_dropped():
+    sender, receiver = pyconc.channel()
+    receiver.close()
+    try:
+        sender.send(42)
+    except pyconc.SendError as err:
+        assert err.value == 42
+    else:
+        raise AssertionError("send to a dropped receiver succeeded")
+
+
 # ---------------------------------------------------------------------------
 # Concurrency Patterns: Mutexes and Locks                     [sync area]
 # ---------------------------------------------------------------------------
@@ -47,6 +75,20 @@ def test_join_returns_err_when_the_thread_fails():
 # ---------------------------------------------------------------------------
 
 
+def test_deadline_worker_completes_three_tasks_and_the_last_is_after_the_deadline():
+    from pyconc.tour.s50_channels import example
+
+    # The article's 3, 5, 7, 4 seconds scaled to 0.15, 0.25, 0.35, 0.2 s.
+    lines = example(scale=0.05)
+    assert len(lines) == 7
+    for i in (0, 2, 4):
+        assert lines[i].startswith("Worker received a task. Deadline in ")
+        assert lines[i + 1] == "Task completed!"
+    remaining = [float(lines[i].rsplit(" ", 1)[1].rstrip("s.")) for i in (0, 2, 4)]
+    assert 0.0 < remaining[0] <= 0.15 and 0.0 < remaining[1] <= 0.1 and 0.0 < remaining[2] <= 0.1
+    assert lines[6] == "Worker received a task after the deadline!"
+
+
 # ---------------------------------------------------------------------------
 # Concurrency Patterns: Arc (three files, Arc<Mutex<Vec>>)    [sync area]
 # ---------------------------------------------------------------------------
@@ -55,6 +97,19 @@ def test_join_returns_err_when_the_thread_fails():
 # ---------------------------------------------------------------------------
 # Error Handling in Concurrent Code                           [channels area]
 # ---------------------------------------------------------------------------
+
+
+def test_error_handling_join_ok_then_recv_prints_the_result():
+    from pyconc.tour.s70_error_handling import example
+
+    assert example() == "Result: 42"
+
+
+def test_error_handling_failed_send_travels_back_through_join_as_err_with_value():
+    from pyconc.tour.s70_error_handling import example
+
+    msg = example(receiver_gone=True)
+    assert msg.startswith("Error sending result: SendError(") and msg.endswith("(value 42)")
 
 
 # ---------------------------------------------------------------------------

@@ -1,9 +1,678 @@
-/* pyconc binding: the channels area (placeholder until the area lands). */
-#include "module.h"
+/* pyconc binding: channel(), sync_channel(), Sender, Receiver and the
+ * try_iter iterator.  The algorithm lives in csrc/core/channel.c; this file
+ * only moves references and turns codes into exceptions.
+ *
+ * Reference ownership: a queued message is one strong reference owned by
+ * the channel.  send() takes a new reference before offering the pointer
+ * and drops it again (GIL held) if the send fails; recv() hands the
+ * channel's reference to the caller.  No PyObject is touched while the GIL
+ * is released.
+ */
+#include "channel.h"
+
+#include <string.h>
+
+void pcm_chan_decref_msg(void *msg, void *ctx)
+{
+    (void)ctx;
+    Py_DECREF((PyObject *)msg);
+}
+
+PyObject *pcm_chan_closed_error(PyObject *self)
+{
+    pcm_state *st = pcm_state_of_type(Py_TYPE(self));
+    if (st != NULL) {
+        const char *name = strrchr(Py_TYPE(self)->tp_name, '.');
+        PyErr_Format(st->UseAfterDrop, "this %s was closed", name ? name + 1 : Py_TYPE(self)->tp_name);
+    }
+    return NULL;
+}
+
+#define CHECK_OPEN(self)                                                          \
+    do {                                                                          \
+        if (atomic_load_explicit(&(self)->closed, memory_order_acquire))           \
+            return pcm_chan_closed_error((PyObject *)(self));                     \
+    } while (0)
+
+/* Returns a new reference, or NULL with an exception set. */
+static PyObject *end_new(PyTypeObject *tp, pcc_chan *ch)
+{
+    pcm_chan_end *self = PyObject_GC_New(pcm_chan_end, tp);
+    if (self == NULL)
+        return NULL;
+    self->ch = ch;
+    atomic_init(&self->closed, 0);
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static int is_sender(pcm_chan_end *self)
+{
+    pcm_state *st = pcm_state_of_type(Py_TYPE(self));
+    return st && (PyObject *)Py_TYPE(self) == st->channels[PCM_CH_SENDER];
+}
+
+/* Drop this handle's endpoint once.  Returns 1 if this call closed it. */
+static int end_close_once(pcm_chan_end *self, int sender)
+{
+    if (atomic_exchange_explicit(&self->closed, 1, memory_order_acq_rel))
+        return 0;
+    if (sender)
+        pcc_chan_drop_sender(self->ch);
+    else
+        pcc_chan_drop_receiver(self->ch, pcm_chan_decref_msg, NULL);
+    return 1;
+}
+
+static int end_traverse(pcm_chan_end *self, visitproc visit, void *arg)
+{
+    /* Queued messages are owned by the channel, which several handles
+     * share; visiting them from each handle would mislead the GC, so they
+     * are not traversed (like a C queue, a cycle through a queued message
+     * lives until the message is received or the channel dies). */
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static void end_dealloc_common(pcm_chan_end *self, int sender)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    end_close_once(self, sender);
+    pcc_chan_decref(self->ch, pcm_chan_decref_msg, NULL);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static void sender_dealloc(pcm_chan_end *self)
+{
+    end_dealloc_common(self, 1);
+}
+
+static void receiver_dealloc(pcm_chan_end *self)
+{
+    end_dealloc_common(self, 0);
+}
+
+static PyObject *flavour_str(pcc_chan *ch)
+{
+    switch (pcc_chan_kind_of(ch)) {
+    case PCC_CHAN_UNBOUNDED:
+        return PyUnicode_FromString("unbounded");
+    case PCC_CHAN_BOUNDED:
+        return PyUnicode_FromFormat("bounded(%zu)", pcc_chan_capacity(ch));
+    default:
+        return PyUnicode_FromString("rendezvous");
+    }
+}
+
+static PyObject *end_repr_common(pcm_chan_end *self, int sender)
+{
+    const char *name = sender ? "Sender" : "Receiver";
+    PyObject *fl = flavour_str(self->ch), *r;
+    if (fl == NULL)
+        return NULL;
+    if (atomic_load(&self->closed))
+        r = PyUnicode_FromFormat("%s<%U, closed>", name, fl);
+    else if (sender)
+        r = PyUnicode_FromFormat("%s<%U, queued=%zu, receivers=%zu>", name, fl,
+                                 pcc_chan_len(self->ch), pcc_chan_receivers(self->ch));
+    else
+        r = PyUnicode_FromFormat("%s<%U, queued=%zu, senders=%zu>", name, fl,
+                                 pcc_chan_len(self->ch), pcc_chan_senders(self->ch));
+    Py_DECREF(fl);
+    return r;
+}
+
+static PyObject *sender_repr(pcm_chan_end *self)
+{
+    return end_repr_common(self, 1);
+}
+
+static PyObject *receiver_repr(pcm_chan_end *self)
+{
+    return end_repr_common(self, 0);
+}
+
+/* ---- shared methods ------------------------------------------------------ */
+
+static PyObject *end_clone(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
+{
+    CHECK_OPEN(self);
+    int sender = is_sender(self);
+    int rc = sender ? pcc_chan_add_sender(self->ch) : pcc_chan_add_receiver(self->ch);
+    if (rc < 0) /* closed under us: this side is gone for good */
+        return pcm_chan_closed_error((PyObject *)self);
+    PyObject *copy = end_new(Py_TYPE(self), self->ch);
+    if (copy == NULL) {
+        if (sender)
+            pcc_chan_drop_sender(self->ch);
+        else
+            pcc_chan_drop_receiver(self->ch, pcm_chan_decref_msg, NULL);
+        pcc_chan_decref(self->ch, pcm_chan_decref_msg, NULL);
+    }
+    return copy;
+}
+
+static PyObject *end_deepcopy(pcm_chan_end *self, PyObject *Py_UNUSED(memo))
+{
+    return end_clone(self, NULL);
+}
+
+static PyObject *end_close(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
+{
+    end_close_once(self, is_sender(self));
+    Py_RETURN_NONE;
+}
+
+static PyObject *end_enter(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
+{
+    CHECK_OPEN(self);
+    return Py_NewRef(self);
+}
+
+static PyObject *end_exit(pcm_chan_end *self, PyObject *Py_UNUSED(args))
+{
+    end_close_once(self, is_sender(self));
+    Py_RETURN_FALSE;
+}
+
+static PyObject *end_is_disconnected(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
+{
+    CHECK_OPEN(self);
+    return PyBool_FromLong(pcc_chan_is_disconnected(self->ch));
+}
+
+static PyObject *end_is_closed(pcm_chan_end *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(atomic_load(&self->closed));
+}
+
+static PyObject *end_capacity(pcm_chan_end *self, void *Py_UNUSED(closure))
+{
+    CHECK_OPEN(self);
+    if (pcc_chan_kind_of(self->ch) == PCC_CHAN_UNBOUNDED)
+        Py_RETURN_NONE;
+    return PyLong_FromSize_t(pcc_chan_capacity(self->ch));
+}
+
+static Py_ssize_t end_len(pcm_chan_end *self)
+{
+    if (atomic_load_explicit(&self->closed, memory_order_acquire)) {
+        pcm_chan_closed_error((PyObject *)self);
+        return -1;
+    }
+    return (Py_ssize_t)pcc_chan_len(self->ch);
+}
+
+static int end_bool(pcm_chan_end *Py_UNUSED(self))
+{
+    return 1; /* a handle is a handle, not a container: always truthy */
+}
+
+/* ---- argument parsing ------------------------------------------------------ */
+
+/* f(pos..., timeout=None): `npos` required positionals, then an optional
+ * timeout given by position or keyword.  Returns 0, or -1 with TypeError. */
+static int parse_timeout_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames, Py_ssize_t npos, PyObject **timeout)
+{
+    *timeout = NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs < npos || nargs > npos + 1) {
+        if (nargs < npos)
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument 'value'", fname);
+        else
+            PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional arguments (%zd given)",
+                         fname, npos + 1, nargs);
+        return -1;
+    }
+    if (nargs == npos + 1)
+        *timeout = args[npos];
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        if (!PyUnicode_Check(k) || PyUnicode_CompareWithASCIIString(k, "timeout") != 0) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R", fname, k);
+            return -1;
+        }
+        if (*timeout != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument 'timeout'", fname);
+            return -1;
+        }
+        *timeout = args[nargs + i];
+    }
+    return 0;
+}
+
+/* ---- Sender ------------------------------------------------------------------ */
+
+typedef struct {
+    pcc_chan *ch;
+    void *msg;
+} op_arg;
+
+static int send_op(void *arg, pcc_deadline_t deadline)
+{
+    op_arg *a = arg;
+    return pcc_chan_send(a->ch, a->msg, deadline);
+}
+
+static int recv_op(void *arg, pcc_deadline_t deadline)
+{
+    op_arg *a = arg;
+    return pcc_chan_recv(a->ch, &a->msg, deadline);
+}
+
+/* Turn a failed send's code into its exception; `value` is the message,
+ * whose extra reference (taken for the channel) is dropped here. */
+static PyObject *send_failed(pcm_chan_end *self, int rc, PyObject *value)
+{
+    Py_DECREF(value); /* the caller still holds its own reference */
+    if (rc == PCM_RAISED)
+        return NULL;
+    if (rc == -ENOMEM)
+        return PyErr_NoMemory();
+    pcm_state *st = pcm_state_of_type(Py_TYPE(self));
+    if (st == NULL)
+        return NULL;
+    switch (rc) {
+    case -EPIPE:
+        return pcm_raise_with_value(st->SendError, "sending on a disconnected channel", value);
+    case -EAGAIN:
+        return pcm_raise_with_value(st->Full, "sending on a full channel", value);
+    case -ETIMEDOUT:
+        return pcm_raise_with_value(st->SendTimeoutError, "timed out waiting on send operation",
+                                    value);
+    default:
+        PyErr_Format(PyExc_SystemError, "channel send failed with code %d", rc);
+        return NULL;
+    }
+}
+
+static PyObject *sender_send(pcm_chan_end *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    PyObject *value, *timeout = NULL;
+    if (nargs != 1 || kwnames != NULL) {
+        if (parse_timeout_args("send", args, nargs, kwnames, 1, &timeout) < 0)
+            return NULL;
+    }
+    value = args[0];
+    CHECK_OPEN(self);
+    pcc_deadline_t deadline = PCC_FOREVER;
+    if (timeout != NULL && timeout != Py_None && pcm_deadline_from_timeout(timeout, &deadline) < 0)
+        return NULL;
+    /* Fast path: no blocking, so the GIL stays held (no release/reacquire). */
+    Py_INCREF(value);
+    int rc = pcc_chan_try_send(self->ch, value);
+    if (rc == 0)
+        Py_RETURN_NONE;
+    if (rc == -EAGAIN) {
+        op_arg a = {self->ch, value};
+        rc = pcm_wait(send_op, &a, deadline);
+        if (rc == 0)
+            Py_RETURN_NONE;
+    }
+    return send_failed(self, rc, value);
+}
+
+static PyObject *sender_try_send(pcm_chan_end *self, PyObject *value)
+{
+    CHECK_OPEN(self);
+    Py_INCREF(value);
+    int rc = pcc_chan_try_send(self->ch, value);
+    if (rc == 0)
+        Py_RETURN_NONE;
+    return send_failed(self, rc, value);
+}
+
+/* ---- Receiver ------------------------------------------------------------------ */
+
+/* Returns a new reference, NULL with an exception set, or NULL without one
+ * on disconnect when `stop_on_disconnect` (iteration). */
+static PyObject *recv_common(pcm_chan_end *self, PyObject *timeout, int stop_on_disconnect)
+{
+    CHECK_OPEN(self);
+    pcc_deadline_t deadline = PCC_FOREVER;
+    if (timeout != NULL && timeout != Py_None && pcm_deadline_from_timeout(timeout, &deadline) < 0)
+        return NULL;
+    void *msg;
+    int rc = pcc_chan_try_recv(self->ch, &msg);
+    if (rc == 0)
+        return (PyObject *)msg;
+    if (rc == -EAGAIN) {
+        op_arg a = {self->ch, NULL};
+        rc = pcm_wait(recv_op, &a, deadline);
+        if (rc == 0)
+            return (PyObject *)a.msg;
+    }
+    if (rc == PCM_RAISED)
+        return NULL;
+    if (rc == -EPIPE && stop_on_disconnect)
+        return NULL;
+    pcm_state *st = pcm_state_of_type(Py_TYPE(self));
+    if (st == NULL)
+        return NULL;
+    if (rc == -EPIPE)
+        PyErr_SetString(st->RecvError, "receiving on an empty and disconnected channel");
+    else if (rc == -ETIMEDOUT)
+        PyErr_SetString(st->RecvTimeoutError, "timed out waiting on receive operation");
+    else
+        PyErr_Format(PyExc_SystemError, "channel recv failed with code %d", rc);
+    return NULL;
+}
+
+static PyObject *receiver_recv(pcm_chan_end *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    PyObject *timeout = NULL;
+    if ((nargs != 0 || kwnames != NULL) &&
+        parse_timeout_args("recv", args, nargs, kwnames, 0, &timeout) < 0)
+        return NULL;
+    return recv_common(self, timeout, 0);
+}
+
+/* Returns a new reference; NULL with Empty/RecvError set; or, when
+ * `quiet`, NULL without an exception for both (try_iter). */
+static PyObject *try_recv_common(pcm_chan_end *self, int quiet)
+{
+    CHECK_OPEN(self);
+    void *msg;
+    int rc = pcc_chan_try_recv(self->ch, &msg);
+    if (rc == 0)
+        return (PyObject *)msg;
+    if (quiet)
+        return NULL;
+    pcm_state *st = pcm_state_of_type(Py_TYPE(self));
+    if (st == NULL)
+        return NULL;
+    if (rc == -EAGAIN)
+        PyErr_SetString(st->Empty, "receiving on an empty channel");
+    else
+        PyErr_SetString(st->RecvError, "receiving on an empty and disconnected channel");
+    return NULL;
+}
+
+static PyObject *receiver_try_recv(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
+{
+    return try_recv_common(self, 0);
+}
+
+static PyObject *receiver_iternext(pcm_chan_end *self)
+{
+    return recv_common(self, NULL, 1);
+}
+
+static PyObject *receiver_iter(pcm_chan_end *self)
+{
+    CHECK_OPEN(self);
+    return Py_NewRef(self);
+}
+
+/* ---- TryIter ---------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    pcm_chan_end *rx;
+} TryIterObject;
+
+static PyObject *receiver_try_iter(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
+{
+    CHECK_OPEN(self);
+    pcm_state *st = pcm_state_of_type(Py_TYPE(self));
+    if (st == NULL)
+        return NULL;
+    TryIterObject *it = PyObject_GC_New(TryIterObject, (PyTypeObject *)st->channels[PCM_CH_TRYITER]);
+    if (it == NULL)
+        return NULL;
+    it->rx = (pcm_chan_end *)Py_NewRef(self);
+    PyObject_GC_Track(it);
+    return (PyObject *)it;
+}
+
+static int tryiter_traverse(TryIterObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->rx);
+    return 0;
+}
+
+static int tryiter_clear(TryIterObject *self)
+{
+    Py_CLEAR(self->rx);
+    return 0;
+}
+
+static void tryiter_dealloc(TryIterObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    tryiter_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *tryiter_next(TryIterObject *self)
+{
+    if (self->rx == NULL)
+        return NULL;
+    return try_recv_common(self->rx, 1);
+}
+
+static PyType_Slot tryiter_slots[] = {
+    {Py_tp_doc, "Iterator of Receiver.try_iter(): yields what is queued now, never blocks."},
+    {Py_tp_traverse, tryiter_traverse},
+    {Py_tp_clear, tryiter_clear},
+    {Py_tp_dealloc, tryiter_dealloc},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, tryiter_next},
+    {0, NULL},
+};
+
+static PyType_Spec tryiter_spec = {
+    .name = "pyconc._core.TryIter",
+    .basicsize = sizeof(TryIterObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = tryiter_slots,
+};
+
+/* ---- type specs ------------------------------------------------------------------- */
+
+#define END_COMMON_METHODS(KIND)                                                                 \
+    {"clone", (PyCFunction)end_clone, METH_NOARGS,                                               \
+     "clone()\n--\n\nAnother " KIND " of the same channel (copy.copy does the same)."},          \
+    {"__copy__", (PyCFunction)end_clone, METH_NOARGS, NULL},                                     \
+    {"__deepcopy__", (PyCFunction)end_deepcopy, METH_O, NULL},                                   \
+    {"close", (PyCFunction)end_close, METH_NOARGS,                                               \
+     "close()\n--\n\nDrop this handle (only this one; the channel disconnects when the\n"        \
+     "last " KIND " is gone).  Closing twice is allowed; any other use of a\n"                   \
+     "closed handle raises UseAfterDrop."},                                                      \
+    {"__enter__", (PyCFunction)end_enter, METH_NOARGS, NULL},                                    \
+    {"__exit__", (PyCFunction)end_exit, METH_VARARGS, NULL},                                     \
+    {"is_disconnected", (PyCFunction)end_is_disconnected, METH_NOARGS,                           \
+     "is_disconnected()\n--\n\nTrue once every Sender or every Receiver is gone."}
+
+static PyMethodDef sender_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))sender_send, METH_FASTCALL | METH_KEYWORDS,
+     "send(value, /, timeout=None)\n--\n\n"
+     "Send value, blocking while the channel is full (a rendezvous channel\n"
+     "blocks until a receiver takes it).  Raises SendError once every\n"
+     "Receiver is gone and SendTimeoutError when the timeout passes; both\n"
+     "carry the value back in .value.  Releases the GIL only while it\n"
+     "waits; Ctrl-C interrupts the wait and the value was not sent.\n\n"
+     "    >>> tx, rx = pyconc.channel(); tx.send(1); rx.recv()\n    1"},
+    {"try_send", (PyCFunction)sender_try_send, METH_O,
+     "try_send(value, /)\n--\n\n"
+     "Send without blocking.  Raises Full (channel full, or on a rendezvous\n"
+     "channel no receiver waiting) or SendError (disconnected), both with\n"
+     "the value in .value."},
+    END_COMMON_METHODS("Sender"),
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef receiver_methods[] = {
+    {"recv", (PyCFunction)(void (*)(void))receiver_recv, METH_FASTCALL | METH_KEYWORDS,
+     "recv(timeout=None)\n--\n\n"
+     "Receive the next message, blocking while the channel is empty.\n"
+     "Messages queued before the last Sender went are still delivered;\n"
+     "then RecvError.  RecvTimeoutError when the timeout passes.  Releases\n"
+     "the GIL only while it waits; Ctrl-C interrupts it (nothing is lost).\n\n"
+     "    >>> tx, rx = pyconc.sync_channel(1); tx.send('x'); rx.recv(timeout=1)\n    'x'"},
+    {"try_recv", (PyCFunction)receiver_try_recv, METH_NOARGS,
+     "try_recv()\n--\n\nReceive without blocking: raises Empty (nothing queued, senders\n"
+     "alive) or RecvError (empty and disconnected)."},
+    {"try_iter", (PyCFunction)receiver_try_iter, METH_NOARGS,
+     "try_iter()\n--\n\nAn iterator over the messages queued now; it never blocks and\n"
+     "stops at the first Empty or disconnect.\n\n"
+     "    >>> tx, rx = pyconc.channel(); tx.send(1); tx.send(2); list(rx.try_iter())\n    [1, 2]"},
+    END_COMMON_METHODS("Receiver"),
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef end_getset[] = {
+    {"capacity", (getter)end_capacity, NULL,
+     "The bound of the channel: None if unbounded, 0 for a rendezvous.", NULL},
+    {"closed", (getter)end_is_closed, NULL, "True once this handle was closed.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot sender_slots[] = {
+    {Py_tp_doc,
+     "The sending end of a channel (Rust's Sender/SyncSender; clone() for\n"
+     "more producers).  len() is the number of queued messages; a handle is\n"
+     "always truthy.  Safe to share between threads.\n\n"
+     "    >>> tx, rx = pyconc.sync_channel(4); tx.send('job'); tx\n"
+     "    Sender<bounded(4), queued=1, receivers=1>"},
+    {Py_tp_traverse, end_traverse},
+    {Py_tp_dealloc, sender_dealloc},
+    {Py_tp_repr, sender_repr},
+    {Py_tp_methods, sender_methods},
+    {Py_tp_getset, end_getset},
+    {Py_sq_length, end_len},
+    {Py_nb_bool, end_bool},
+    {0, NULL},
+};
+
+static PyType_Slot receiver_slots[] = {
+    {Py_tp_doc,
+     "The receiving end of a channel (Rust's Receiver; clone() gives MPMC as\n"
+     "in crossbeam).  Iterating blocks for each message and ends when the\n"
+     "channel is empty and every Sender is gone.  When the last Receiver\n"
+     "goes, queued messages are released at once.  A Receiver is its own\n"
+     "iterator (like a file).\n\n"
+     "    >>> tx, rx = pyconc.channel(); tx.send(1); tx.close(); list(rx)\n    [1]"},
+    {Py_tp_traverse, end_traverse},
+    {Py_tp_dealloc, receiver_dealloc},
+    {Py_tp_repr, receiver_repr},
+    {Py_tp_methods, receiver_methods},
+    {Py_tp_getset, end_getset},
+    {Py_tp_iter, receiver_iter},
+    {Py_tp_iternext, receiver_iternext},
+    {Py_sq_length, end_len},
+    {Py_nb_bool, end_bool},
+    {0, NULL},
+};
+
+#define END_FLAGS \
+    (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION)
+
+static PyType_Spec sender_spec = {
+    .name = "pyconc._core.Sender",
+    .basicsize = sizeof(pcm_chan_end),
+    .flags = END_FLAGS,
+    .slots = sender_slots,
+};
+
+static PyType_Spec receiver_spec = {
+    .name = "pyconc._core.Receiver",
+    .basicsize = sizeof(pcm_chan_end),
+    .flags = END_FLAGS,
+    .slots = receiver_slots,
+};
+
+/* ---- constructors ------------------------------------------------------------------ */
+
+/* Returns a new (Sender, Receiver) tuple, or NULL with an exception set. */
+static PyObject *make_pair(PyObject *module, pcc_chan_kind kind, size_t cap)
+{
+    pcm_state *st = pcm_state_of_module(module);
+    pcc_chan *ch = pcc_chan_new(kind, cap);
+    if (ch == NULL)
+        return PyErr_NoMemory();
+    PyObject *tx = end_new((PyTypeObject *)st->channels[PCM_CH_SENDER], ch);
+    if (tx == NULL) {
+        pcc_chan_drop_sender(ch);
+        pcc_chan_decref(ch, NULL, NULL);
+        pcc_chan_drop_receiver(ch, NULL, NULL);
+        pcc_chan_decref(ch, NULL, NULL);
+        return NULL;
+    }
+    PyObject *rx = end_new((PyTypeObject *)st->channels[PCM_CH_RECEIVER], ch);
+    if (rx == NULL) {
+        pcc_chan_drop_receiver(ch, NULL, NULL);
+        pcc_chan_decref(ch, NULL, NULL);
+        Py_DECREF(tx);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", tx, rx);
+}
+
+static PyObject *mod_channel(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return make_pair(module, PCC_CHAN_UNBOUNDED, 0);
+}
+
+static PyObject *mod_sync_channel(PyObject *module, PyObject *bound)
+{
+    if (!PyLong_Check(bound) || PyBool_Check(bound)) {
+        PyErr_Format(PyExc_TypeError, "sync_channel() bound must be an int, not %.100s",
+                     Py_TYPE(bound)->tp_name);
+        return NULL;
+    }
+    int overflow = 0;
+    long long n = PyLong_AsLongLongAndOverflow(bound, &overflow);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (overflow < 0 || (overflow == 0 && n < 0)) {
+        PyErr_Format(PyExc_ValueError, "sync_channel() bound must be >= 0, got %R", bound);
+        return NULL;
+    }
+    if (overflow > 0 || (unsigned long long)n > (unsigned long long)(PY_SSIZE_T_MAX / sizeof(void *))) {
+        PyErr_Format(PyExc_ValueError, "sync_channel() bound %R is too large", bound);
+        return NULL;
+    }
+    if (n == 0)
+        return make_pair(module, PCC_CHAN_ZERO, 0);
+    return make_pair(module, PCC_CHAN_BOUNDED, (size_t)n);
+}
+
+static PyMethodDef channel_functions[] = {
+    {"channel", (PyCFunction)mod_channel, METH_NOARGS,
+     "channel()\n--\n\n"
+     "A new unbounded channel: returns (Sender, Receiver).  send() never\n"
+     "blocks; recv() blocks until a message arrives.\n\n"
+     "    >>> tx, rx = pyconc.channel()\n    >>> tx.send(42); rx.recv()\n    42"},
+    {"sync_channel", (PyCFunction)mod_sync_channel, METH_O,
+     "sync_channel(bound)\n--\n\n"
+     "A new bounded channel holding at most `bound` messages: returns\n"
+     "(Sender, Receiver); send() blocks while it is full.  bound=0 makes a\n"
+     "rendezvous channel: each send waits for a receiver to take the value.\n"
+     "A negative bound raises ValueError, a non-int TypeError.\n\n"
+     "    >>> tx, rx = pyconc.sync_channel(1)\n    >>> tx.send('a'); tx.try_send('b')\n"
+     "    Traceback (most recent call last):\n    pyconc._errors.Full: sending on a full channel"},
+    {"select", (PyCFunction)(void (*)(void))pcm_select, METH_FASTCALL | METH_KEYWORDS,
+     pcm_select_doc},
+    {NULL, NULL, 0, NULL},
+};
 
 int pcm_channels_init(PyObject *module, pcm_state *st)
 {
-    (void)module;
-    (void)st;
-    return 0;
+    if ((st->channels[PCM_CH_SENDER] = pcm_add_type(module, &sender_spec, NULL)) == NULL)
+        return -1;
+    if ((st->channels[PCM_CH_RECEIVER] = pcm_add_type(module, &receiver_spec, NULL)) == NULL)
+        return -1;
+    if ((st->channels[PCM_CH_TRYITER] = pcm_add_type(module, &tryiter_spec, NULL)) == NULL)
+        return -1;
+    return PyModule_AddFunctions(module, channel_functions);
 }

@@ -1,0 +1,164 @@
+/* pyconc core: channels of opaque pointers (pure C11, no Python.h).
+ *
+ * Three flavours share one struct and one lock:
+ *   unbounded  a linked list of fixed blocks (PCC_CHAN_BLOCK slots each);
+ *              a send never blocks and never copies the queue.
+ *   bounded    a ring preallocated at creation (capacity >= 1).
+ *   zero       a rendezvous: a send completes only by handing its message
+ *              straight to a receiver (capacity 0).
+ *
+ * Messages are `void *`; the core never looks inside them.  Ownership is
+ * the caller's business: a successful send gives the message to the
+ * channel, a successful recv gives it to the receiver, and a failed send
+ * hands it back (the pointer is simply not taken).
+ *
+ * Disconnect: a channel counts its senders and receivers.  When the last
+ * sender goes, receivers drain what is queued and then get -EPIPE; when the
+ * last receiver goes, every send gets -EPIPE and the queued messages are
+ * given to a caller-supplied free function (the binding DECREFs them with
+ * the GIL held, outside any internal lock).
+ *
+ * Waiting (crossbeam's Context/Select design): a blocked operation is an
+ * *entry* linked into the channel's sender or receiver queue, pointing to a
+ * *waiter* shared by every entry of one select.  Whoever completes or
+ * notifies an entry first wins `waiter->selected` with a CAS, so a select
+ * over many channels commits to exactly one operation.  The waiter wakes
+ * through a function pointer: by default it unparks a thread (pcc_parker),
+ * but an async layer can install a callback instead.
+ *
+ * Error codes: 0, -EAGAIN (would block), -EPIPE (disconnected),
+ * -ETIMEDOUT, -EINTR (a signal: run handlers and call again; nothing was
+ * sent or received), -ENOMEM, -EINVAL.
+ */
+#ifndef PYCONC_CHANNEL_H
+#define PYCONC_CHANNEL_H
+
+#include "pyconc/common.h"
+#include "pyconc/park.h"
+
+typedef struct pcc_chan pcc_chan;
+
+typedef enum { PCC_CHAN_UNBOUNDED = 0, PCC_CHAN_BOUNDED = 1, PCC_CHAN_ZERO = 2 } pcc_chan_kind;
+
+/* Slots per block of an unbounded channel (31 + a next pointer = 32 words). */
+#define PCC_CHAN_BLOCK 31
+
+/* Called on each message the channel drops (last receiver gone, channel
+ * freed).  Never called with an internal lock held. */
+typedef void (*pcc_chan_free_fn)(void *msg, void *ctx);
+
+/* ---- lifetime and endpoint counts ---------------------------------------- */
+
+/* A new channel with one sender, one receiver and two references (one per
+ * endpoint handle).  `cap` is ignored for unbounded channels, must be >= 1
+ * for bounded ones and is 0 for zero channels.  Returns NULL on ENOMEM. */
+pcc_chan *pcc_chan_new(pcc_chan_kind kind, size_t cap);
+/* Memory references (separate from the endpoint counts: a closed handle
+ * still keeps the memory alive while a thread is blocked through it). */
+void pcc_chan_incref(pcc_chan *ch);
+/* Drop a reference; the last one frees the channel, passing any message
+ * still queued to free_msg (may be NULL if none can be queued). */
+void pcc_chan_decref(pcc_chan *ch, pcc_chan_free_fn free_msg, void *ctx);
+
+/* Add an endpoint.  Returns 0, or -EPIPE if that side already reached zero
+ * (a side that disconnected never comes back). */
+int pcc_chan_add_sender(pcc_chan *ch);
+int pcc_chan_add_receiver(pcc_chan *ch);
+/* Remove an endpoint; the last one of a side disconnects the channel and
+ * wakes every blocked operation.  The last receiver also hands every queued
+ * message to free_msg.  Returns 1 if this was the last of its side, else 0. */
+int pcc_chan_drop_sender(pcc_chan *ch);
+int pcc_chan_drop_receiver(pcc_chan *ch, pcc_chan_free_fn free_msg, void *ctx);
+
+/* ---- introspection (a snapshot; may be stale at once) -------------------- */
+pcc_chan_kind pcc_chan_kind_of(const pcc_chan *ch);
+size_t pcc_chan_capacity(const pcc_chan *ch);
+size_t pcc_chan_len(pcc_chan *ch);
+size_t pcc_chan_senders(pcc_chan *ch);
+size_t pcc_chan_receivers(pcc_chan *ch);
+int pcc_chan_is_disconnected(pcc_chan *ch);
+
+/* ---- operations ------------------------------------------------------------ */
+
+/* Non-blocking: 0, -EAGAIN (full / empty / no partner waiting), -EPIPE. */
+int pcc_chan_try_send(pcc_chan *ch, void *msg);
+int pcc_chan_try_recv(pcc_chan *ch, void **msg);
+/* Blocking until `deadline`: 0, -EPIPE, -ETIMEDOUT, -EINTR.  A brief
+ * bounded spin precedes parking.  On any error the message was not sent. */
+int pcc_chan_send(pcc_chan *ch, void *msg, pcc_deadline_t deadline);
+int pcc_chan_recv(pcc_chan *ch, void **msg, pcc_deadline_t deadline);
+
+/* ---- select ------------------------------------------------------------------ */
+
+typedef struct pcc_select_op {
+    pcc_chan *ch;
+    int is_send;
+    void *msg; /* send: the message offered (stays the caller's unless sent) */
+} pcc_select_op;
+
+/* Try the operations once each, starting at index `start` and wrapping
+ * (the caller randomizes start for fairness).  Returns 0 with *index set
+ * (and *msg the received message, or NULL for a send), -EPIPE with *index
+ * the first disconnected operation met, or -EAGAIN if none was ready. */
+int pcc_select_try(pcc_select_op *ops, size_t n, size_t start, size_t *index, void **msg);
+/* Block until one operation completes or finds its channel disconnected,
+ * the deadline passes (-ETIMEDOUT) or a signal arrives (-EINTR, nothing
+ * completed).  n must be >= 1. */
+int pcc_select_wait(pcc_select_op *ops, size_t n, size_t start, pcc_deadline_t deadline,
+                    size_t *index, void **msg);
+
+/* Per-thread pseudo-random number (xorshift), for the fair start index. */
+uint32_t pcc_rand(void);
+
+/* ---- waiter registration (the hook select and async build on) -------------- */
+
+/* waiter->selected values */
+#define PCC_SEL_WAITING 0u
+#define PCC_SEL_ABORTED 1u
+#define PCC_SEL_OP(i) ((uintptr_t)(i) + 2u)
+
+typedef struct pcc_waiter pcc_waiter;
+struct pcc_waiter {
+    /* PCC_SEL_WAITING until one channel (or the waiter itself, aborting)
+     * wins it with a CAS; then PCC_SEL_OP(index) or PCC_SEL_ABORTED. */
+    _Atomic uintptr_t selected;
+    /* Called with the selecting channel's lock held, right after the CAS
+     * was won: wake whoever owns the waiter.  Must not block and must not
+     * touch the channel.  pcc_waiter_init installs "unpark `parker`". */
+    void (*wake)(pcc_waiter *w);
+    void *wake_arg;
+    pcc_parker parker;
+};
+
+void pcc_waiter_init(pcc_waiter *w);
+
+enum { PCC_ENTRY_PENDING = 0, PCC_ENTRY_NOTIFIED = 1, PCC_ENTRY_DONE = 2 };
+
+/* One registered operation: lives with the waiter (on the blocked thread's
+ * stack, or in the async future) while linked into a channel queue. */
+typedef struct pcc_chan_entry {
+    struct pcc_chan_entry *prev, *next;
+    pcc_waiter *waiter;
+    size_t index; /* the op index reported through waiter->selected */
+    /* zero channels: the message offered by a send entry, or delivered to a
+     * recv entry when state becomes DONE. */
+    void *msg;
+    /* PENDING; NOTIFIED (retry the operation: something changed, e.g. a
+     * message arrived or the channel disconnected); DONE (a rendezvous
+     * completed the operation by hand-off).  Written under the channel
+     * lock; read by the owner after pcc_chan_unregister. */
+    int state;
+    int linked;
+    int is_send;
+} pcc_chan_entry;
+
+/* Link `e` into ch's queue for its direction.  Returns 1 if the operation
+ * could proceed right now (so the caller should abort the wait and retry),
+ * else 0.  `e->waiter`, `e->index`, `e->is_send` and (for a zero-channel
+ * send) `e->msg` must be set. */
+int pcc_chan_register(pcc_chan *ch, pcc_chan_entry *e);
+/* Unlink `e` if still linked.  Afterwards every write made by whoever
+ * selected the waiter through `e` is visible to the caller. */
+void pcc_chan_unregister(pcc_chan *ch, pcc_chan_entry *e);
+
+#endif

@@ -1,0 +1,32 @@
+/* pyconc binding: what the channel types share with select (private). */
+#ifndef PCM_CHANNEL_H
+#define PCM_CHANNEL_H
+
+#include "module.h"
+#include "pyconc/channel.h"
+
+/* indices into pcm_state.channels[] */
+enum { PCM_CH_SENDER, PCM_CH_RECEIVER, PCM_CH_TRYITER };
+
+/* A Sender or a Receiver: one endpoint of a channel.  `ch` holds one
+ * memory reference for the whole life of the object (so a thread blocked
+ * through a handle that another thread closes still has a channel); the
+ * endpoint count is dropped once, by whoever flips `closed` first (close(),
+ * __exit__ or dealloc). */
+typedef struct {
+    PyObject_HEAD
+    pcc_chan *ch;
+    _Atomic int closed;
+} pcm_chan_end;
+
+/* Raise UseAfterDrop for a closed handle.  Always returns NULL. */
+PyObject *pcm_chan_closed_error(PyObject *self);
+
+/* pcc_chan_free_fn that DECREFs a queued message (GIL held). */
+void pcm_chan_decref_msg(void *msg, void *ctx);
+
+/* select(*ops, timeout=None), in select.c */
+PyObject *pcm_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+extern const char pcm_select_doc[];
+
+#endif
