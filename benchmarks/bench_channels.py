@@ -73,11 +73,10 @@ def threaded(make: Callable, kind: str, cap: int, n: int, producers: int, consum
     return run
 
 
-def main() -> None:
-    args = arg_parser(__doc__ or "").parse_args()
-    scale = 0.2 if args.quick else 1.0
+def run(quick: bool = False, write: bool = True) -> Bench:
+    scale = 0.2 if quick else 1.0
     b = Bench("channels", "Channels: pyconc vs queue.SimpleQueue / queue.Queue",
-              repeat=3 if args.quick else 5)
+              repeat=3 if quick else 5)
     flavours = [("unbounded", 0, "SimpleQueue"), ("bounded(100)", 100, "Queue(100)"),
                 ("bounded(1)", 1, "Queue(1)"), ("rendezvous", 0, "Queue(1)")]
     for name, cap, base in flavours:
@@ -95,7 +94,13 @@ def main() -> None:
                 target if name != "unbounded" else None)
             b.case(f"{name} {label}", threaded(_pyconc_pair, kind, cap, n, p, c),
                    {base: threaded(_stdlib_pair, kind, cap, n, p, c)}, target=t, ops=n)
-    b.report(write=not args.no_write)
+    b.report(write=write)
+    return b
+
+
+def main() -> None:
+    args = arg_parser(__doc__ or "").parse_args()
+    run(args.quick, not args.no_write)
 
 
 if __name__ == "__main__":
