@@ -815,3 +815,42 @@ def test_fetch_update_retries_when_another_thread_races():
 
     assert a.fetch_update(f) == Ok(100)
     assert a.load() == 101
+
+
+def test_condvar_notify_by_the_holder_is_delivered_at_unlock_for_two_condvars():
+    # notify() made while holding the mutex is delayed until the unlock (the
+    # waiters could not run before anyway); two Condvars on one Mutex both
+    # get their wake-up, whichever way the lock is released.
+    m, a, b = Mutex(0), Condvar(), Condvar()
+    ready = AtomicInt()
+
+    def waiter(cv, want):
+        with m.lock() as g:
+            ready.fetch_add(1)
+            g = cv.wait_while(g, lambda v: v < want)
+            return g.value
+
+    ha = pyconc.spawn(waiter, a, 1)
+    hb = pyconc.spawn(waiter, b, 1)
+    while ready.load() < 2:
+        time.sleep(0.001)
+    time.sleep(0.02)  # both asleep in wait_while
+    for release in ("unlock", "gc"):
+        g = m.lock()
+        g.value += 1
+        a.notify_one()
+        b.notify_all()
+        if release == "unlock":
+            g.unlock()
+        else:
+            del g  # released by refcount: the delayed wake-ups go out too
+        if release == "unlock":
+            assert ha.join(timeout=10).unwrap() == 1
+            assert hb.join(timeout=10).unwrap() == 1
+            ha = pyconc.spawn(waiter, a, 2)
+            hb = pyconc.spawn(waiter, b, 2)
+            while ready.load() < 4:
+                time.sleep(0.001)
+            time.sleep(0.02)
+    assert ha.join(timeout=10).unwrap() == 2
+    assert hb.join(timeout=10).unwrap() == 2

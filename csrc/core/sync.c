@@ -225,6 +225,25 @@ int pcc_condvar_wait(pcc_condvar *cv, pcc_mutex *m, pcc_deadline_t deadline)
     return rc;
 }
 
+int pcc_condvar_bump(pcc_condvar *cv)
+{
+    atomic_fetch_add(&cv->seq, 1);
+    return atomic_load(&cv->waiters) > 0;
+}
+
+void pcc_condvar_wake(pcc_condvar *cv, int all)
+{
+    /* A waiter that took its ticket before the bump had already counted
+     * itself in `waiters` (seq_cst order), so 0 here means nobody sleeps
+     * on a stale ticket. */
+    if (atomic_load(&cv->waiters) == 0)
+        return;
+    if (all)
+        pcc_wake_all(&cv->seq);
+    else
+        pcc_wake_one(&cv->seq);
+}
+
 void pcc_condvar_notify_one(pcc_condvar *cv)
 {
     atomic_fetch_add(&cv->seq, 1);

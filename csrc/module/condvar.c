@@ -13,16 +13,36 @@
 typedef struct {
     PyObject_HEAD
     pcc_condvar cv;
+    PyObject *bound; /* the Mutex its waiters last used (strong), or NULL */
 } CondvarObject;
 
 typedef struct {
     pcc_condvar *cv;
     uint32_t ticket;
+    pcc_condvar *pending; /* a delayed wake-up to deliver first */
+    int pending_all;
 } sleep_arg;
+
+/* Delayed wake-ups.  Threads woken by a notify must re-lock the mutex the
+ * notifier still holds (and, with a GIL, take the GIL it holds too), so
+ * waking them at once only makes them run, block again, and cost context
+ * switches.  When the notifier holds the Mutex this Condvar's waiters use,
+ * notify only bumps the sequence (so no current ticket can sleep any more:
+ * nothing is lost) and leaves the wake-up with the Mutex; the holder
+ * delivers it right after unlocking (guard release), or -- in wait() --
+ * after also releasing the GIL. */
+void pcm_condvar_wake(PyObject *cv, int all)
+{
+    pcc_condvar_wake(&((CondvarObject *)cv)->cv, all);
+}
 
 static int cv_sleep_op(void *arg, pcc_deadline_t deadline)
 {
     sleep_arg *a = (sleep_arg *)arg;
+    if (a->pending != NULL) {
+        pcc_condvar_wake(a->pending, a->pending_all);
+        a->pending = NULL;
+    }
     return pcc_condvar_sleep(a->cv, a->ticket, deadline);
 }
 
@@ -56,11 +76,21 @@ static MutexGuardObject *check_guard(pcm_state *st, PyObject *obj, uint64_t me)
  * again in every case). */
 static int wait_once(CondvarObject *cv, MutexGuardObject *g, uint64_t me, pcc_deadline_t deadline)
 {
-    sleep_arg a = {&cv->cv, pcc_condvar_prepare(&cv->cv)};
-    pcc_mutex_unlock(&g->mutex->mu);
-    int rc = pcm_wait(cv_sleep_op, &a, deadline);
+    MutexObject *m = g->mutex;
+    if (cv->bound != (PyObject *)m) {
+        PCM_CS_BEGIN(cv);
+        Py_XSETREF(cv->bound, Py_NewRef(m));
+        PCM_CS_END();
+    }
+    PyObject *pend = m->pending_cv; /* we are the holder: ours to deliver */
+    m->pending_cv = NULL;
+    sleep_arg a = {&cv->cv, pcc_condvar_prepare(&cv->cv),
+                   pend ? &((CondvarObject *)pend)->cv : NULL, m->pending_all};
+    pcc_mutex_unlock(&m->mu);
+    int rc = pcm_wait(cv_sleep_op, &a, deadline); /* runs the op at least once */
+    Py_XDECREF(pend);
     pcc_condvar_finish(&cv->cv);
-    pcm_mutex_reacquire(g->mutex, me);
+    pcm_mutex_reacquire(m, me);
     if (rc == PCM_RAISED)
         return -1;
     return rc == -ETIMEDOUT ? 1 : 0;
@@ -183,15 +213,42 @@ static PyObject *cv_wait_timeout_while(CondvarObject *cv, PyObject *const *args,
     return cv_wait_impl(cv, args[0], args[1], args[2], "wait_timeout_while");
 }
 
+static void cv_notify(CondvarObject *cv, int all)
+{
+    if (!pcc_condvar_bump(&cv->cv))
+        return; /* nobody waits */
+    PyObject *bound;
+    PCM_CS_BEGIN(cv);
+    bound = Py_XNewRef(cv->bound);
+    PCM_CS_END();
+    MutexObject *m = (MutexObject *)bound;
+    if (m == NULL || !pcc_mutex_held_by(&m->mu, pcm_thread_id())) {
+        pcc_condvar_wake(&cv->cv, all); /* not the holder: wake now */
+        Py_XDECREF(bound);
+        return;
+    }
+    if (m->pending_cv == (PyObject *)cv) {
+        m->pending_all |= all;
+    } else {
+        if (m->pending_cv != NULL) { /* another Condvar's: deliver it now */
+            pcm_condvar_wake(m->pending_cv, m->pending_all);
+            Py_DECREF(m->pending_cv);
+        }
+        m->pending_cv = Py_NewRef(cv);
+        m->pending_all = all;
+    }
+    Py_DECREF(bound);
+}
+
 static PyObject *cv_notify_one(CondvarObject *cv, PyObject *Py_UNUSED(ignored))
 {
-    pcc_condvar_notify_one(&cv->cv);
+    cv_notify(cv, 0);
     Py_RETURN_NONE;
 }
 
 static PyObject *cv_notify_all(CondvarObject *cv, PyObject *Py_UNUSED(ignored))
 {
-    pcc_condvar_notify_all(&cv->cv);
+    cv_notify(cv, 1);
     Py_RETURN_NONE;
 }
 
@@ -202,14 +259,31 @@ static PyObject *cv_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     CondvarObject *cv = (CondvarObject *)tp->tp_alloc(tp, 0);
-    if (cv != NULL)
+    if (cv != NULL) {
         pcc_condvar_init(&cv->cv);
+        cv->bound = NULL;
+    }
     return (PyObject *)cv;
+}
+
+static int cv_traverse(CondvarObject *cv, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(cv));
+    Py_VISIT(cv->bound);
+    return 0;
+}
+
+static int cv_clear(CondvarObject *cv)
+{
+    Py_CLEAR(cv->bound);
+    return 0;
 }
 
 static void cv_dealloc(CondvarObject *cv)
 {
     PyTypeObject *tp = Py_TYPE(cv);
+    PyObject_GC_UnTrack(cv);
+    cv_clear(cv);
     tp->tp_free(cv);
     Py_DECREF(tp);
 }
@@ -261,6 +335,8 @@ static PyType_Slot cv_slots[] = {
                 "    >>> with m.lock() as g:\n"
                 "    ...     g = cv.wait_while(g, lambda ready: not ready)\n"},
     {Py_tp_new, cv_new},
+    {Py_tp_traverse, cv_traverse},
+    {Py_tp_clear, cv_clear},
     {Py_tp_dealloc, cv_dealloc},
     {Py_tp_repr, cv_repr},
     {Py_tp_methods, cv_methods},
@@ -270,7 +346,7 @@ static PyType_Slot cv_slots[] = {
 static PyType_Spec cv_spec = {
     .name = "pyconc._core.Condvar",
     .basicsize = sizeof(CondvarObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = cv_slots,
 };
 

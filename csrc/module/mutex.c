@@ -64,6 +64,18 @@ void pcm_mutex_reacquire(MutexObject *m, uint64_t me)
     pcc_mutex_set_owner(&m->mu, me);
 }
 
+void pcm_mutex_release(MutexObject *m)
+{
+    PyObject *cv = m->pending_cv; /* taken while still the holder */
+    int all = m->pending_all;
+    m->pending_cv = NULL;
+    pcc_mutex_unlock(&m->mu);
+    if (cv != NULL) {
+        pcm_condvar_wake(cv, all);
+        Py_DECREF(cv);
+    }
+}
+
 /* ---- MutexGuard ------------------------------------------------------------ */
 
 static PyObject *guard_new(pcm_state *st, MutexObject *m)
@@ -84,7 +96,7 @@ static int guard_release(MutexGuardObject *g)
     int expect = 1;
     if (!atomic_compare_exchange_strong(&g->locked, &expect, 0))
         return 0;
-    pcc_mutex_unlock(&g->mutex->mu);
+    pcm_mutex_release(g->mutex);
     return 1;
 }
 
@@ -254,6 +266,8 @@ static PyObject *mutex_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs)
     pcc_mutex_init(&m->mu);
     m->value = Py_NewRef(value);
     atomic_init(&m->retired, 0);
+    m->pending_cv = NULL;
+    m->pending_all = 0;
     return (PyObject *)m;
 }
 
@@ -261,12 +275,14 @@ static int mutex_traverse(MutexObject *m, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(m));
     Py_VISIT(m->value);
+    Py_VISIT(m->pending_cv);
     return 0;
 }
 
 static int mutex_clear(MutexObject *m)
 {
     Py_CLEAR(m->value);
+    Py_CLEAR(m->pending_cv);
     return 0;
 }
 
@@ -355,7 +371,7 @@ static PyObject *mutex_into_inner(MutexObject *m, PyObject *Py_UNUSED(ignored))
     m->value = NULL;
     atomic_store_explicit(&m->retired, 1, memory_order_relaxed);
     int poisoned = pcc_mutex_is_poisoned(&m->mu);
-    pcc_mutex_unlock(&m->mu);
+    pcm_mutex_release(m);
     if (poisoned) {
         pcm_raise_poison(st, "the Mutex is poisoned (err.into_inner() gives the value)", value);
         Py_DECREF(value);

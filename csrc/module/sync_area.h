@@ -57,6 +57,11 @@ typedef struct {
     PyObject *value;      /* the protected value, read/written only under mu;
                              NULL once retired by into_inner() */
     _Atomic int retired;
+    /* A Condvar notify made by the holder, whose wake-up is delayed until
+     * the holder releases the lock (see condvar.c).  Read and written only
+     * by the lock holder; a strong reference. */
+    PyObject *pending_cv;
+    int pending_all;
 } MutexObject;
 
 typedef struct {
@@ -73,6 +78,11 @@ int pcm_mutex_acquire(pcm_state *st, MutexObject *m, uint64_t me, pcc_deadline_t
 /* Re-take m after a Condvar wait, whatever happens: a Ctrl-C arriving now
  * is kept pending (raised afterwards), never leaves the guard unlocked. */
 void pcm_mutex_reacquire(MutexObject *m, uint64_t me);
+/* Release m held through a guard, then deliver a delayed Condvar wake-up.
+ * Call with the GIL held. */
+void pcm_mutex_release(MutexObject *m);
+/* Wake the sleepers of Condvar `cv` (an object of ours), one or all. */
+void pcm_condvar_wake(PyObject *cv, int all);
 /* Raise PoisonError(msg, inner).  Always returns NULL. */
 PyObject *pcm_raise_poison(pcm_state *st, const char *msg, PyObject *inner);
 

@@ -132,6 +132,13 @@ void pcc_condvar_finish(pcc_condvar *cv);
 int pcc_condvar_wait(pcc_condvar *cv, pcc_mutex *m, pcc_deadline_t deadline);
 void pcc_condvar_notify_one(pcc_condvar *cv);
 void pcc_condvar_notify_all(pcc_condvar *cv);
+/* A notify in two halves, for callers that delay the wake-up until the
+ * mutex is released (waking threads that must then block on the mutex
+ * only costs context switches): bump() makes every current ticket stale
+ * at once and returns whether anybody waits; wake() wakes the sleepers
+ * (it may come any time later: a stale ticket never sleeps). */
+int pcc_condvar_bump(pcc_condvar *cv);
+void pcc_condvar_wake(pcc_condvar *cv, int all);
 
 /* ---- barrier -------------------------------------------------------------- */
 
