@@ -197,16 +197,31 @@ static PyObject *arc_exit(ArcObject *a, PyObject *const *Py_UNUSED(args), Py_ssi
     Py_RETURN_FALSE;
 }
 
+/* Read a count of a live handle (-1: dropped, UseAfterDrop raised).  Under
+ * the handle's critical section: a drop of this very handle by another
+ * thread cannot free the block meanwhile. */
+static int64_t arc_count(ArcObject *a, int weak)
+{
+    int64_t n = -1;
+    PCM_CS_BEGIN(a);
+    if (a->inner != NULL)
+        n = weak ? atomic_load(&a->inner->weak) - 1 : atomic_load(&a->inner->strong);
+    PCM_CS_END();
+    if (n < 0)
+        use_after_drop((PyObject *)a, "Arc");
+    return n;
+}
+
 static PyObject *arc_strong_count(ArcObject *a, PyObject *Py_UNUSED(ignored))
 {
-    ArcInner *in = arc_inner(a);
-    return in ? PyLong_FromLongLong(atomic_load(&in->strong)) : NULL;
+    int64_t n = arc_count(a, 0);
+    return n < 0 ? NULL : PyLong_FromLongLong(n);
 }
 
 static PyObject *arc_weak_count(ArcObject *a, PyObject *Py_UNUSED(ignored))
 {
-    ArcInner *in = arc_inner(a);
-    return in ? PyLong_FromLongLong(atomic_load(&in->weak) - 1) : NULL;
+    int64_t n = arc_count(a, 1);
+    return n < 0 ? NULL : PyLong_FromLongLong(n);
 }
 
 static PyObject *arc_downgrade(ArcObject *a, PyObject *Py_UNUSED(ignored))
@@ -270,6 +285,7 @@ static PyObject *arc_ptr_eq(ArcObject *a, PyObject *other)
                      Py_TYPE(other)->tp_name);
         return NULL;
     }
+    /* Compare addresses only (never dereferenced), so no lifetime issue. */
     ArcInner *x = arc_inner(a), *y = arc_inner((ArcObject *)other);
     if (x == NULL || y == NULL)
         return NULL;
