@@ -242,6 +242,53 @@ static void test_condvar_timeout(void)
     pcc_condvar_notify_one(&cv);
     CHECK(pcc_condvar_sleep(&cv, ticket, PCC_FOREVER) == 0); /* after: returns */
     pcc_condvar_finish(&cv);
+    /* the split notify: a bump alone already makes the ticket stale, so a
+     * wake delivered later (or never, if nobody sleeps) loses nothing */
+    ticket = pcc_condvar_prepare(&cv);
+    CHECK(pcc_condvar_bump(&cv) == 1); /* somebody waits */
+    CHECK(pcc_condvar_sleep(&cv, ticket, PCC_FOREVER) == 0);
+    pcc_condvar_finish(&cv);
+    CHECK(pcc_condvar_bump(&cv) == 0); /* nobody waits */
+    pcc_condvar_wake(&cv, 1);
+}
+
+/* Delayed wake: the notifier bumps under the mutex and wakes only after
+ * unlocking; the consumer must still see every round. */
+static void *cv_delayed_producer(void *arg)
+{
+    (void)arg;
+    for (long i = 1; i <= CV_ROUNDS / 4; i++) {
+        CHECK(pcc_mutex_lock(&cv_mu, PCC_FOREVER) == 0);
+        while (slot_full)
+            pcc_condvar_wait(&cv_empty, &cv_mu, PCC_FOREVER);
+        slot_value = i;
+        slot_full = 1;
+        int waiters = pcc_condvar_bump(&cv_full);
+        pcc_mutex_unlock(&cv_mu);
+        if (waiters)
+            pcc_condvar_wake(&cv_full, 0);
+    }
+    return NULL;
+}
+
+static void test_condvar_delayed_wake(void)
+{
+    pcc_mutex_init(&cv_mu);
+    pcc_condvar_init(&cv_full);
+    pcc_condvar_init(&cv_empty);
+    slot_full = 0;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, cv_delayed_producer, NULL) == 0);
+    for (long i = 1; i <= CV_ROUNDS / 4; i++) {
+        CHECK(pcc_mutex_lock(&cv_mu, PCC_FOREVER) == 0);
+        while (!slot_full)
+            pcc_condvar_wait(&cv_full, &cv_mu, PCC_FOREVER);
+        CHECK(slot_value == i);
+        slot_full = 0;
+        pcc_condvar_notify_one(&cv_empty);
+        pcc_mutex_unlock(&cv_mu);
+    }
+    CHECK(pthread_join(t, NULL) == 0);
 }
 
 /* ---- barrier: every round, everybody arrives before anybody leaves ------ */
@@ -336,6 +383,7 @@ int main(void)
     test_rwlock_writer_preference();
     test_condvar_timeout();
     test_condvar_producer_consumer();
+    test_condvar_delayed_wake();
     test_barrier_withdraw();
     test_barrier_rounds();
     test_once_race();
