@@ -11,7 +11,7 @@ from typing import Any
 __all__ = [
     "PyconcError", "ChannelError", "SendError", "RecvError", "Empty", "Full",
     "SendTimeoutError", "RecvTimeoutError", "PoisonError", "WouldBlock",
-    "DeadlockError", "UseAfterDrop", "AlreadySet", "UnwrapError", "JoinTimeoutError",
+    "DeadlockError", "UseAfterDrop", "AlreadySet", "UnwrapError", "JoinTimeoutError", "LockTimeoutError",
 ]
 
 _MISSING: Any = object()
@@ -108,3 +108,7 @@ class UnwrapError(PyconcError):
 
 class JoinTimeoutError(PyconcError, TimeoutError):
     """``JoinHandle.join(timeout=...)`` ran out of time; the thread keeps running."""
+
+
+class LockTimeoutError(PyconcError, TimeoutError):
+    """``lock(timeout=...)`` / ``read`` / ``write`` ran out of time; nothing was locked."""

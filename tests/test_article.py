@@ -32,6 +32,41 @@ def test_join_returns_err_when_the_thread_fails():
 # ---------------------------------------------------------------------------
 
 
+def test_shared_ownership_arc_clone_moved_into_a_thread():
+    from pyconc.tour.s20_shared_ownership import example
+
+    outcome, value, strong = example()
+    assert (outcome, value) == ("ok", 42)
+    assert strong == 1  # the thread's clone was dropped; the value lives on in main
+
+
+def test_arc_keeps_the_value_until_every_thread_is_done():
+    import weakref
+
+    class Data:
+        pass
+
+    gone = []
+    d = Data()
+    weakref.finalize(d, gone.append, True)
+    shared = pyconc.Arc(d)
+    del d
+    started = pyconc.Barrier(2)
+
+    def body(mine):
+        started.wait()
+        pyconc.sleep(0.02)
+        alive = not gone
+        mine.drop()
+        return alive
+
+    handle = pyconc.spawn(body, shared.clone())
+    started.wait()
+    shared.drop()  # main is done first; the thread still owns a clone
+    assert handle.join().unwrap() is True
+    assert gone == [True]  # released with the last handle
+
+
 # ---------------------------------------------------------------------------
 # Sharing Data Between Threads: Message Passing               [channels area]
 # ---------------------------------------------------------------------------
@@ -70,6 +105,20 @@ def test_message_passing_send_is_err_when_the_receiver_is_dropped():
 # ---------------------------------------------------------------------------
 
 
+def test_mutexes_ten_threads_increment_result_10():
+    from pyconc.tour.s40_mutexes import example
+
+    assert example() == 10  # println!("Result: {}", ...) prints "Result: 10"
+
+
+def test_mutexes_tour_prints_result_10():
+    from pyconc.tour import s40_mutexes
+
+    lines = []
+    s40_mutexes.run(lines.append)
+    assert lines == ["Result: 10"]
+
+
 # ---------------------------------------------------------------------------
 # Concurrency Patterns: Channels (the deadline worker)        [channels area]
 # ---------------------------------------------------------------------------
@@ -94,6 +143,39 @@ def test_deadline_worker_completes_three_tasks_and_the_last_is_after_the_deadlin
 # ---------------------------------------------------------------------------
 
 
+def test_arc_three_files_all_six_lines_arrive_in_any_file_order(tmp_path):
+    from pyconc.tour.s60_arc import example, write_files
+
+    paths = write_files(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file1.txt", "file2.txt", "file3.txt"]
+    lines = example(paths)
+    per_file = [
+        ["Get a sneak peak of your memory", "Pragmatism policy"],
+        ["Big team big win"],
+        ["Set deliverable ", "before ", "you burnout."],
+    ]
+    assert len(lines) == 6
+    # each file's lines arrive together and in order; the files in any order
+    chunks = []
+    i = 0
+    while i < len(lines):
+        block = next(b for b in per_file if lines[i:i + len(b)] == b)
+        chunks.append(block)
+        i += len(block)
+    assert sorted(chunks) == sorted(per_file)
+
+
+def test_arc_dropped_handle_cannot_be_used():
+    shared = pyconc.Arc(pyconc.Mutex([]))
+    shared.drop()
+    try:
+        shared.lock()
+    except pyconc.UseAfterDrop:
+        pass
+    else:
+        raise AssertionError("UseAfterDrop expected")
+
+
 # ---------------------------------------------------------------------------
 # Error Handling in Concurrent Code                           [channels area]
 # ---------------------------------------------------------------------------
@@ -115,6 +197,15 @@ def test_error_handling_failed_send_travels_back_through_join_as_err_with_value(
 # ---------------------------------------------------------------------------
 # Testing Concurrent Code (Condvar count_to_10)               [sync area]
 # ---------------------------------------------------------------------------
+
+
+def test_count_to_10_final_count_and_turn_order():
+    from pyconc.tour.s80_testing_condvar import example
+
+    for _ in range(20):  # the turn order is forced by the Condvar, every time
+        count, turns = example()
+        assert count == 10
+        assert turns == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
 
 
 # ---------------------------------------------------------------------------

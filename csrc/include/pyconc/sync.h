@@ -1,0 +1,195 @@
+/* pyconc core: shared-state primitives (pure C11, no Python.h).
+ *
+ * Every primitive here is one or two 32-bit futex words and sleeps through
+ * pcc_wait_on() (park.h).  Blocking calls take an absolute deadline and
+ * return 0, -ETIMEDOUT or -EINTR (a signal arrived: the caller runs its
+ * handlers and calls again with the same arguments); try_* calls return
+ * -EAGAIN instead of blocking.  None of them allocates.
+ *
+ * Ownership is by *thread id* (any non-zero 64-bit number chosen by the
+ * caller), not by an interpreter lock: the mutex records its holder so a
+ * binding can turn a self-deadlock into an error, and a poison flag so it can
+ * report that a holder failed.  Nothing here calls back into the caller.
+ */
+#ifndef PYCONC_SYNC_H
+#define PYCONC_SYNC_H
+
+#include "pyconc/common.h"
+#include "pyconc/park.h"
+
+/* ---- mutex -------------------------------------------------------------- */
+
+/* A futex mutex (Drepper, "Futexes are tricky", mutex #3).
+ * state: 0 = unlocked, 1 = locked, 2 = locked and somebody may sleep on it
+ * (unlock must wake).  Acquire on lock / release on unlock order everything
+ * done under the lock.  `owner` is advisory bookkeeping for the binding: it
+ * is written by the holder right after acquiring and cleared right before
+ * releasing, so a thread that reads its own id there really holds the lock
+ * (no other thread ever writes that id). */
+typedef struct pcc_mutex {
+    _Atomic uint32_t state;
+    _Atomic uint32_t poisoned;
+    _Atomic uint64_t owner;
+} pcc_mutex;
+
+void pcc_mutex_init(pcc_mutex *m);
+static inline int pcc_mutex_try_lock(pcc_mutex *m)
+{
+    uint32_t expect = 0;
+    return atomic_compare_exchange_strong_explicit(&m->state, &expect, 1, memory_order_acquire,
+                                                   memory_order_relaxed)
+               ? 0
+               : -EAGAIN;
+}
+/* Bounded spin, then sleep.  0 (locked), -ETIMEDOUT or -EINTR (not locked). */
+int pcc_mutex_lock(pcc_mutex *m, pcc_deadline_t deadline);
+static inline void pcc_mutex_set_owner(pcc_mutex *m, uint64_t owner)
+{
+    atomic_store_explicit(&m->owner, owner, memory_order_relaxed);
+}
+static inline int pcc_mutex_held_by(pcc_mutex *m, uint64_t owner)
+{
+    return atomic_load_explicit(&m->owner, memory_order_relaxed) == owner;
+}
+void pcc_mutex_unlock(pcc_mutex *m);
+static inline int pcc_mutex_is_locked(pcc_mutex *m)
+{
+    return atomic_load_explicit(&m->state, memory_order_relaxed) != 0;
+}
+static inline void pcc_mutex_poison(pcc_mutex *m)
+{
+    atomic_store_explicit(&m->poisoned, 1, memory_order_relaxed);
+}
+static inline void pcc_mutex_clear_poison(pcc_mutex *m)
+{
+    atomic_store_explicit(&m->poisoned, 0, memory_order_relaxed);
+}
+static inline int pcc_mutex_is_poisoned(pcc_mutex *m)
+{
+    return (int)atomic_load_explicit(&m->poisoned, memory_order_relaxed);
+}
+
+/* ---- rwlock --------------------------------------------------------------- */
+
+/* Readers-writer lock with writer preference.
+ * state: bits 0..29 = number of readers; PCC_RW_WRITE_LOCKED = a writer holds
+ * it; PCC_RW_READERS_WAITING = some reader sleeps on `state` (whoever makes
+ * reading possible again clears it and wakes all).  `writers_waiting` counts
+ * writers sleeping on `writer_seq`, a counter bumped (then futex-woken) each
+ * time a writer may be able to get in.
+ *
+ * Writer preference: a new reader does not enter while a writer waits, so a
+ * stream of readers cannot starve writers.  `force` lets a reader in anyway
+ * (unless write-locked): the binding passes it when the calling thread
+ * already holds a read lock, which would otherwise deadlock against the
+ * waiting writer (that writer waits for *our* read lock to go).
+ *
+ * The reader/writer hand-offs are Dekker pairs (each side writes its own
+ * word, then reads the other's, all seq_cst), so one side always sees the
+ * other: no wake-up is lost. */
+#define PCC_RW_READERS_MASK ((1u << 30) - 1)
+#define PCC_RW_READERS_WAITING (1u << 30)
+#define PCC_RW_WRITE_LOCKED (1u << 31)
+
+typedef struct pcc_rwlock {
+    _Atomic uint32_t state;
+    _Atomic uint32_t writers_waiting;
+    _Atomic uint32_t writer_seq;
+    _Atomic uint32_t poisoned;
+    _Atomic uint64_t writer; /* id of the writing thread, 0 if none (see pcc_mutex.owner) */
+} pcc_rwlock;
+
+void pcc_rwlock_init(pcc_rwlock *rw);
+int pcc_rwlock_try_read(pcc_rwlock *rw, int force);
+int pcc_rwlock_read(pcc_rwlock *rw, int force, pcc_deadline_t deadline);
+void pcc_rwlock_read_unlock(pcc_rwlock *rw);
+int pcc_rwlock_try_write(pcc_rwlock *rw);
+int pcc_rwlock_write(pcc_rwlock *rw, pcc_deadline_t deadline);
+void pcc_rwlock_write_unlock(pcc_rwlock *rw);
+
+/* ---- condvar -------------------------------------------------------------- */
+
+/* Sequence-counter condvar: a notify bumps `seq` and wakes sleepers; a waiter
+ * sleeps while `seq` still has the value it read *before* releasing the
+ * mutex, so a notify that comes after that release is never lost.
+ * `waiters` lets notify skip the syscall when nobody sleeps (Dekker pair:
+ * the waiter bumps `waiters` then reads `seq`; the notifier bumps `seq`
+ * then reads `waiters`).  Spurious wake-ups happen; callers re-check. */
+typedef struct pcc_condvar {
+    _Atomic uint32_t seq;
+    _Atomic uint32_t waiters;
+} pcc_condvar;
+
+void pcc_condvar_init(pcc_condvar *cv);
+/* Call while holding the mutex, before releasing it; returns the ticket. */
+uint32_t pcc_condvar_prepare(pcc_condvar *cv);
+/* Sleep until notified after `ticket` was taken (or spuriously): 0,
+ * -ETIMEDOUT or -EINTR.  May be called again with the same ticket. */
+int pcc_condvar_sleep(pcc_condvar *cv, uint32_t ticket, pcc_deadline_t deadline);
+/* Call once the waiter is done (whatever the outcome). */
+void pcc_condvar_finish(pcc_condvar *cv);
+/* Full wait as one call: prepare, unlock m, sleep, relock m (uninterrupted). */
+int pcc_condvar_wait(pcc_condvar *cv, pcc_mutex *m, pcc_deadline_t deadline);
+void pcc_condvar_notify_one(pcc_condvar *cv);
+void pcc_condvar_notify_all(pcc_condvar *cv);
+/* A notify in two halves, for callers that delay the wake-up until the
+ * mutex is released (waking threads that must then block on the mutex
+ * only costs context switches): bump() makes every current ticket stale
+ * at once and returns whether anybody waits; wake() wakes the sleepers
+ * (it may come any time later: a stale ticket never sleeps). */
+int pcc_condvar_bump(pcc_condvar *cv);
+void pcc_condvar_wake(pcc_condvar *cv, int all);
+
+/* ---- barrier -------------------------------------------------------------- */
+
+/* Reusable barrier.  `state` packs generation (high 32 bits) and the number
+ * arrived in this generation (low 32) so that arriving, and withdrawing an
+ * arrival after an interrupt, are single CASes that cannot race with the
+ * generation turning over.  `gen` mirrors the generation as the futex word
+ * waiters sleep on (release-stored by the leader after its CAS). */
+typedef struct pcc_barrier {
+    _Atomic uint64_t state;
+    _Atomic uint32_t gen;
+    uint32_t n;
+} pcc_barrier;
+
+void pcc_barrier_init(pcc_barrier *b, uint32_t n);
+/* Arrive.  Returns 1 for the leader (the last to arrive: everybody is
+ * released), 0 otherwise; *gen receives the generation to wait on. */
+int pcc_barrier_arrive(pcc_barrier *b, uint32_t *gen);
+/* Wait until generation `gen` is over: 0, -ETIMEDOUT or -EINTR. */
+int pcc_barrier_wait_gen(pcc_barrier *b, uint32_t gen, pcc_deadline_t deadline);
+/* Take back an arrival of generation `gen` (the waiter gives up).  Returns
+ * 1 if withdrawn, 0 if the generation was already released (the arrival
+ * counted). */
+int pcc_barrier_withdraw(pcc_barrier *b, uint32_t gen);
+/* arrive + wait; returns 1 (leader) or 0. */
+int pcc_barrier_wait(pcc_barrier *b);
+
+/* ---- once ----------------------------------------------------------------- */
+
+/* One-time initialisation state.  EMPTY -> RUNNING (one thread won the right
+ * to initialise) -> DONE, or back to EMPTY when the initialiser failed (a
+ * waiter then takes over).  RUNNING_WAITERS = RUNNING and somebody sleeps.
+ * The initialiser runs with *no* lock held: waiters sleep on the state word,
+ * so an initialiser that fails or is slow never deadlocks them. */
+enum { PCC_ONCE_EMPTY = 0, PCC_ONCE_RUNNING = 1, PCC_ONCE_RUNNING_WAITERS = 2, PCC_ONCE_DONE = 3 };
+typedef struct pcc_once {
+    _Atomic uint32_t state;
+} pcc_once;
+
+void pcc_once_init(pcc_once *o);
+/* 1: the caller must initialise then call pcc_once_finish; 0: already done
+ * (acquire: the value is visible); -EAGAIN: another thread is initialising. */
+int pcc_once_begin(pcc_once *o);
+/* Sleep while another thread initialises: 0 (re-try begin), -ETIMEDOUT,
+ * -EINTR. */
+int pcc_once_wait(pcc_once *o, pcc_deadline_t deadline);
+/* ok != 0: DONE (release: publishes the value); ok == 0: back to EMPTY. */
+void pcc_once_finish(pcc_once *o, int ok);
+static inline int pcc_once_is_done(pcc_once *o)
+{
+    return atomic_load_explicit(&o->state, memory_order_acquire) == PCC_ONCE_DONE;
+}
+
+#endif

@@ -1,0 +1,356 @@
+/* pyconc binding: Condvar (Rust's std::sync::Condvar) over MutexGuards.
+ *
+ * wait(guard): take a ticket from the core condvar while still holding the
+ * guard's mutex, release the mutex, sleep on the ticket with the GIL
+ * released (pcm_wait: Ctrl-C honoured), then re-lock the mutex before
+ * returning the *same* guard.  Because the ticket is taken before the
+ * release, a notify made by a thread that locked the mutex after us is
+ * never lost.  The re-lock always completes (even on Ctrl-C, which is
+ * raised afterwards), so the guard is never left "locked" without the lock.
+ */
+#include "sync_area.h"
+
+typedef struct {
+    PyObject_HEAD
+    pcc_condvar cv;
+    PyObject *bound; /* the Mutex its waiters last used (strong), or NULL */
+} CondvarObject;
+
+typedef struct {
+    pcc_condvar *cv;
+    uint32_t ticket;
+    pcc_condvar *pending; /* a delayed wake-up to deliver first */
+    int pending_all;
+} sleep_arg;
+
+/* Delayed wake-ups.  Threads woken by a notify must re-lock the mutex the
+ * notifier still holds (and, with a GIL, take the GIL it holds too), so
+ * waking them at once only makes them run, block again, and cost context
+ * switches.  When the notifier holds the Mutex this Condvar's waiters use,
+ * notify only bumps the sequence (so no current ticket can sleep any more:
+ * nothing is lost) and leaves the wake-up with the Mutex; the holder
+ * delivers it right after unlocking (guard release), or -- in wait() --
+ * after also releasing the GIL. */
+void pcm_condvar_wake(PyObject *cv, int all)
+{
+    pcc_condvar_wake(&((CondvarObject *)cv)->cv, all);
+}
+
+static int cv_sleep_op(void *arg, pcc_deadline_t deadline)
+{
+    sleep_arg *a = (sleep_arg *)arg;
+    if (a->pending != NULL) {
+        pcc_condvar_wake(a->pending, a->pending_all);
+        a->pending = NULL;
+    }
+    return pcc_condvar_sleep(a->cv, a->ticket, deadline);
+}
+
+/* Validate the guard argument.  Returns it (borrowed) or NULL with an
+ * exception set; nothing is changed on failure. */
+static MutexGuardObject *check_guard(pcm_state *st, PyObject *obj, uint64_t me)
+{
+    if (!Py_IS_TYPE(obj, (PyTypeObject *)st->sync[S_GUARD_TYPE])) {
+        PyErr_Format(PyExc_TypeError,
+                     "Condvar waits on a MutexGuard (from Mutex.lock()), not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    MutexGuardObject *g = (MutexGuardObject *)obj;
+    if (!atomic_load_explicit(&g->locked, memory_order_relaxed)) {
+        PyErr_SetString(st->UseAfterDrop,
+                        "this MutexGuard was unlocked: a Condvar waits with the mutex locked");
+        return NULL;
+    }
+    if (!pcc_mutex_held_by(&g->mutex->mu, me)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this MutexGuard is held by another thread: only the locking thread "
+                        "may wait with it");
+        return NULL;
+    }
+    return g;
+}
+
+/* One wait.  Returns 1 if the deadline passed, 0 if woken (maybe
+ * spuriously), -1 with an exception set (Ctrl-C; the mutex is locked
+ * again in every case). */
+static int wait_once(CondvarObject *cv, MutexGuardObject *g, uint64_t me, pcc_deadline_t deadline)
+{
+    MutexObject *m = g->mutex;
+    if (cv->bound != (PyObject *)m) {
+        PCM_CS_BEGIN(cv);
+        Py_XSETREF(cv->bound, Py_NewRef(m));
+        PCM_CS_END();
+    }
+    PyObject *pend = m->pending_cv; /* we are the holder: ours to deliver */
+    m->pending_cv = NULL;
+    sleep_arg a = {&cv->cv, pcc_condvar_prepare(&cv->cv),
+                   pend ? &((CondvarObject *)pend)->cv : NULL, m->pending_all};
+    pcc_mutex_unlock(&m->mu);
+    int rc = pcm_wait(cv_sleep_op, &a, deadline); /* runs the op at least once */
+    Py_XDECREF(pend);
+    pcc_condvar_finish(&cv->cv);
+    pcm_mutex_reacquire(m, me);
+    if (rc == PCM_RAISED)
+        return -1;
+    return rc == -ETIMEDOUT ? 1 : 0;
+}
+
+static int check_poison(pcm_state *st, MutexGuardObject *g)
+{
+    if (pcc_mutex_is_poisoned(&g->mutex->mu)) {
+        pcm_raise_poison(st, "the Mutex was poisoned while waiting (err.into_inner() gives the guard)",
+                         (PyObject *)g);
+        return -1;
+    }
+    return 0;
+}
+
+/* predicate(guard.value) -> 1 (keep waiting), 0, or -1 with an exception. */
+static int call_predicate(MutexGuardObject *g, PyObject *pred)
+{
+    PyObject *v = g->mutex->value;
+    if (v == NULL) {
+        pcm_state *st = pcm_state_of_type(Py_TYPE(g));
+        if (st != NULL)
+            PyErr_SetString(st->UseAfterDrop, "the Mutex was consumed by into_inner()");
+        return -1;
+    }
+    Py_INCREF(v);
+    PyObject *r = PyObject_CallOneArg(pred, v);
+    Py_DECREF(v);
+    if (r == NULL)
+        return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* The shared body of the four waits.  timeout_obj NULL = no timeout;
+ * pred NULL = single wait.  Returns the guard, (guard, timed_out), or NULL. */
+static PyObject *cv_wait_impl(CondvarObject *cv, PyObject *guard, PyObject *timeout_obj,
+                              PyObject *pred, const char *fname)
+{
+    pcm_state *st = pcm_state_of_type(Py_TYPE(cv));
+    if (st == NULL)
+        return NULL;
+    pcc_deadline_t deadline = PCC_FOREVER;
+    if (timeout_obj != NULL) {
+        int64_t ns;
+        if (pcm_duration_ns(timeout_obj, "timeout", &ns) < 0)
+            return NULL;
+        deadline = ns == PCC_FOREVER ? PCC_FOREVER : pcc_deadline_after(ns);
+    }
+    if (pred != NULL && !PyCallable_Check(pred)) {
+        PyErr_Format(PyExc_TypeError, "%s(): predicate must be callable, not %.100s", fname,
+                     Py_TYPE(pred)->tp_name);
+        return NULL;
+    }
+    uint64_t me = pcm_thread_id();
+    MutexGuardObject *g = check_guard(st, guard, me);
+    if (g == NULL)
+        return NULL;
+    int timed_out = 0;
+    if (pred == NULL) {
+        int r = wait_once(cv, g, me, deadline);
+        if (r < 0)
+            return NULL;
+        timed_out = r;
+    } else {
+        for (;;) {
+            int keep = call_predicate(g, pred);
+            if (keep < 0)
+                return NULL;
+            if (!keep)
+                break;
+            if (timed_out)
+                break; /* still true at the deadline */
+            int r = wait_once(cv, g, me, deadline);
+            if (r < 0)
+                return NULL;
+            if (check_poison(st, g) < 0)
+                return NULL;
+            timed_out = r;
+        }
+    }
+    if (check_poison(st, g) < 0)
+        return NULL;
+    if (timeout_obj == NULL)
+        return Py_NewRef(guard);
+    return Py_BuildValue("(OO)", guard, timed_out ? Py_True : Py_False);
+}
+
+static PyObject *cv_wait(CondvarObject *cv, PyObject *guard)
+{
+    return cv_wait_impl(cv, guard, NULL, NULL, "wait");
+}
+
+static PyObject *cv_wait_while(CondvarObject *cv, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "wait_while(guard, predicate) takes 2 arguments");
+        return NULL;
+    }
+    return cv_wait_impl(cv, args[0], NULL, args[1], "wait_while");
+}
+
+static PyObject *cv_wait_timeout(CondvarObject *cv, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "wait_timeout(guard, seconds) takes 2 arguments");
+        return NULL;
+    }
+    return cv_wait_impl(cv, args[0], args[1], NULL, "wait_timeout");
+}
+
+static PyObject *cv_wait_timeout_while(CondvarObject *cv, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "wait_timeout_while(guard, seconds, predicate) takes 3 arguments");
+        return NULL;
+    }
+    return cv_wait_impl(cv, args[0], args[1], args[2], "wait_timeout_while");
+}
+
+static void cv_notify(CondvarObject *cv, int all)
+{
+    if (!pcc_condvar_bump(&cv->cv))
+        return; /* nobody waits */
+    PyObject *bound;
+    PCM_CS_BEGIN(cv);
+    bound = Py_XNewRef(cv->bound);
+    PCM_CS_END();
+    MutexObject *m = (MutexObject *)bound;
+    if (m == NULL || !pcc_mutex_held_by(&m->mu, pcm_thread_id())) {
+        pcc_condvar_wake(&cv->cv, all); /* not the holder: wake now */
+        Py_XDECREF(bound);
+        return;
+    }
+    if (m->pending_cv == (PyObject *)cv) {
+        m->pending_all |= all;
+    } else {
+        if (m->pending_cv != NULL) { /* another Condvar's: deliver it now */
+            pcm_condvar_wake(m->pending_cv, m->pending_all);
+            Py_DECREF(m->pending_cv);
+        }
+        m->pending_cv = Py_NewRef(cv);
+        m->pending_all = all;
+    }
+    Py_DECREF(bound);
+}
+
+static PyObject *cv_notify_one(CondvarObject *cv, PyObject *Py_UNUSED(ignored))
+{
+    cv_notify(cv, 0);
+    Py_RETURN_NONE;
+}
+
+static PyObject *cv_notify_all(CondvarObject *cv, PyObject *Py_UNUSED(ignored))
+{
+    cv_notify(cv, 1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *cv_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) || (kwargs && PyDict_GET_SIZE(kwargs))) {
+        PyErr_SetString(PyExc_TypeError, "Condvar() takes no arguments");
+        return NULL;
+    }
+    CondvarObject *cv = (CondvarObject *)tp->tp_alloc(tp, 0);
+    if (cv != NULL) {
+        pcc_condvar_init(&cv->cv);
+        cv->bound = NULL;
+    }
+    return (PyObject *)cv;
+}
+
+static int cv_traverse(CondvarObject *cv, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(cv));
+    Py_VISIT(cv->bound);
+    return 0;
+}
+
+static int cv_clear(CondvarObject *cv)
+{
+    Py_CLEAR(cv->bound);
+    return 0;
+}
+
+static void cv_dealloc(CondvarObject *cv)
+{
+    PyTypeObject *tp = Py_TYPE(cv);
+    PyObject_GC_UnTrack(cv);
+    cv_clear(cv);
+    tp->tp_free(cv);
+    Py_DECREF(tp);
+}
+
+static PyObject *cv_repr(CondvarObject *cv)
+{
+    return PyUnicode_FromFormat("Condvar(waiters=%u)", (unsigned)atomic_load(&cv->cv.waiters));
+}
+
+static PyMethodDef cv_methods[] = {
+    {"wait", (PyCFunction)cv_wait, METH_O,
+     "wait(guard)\n--\n\n"
+     "Release the guard's mutex, sleep until notified, re-lock, and return the\n"
+     "same guard.  Wake-ups can be spurious: re-check the condition (or use\n"
+     "wait_while).  Raises PoisonError carrying the guard if the mutex was\n"
+     "poisoned meanwhile.  The GIL is released; Ctrl-C interrupts (the mutex is\n"
+     "locked again before KeyboardInterrupt propagates).\n\n"
+     "    >>> with m.lock() as g:\n    ...     while not g.value:\n"
+     "    ...         g = cv.wait(g)\n"},
+    {"wait_while", (PyCFunction)(void (*)(void))cv_wait_while, METH_FASTCALL,
+     "wait_while(guard, predicate)\n--\n\n"
+     "Wait while predicate(guard.value) is true (checked before the first\n"
+     "wait and after every wake-up); returns the guard."},
+    {"wait_timeout", (PyCFunction)(void (*)(void))cv_wait_timeout, METH_FASTCALL,
+     "wait_timeout(guard, seconds)\n--\n\n"
+     "Like wait, for at most `seconds`; returns (guard, timed_out)."},
+    {"wait_timeout_while", (PyCFunction)(void (*)(void))cv_wait_timeout_while, METH_FASTCALL,
+     "wait_timeout_while(guard, seconds, predicate)\n--\n\n"
+     "Wait while predicate(guard.value) is true, for at most `seconds`;\n"
+     "returns (guard, timed_out) where timed_out means the predicate was\n"
+     "still true when time ran out."},
+    {"notify_one", (PyCFunction)cv_notify_one, METH_NOARGS,
+     "notify_one()\n--\n\nWake one waiting thread (if any)."},
+    {"notify_all", (PyCFunction)cv_notify_all, METH_NOARGS,
+     "notify_all()\n--\n\nWake every waiting thread."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot cv_slots[] = {
+    {Py_tp_doc, "Condvar()\n--\n\n"
+                "A condition variable (Rust's std::sync::Condvar): threads wait, with a\n"
+                "MutexGuard, until another thread notifies.\n\n"
+                "    >>> m, cv = pyconc.Mutex(False), pyconc.Condvar()\n"
+                "    >>> def setter():\n"
+                "    ...     with m.lock() as g:\n"
+                "    ...         g.value = True\n"
+                "    ...     cv.notify_one()\n"
+                "    >>> h = pyconc.spawn(setter)\n"
+                "    >>> with m.lock() as g:\n"
+                "    ...     g = cv.wait_while(g, lambda ready: not ready)\n"},
+    {Py_tp_new, cv_new},
+    {Py_tp_traverse, cv_traverse},
+    {Py_tp_clear, cv_clear},
+    {Py_tp_dealloc, cv_dealloc},
+    {Py_tp_repr, cv_repr},
+    {Py_tp_methods, cv_methods},
+    {0, NULL},
+};
+
+static PyType_Spec cv_spec = {
+    .name = "pyconc._core.Condvar",
+    .basicsize = sizeof(CondvarObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = cv_slots,
+};
+
+int pcm_condvar_init(PyObject *module, pcm_state *st)
+{
+    return (st->sync[S_CONDVAR_TYPE] = pcm_add_type(module, &cv_spec, NULL)) == NULL ? -1 : 0;
+}

@@ -1,0 +1,103 @@
+/* pyconc binding: what the sync area's types share (one .c per type, and
+ * sync.c, the area init, calling each type's init).
+ *
+ * Locks are owned by *threads*: the owner is the OS thread id
+ * (PyThread_get_thread_ident), never "whoever holds the GIL".  Every object
+ * protects its own state with the core's atomics and locks; where a Python
+ * object's field is read and replaced by different threads (an Arc handle
+ * being dropped while used), a critical section guards it on free-threaded
+ * builds (a no-op with the GIL). */
+#ifndef PCM_SYNC_AREA_H
+#define PCM_SYNC_AREA_H
+
+#include "module.h"
+
+#include "pyconc/sync.h"
+
+#include <pythread.h>
+
+/* indices into st->sync[] */
+enum {
+    S_LOCK_TIMEOUT, /* pyconc._errors.LockTimeoutError */
+    S_MUTEX_TYPE,
+    S_GUARD_TYPE,
+    S_RWLOCK_TYPE,
+    S_READ_GUARD_TYPE,
+    S_WRITE_GUARD_TYPE,
+    S_CONDVAR_TYPE,
+    S_BARRIER_TYPE,
+    S_BARRIER_RESULT_TYPE,
+    S_ONCE_TYPE,
+    S_ATOMIC_INT_TYPE,
+    S_ATOMIC_BOOL_TYPE,
+    S_ARC_TYPE,
+    S_WEAK_TYPE,
+    S_NSLOTS
+};
+
+#if defined(Py_GIL_DISABLED)
+#define PCM_CS_BEGIN(o) Py_BEGIN_CRITICAL_SECTION(o)
+#define PCM_CS_END() Py_END_CRITICAL_SECTION()
+#else
+#define PCM_CS_BEGIN(o) {
+#define PCM_CS_END() }
+#endif
+
+/* The calling thread's id as a lock owner (never 0). */
+static inline uint64_t pcm_thread_id(void)
+{
+    return (uint64_t)PyThread_get_thread_ident();
+}
+
+/* ---- Mutex and MutexGuard (mutex.c), shared with Condvar ---------------- */
+
+typedef struct {
+    PyObject_HEAD
+    pcc_mutex mu;
+    PyObject *value;      /* the protected value, read/written only under mu;
+                             NULL once retired by into_inner() */
+    _Atomic int retired;
+    /* A Condvar notify made by the holder, whose wake-up is delayed until
+     * the holder releases the lock (see condvar.c).  Read and written only
+     * by the lock holder; a strong reference. */
+    PyObject *pending_cv;
+    int pending_all;
+} MutexObject;
+
+typedef struct {
+    PyObject_HEAD
+    MutexObject *mutex;   /* strong reference */
+    _Atomic int locked;   /* 1 while this guard holds the lock */
+} MutexGuardObject;
+
+/* Lock m for the calling thread (id `me`) until `deadline`: DeadlockError if
+ * this thread holds it, LockTimeoutError, KeyboardInterrupt, UseAfterDrop if
+ * retired.  Returns 0 with the lock held, or -1 with an exception set and
+ * the lock not held.  Poison is not checked. */
+int pcm_mutex_acquire(pcm_state *st, MutexObject *m, uint64_t me, pcc_deadline_t deadline);
+/* Re-take m after a Condvar wait, whatever happens: a Ctrl-C arriving now
+ * is kept pending (raised afterwards), never leaves the guard unlocked. */
+void pcm_mutex_reacquire(MutexObject *m, uint64_t me);
+/* Release m held through a guard, then deliver a delayed Condvar wake-up.
+ * Call with the GIL held. */
+void pcm_mutex_release(MutexObject *m);
+/* Wake the sleepers of Condvar `cv` (an object of ours), one or all. */
+void pcm_condvar_wake(PyObject *cv, int all);
+/* Raise PoisonError(msg, inner).  Always returns NULL. */
+PyObject *pcm_raise_poison(pcm_state *st, const char *msg, PyObject *inner);
+
+/* per-type init functions: each creates its types into st->sync[] */
+int pcm_mutex_init(PyObject *module, pcm_state *st);
+int pcm_rwlock_init(PyObject *module, pcm_state *st);
+int pcm_condvar_init(PyObject *module, pcm_state *st);
+int pcm_barrier_init(PyObject *module, pcm_state *st);
+int pcm_oncelock_init(PyObject *module, pcm_state *st);
+int pcm_atomic_init(PyObject *module, pcm_state *st);
+int pcm_arc_init(PyObject *module, pcm_state *st);
+
+/* Parse "timeout=None" (one optional positional-or-keyword argument) for a
+ * METH_FASTCALL|METH_KEYWORDS method named fname.  Returns 0 or -1. */
+int pcm_parse_timeout_arg(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames, pcc_deadline_t *deadline);
+
+#endif

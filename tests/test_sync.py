@@ -1,0 +1,856 @@
+"""Unit tests of the sync area: every method and error of Arc/Weak, Mutex,
+RwLock, Condvar, Barrier, OnceLock, AtomicInt/AtomicBool; bad input gives a
+clear error and changes nothing."""
+from __future__ import annotations
+
+import copy
+import gc
+import math
+import threading
+import time
+import weakref
+
+import pytest
+
+import pyconc
+from pyconc import (
+    AlreadySet, Arc, AtomicBool, AtomicInt, Barrier, BarrierWaitResult, Condvar, DeadlockError,
+    Err, LockTimeoutError, Mutex, MutexGuard, Ok, OnceLock, PoisonError, PyconcError, RwLock,
+    RwLockReadGuard, RwLockWriteGuard, UseAfterDrop, Weak, WouldBlock,
+)
+
+
+class Obj:
+    """A weak-referenceable value."""
+
+    def __init__(self, x=0):
+        self.x = x
+
+    def method(self, y):
+        return self.x + y
+
+    def __call__(self, *a, **k):
+        return ("called", a, k)
+
+
+def in_thread(fn, *args):
+    """Run fn on another pyconc thread and return its result (re-raising)."""
+    return pyconc.spawn(fn, *args).join(timeout=30).unwrap()
+
+
+# ---------------------------------------------------------------------------
+# Arc / Weak
+# ---------------------------------------------------------------------------
+
+
+def test_arc_value_released_the_moment_the_last_strong_handle_drops():
+    fired = []
+    o = Obj()
+    ref = weakref.ref(o, lambda _: fired.append("gone"))
+    a = Arc(o)
+    del o
+    b = a.clone()
+    c = copy.copy(a)
+    assert Arc.strong_count(a) == 3
+    a.drop()
+    del b
+    assert fired == [] and ref() is not None
+    c.drop()  # the last strong handle: released now, not at the next GC
+    assert fired == ["gone"]
+
+
+def test_arc_del_and_with_release_the_handle():
+    fired = []
+    o = Obj()
+    weakref.ref(o)
+    ref = weakref.ref(o, lambda _: fired.append(1))
+    del ref  # keep only the callback ref alive below
+    r2 = weakref.ref(o, lambda _: fired.append(2))
+    a = Arc(o)
+    del o
+    with a.clone() as h:
+        assert isinstance(h, Arc)
+        assert Arc.strong_count(a) == 2
+    assert Arc.strong_count(a) == 1
+    with pytest.raises(UseAfterDrop):
+        h.get()
+    del a
+    assert fired == [2] and r2() is None
+
+
+def test_arc_counts_downgrade_upgrade():
+    a = Arc([1, 2])
+    assert Arc.weak_count(a) == 0
+    w = Arc.downgrade(a)
+    assert isinstance(w, Weak)
+    assert Arc.weak_count(a) == 1 and Weak.weak_count(w) == 1
+    assert Weak.strong_count(w) == 1
+    b = w.upgrade()
+    assert Arc.ptr_eq(a, b) and Arc.strong_count(a) == 2
+    assert b.get() is a.get()
+    a.drop()
+    b.drop()
+    assert w.upgrade() is None
+    assert Weak.strong_count(w) == 0 and Weak.weak_count(w) == 0
+    assert "gone" in repr(w)
+
+
+def test_arc_try_unwrap_ok_only_for_the_sole_handle():
+    v = Obj()
+    a = Arc(v)
+    b = a.clone()
+    r = Arc.try_unwrap(a)
+    assert r.is_err() and r.unwrap_err() is a  # nothing changed
+    assert Arc.strong_count(a) == 2
+    b.drop()
+    r = Arc.try_unwrap(a)
+    assert r == Ok(v) and r.unwrap() is v
+    with pytest.raises(UseAfterDrop):
+        a.get()
+
+
+def test_arc_ptr_eq_distinguishes_allocations():
+    a, b = Arc(1), Arc(1)
+    assert Arc.ptr_eq(a, a.clone())
+    assert not Arc.ptr_eq(a, b)
+    with pytest.raises(TypeError, match="must be an Arc"):
+        Arc.ptr_eq(a, 1)
+
+
+def test_arc_forwards_attributes_and_calls_to_the_value():
+    a = Arc(Obj(5))
+    assert a.x == 5 and a.method(2) == 7
+    a.x = 6
+    assert a.get().x == 6
+    assert a(1, k=2) == ("called", (1,), {"k": 2})
+    counter = Arc(Mutex(0))
+    with counter.lock() as g:  # Arc(Mutex(0)).lock() works like Rust's auto-deref
+        g.value += 1
+    assert repr(counter) == "Arc(Mutex(1, poisoned=False))"
+    with pytest.raises(AttributeError):
+        a.nonexistent
+
+
+def test_arc_use_after_drop_raises_everywhere():
+    a = Arc(Obj())
+    a.drop()
+    for f in (a.get, a.clone, a.drop, Arc.strong_count.__get__(a), lambda: a.x, lambda: a(),
+              lambda: Arc.downgrade(a), lambda: Arc.try_unwrap(a)):
+        with pytest.raises(UseAfterDrop, match="dropped"):
+            f()
+    assert isinstance(UseAfterDrop("x"), ValueError)
+    assert repr(a) == "Arc(<dropped>)"
+
+
+def test_arc_bad_input():
+    with pytest.raises(TypeError):
+        Arc()
+    with pytest.raises(TypeError):
+        Arc(1, 2)
+
+
+def test_arc_cycle_through_one_handle_is_collected():
+    fired = []
+    o = Obj()
+    weakref.finalize(o, fired.append, 1)
+    o.me = Arc(o)
+    del o
+    gc.collect()
+    assert fired == [1]
+
+
+def test_arc_counts_exact_under_threads():
+    a = Arc(Obj())
+
+    def work(i):
+        for _ in range(2000):
+            c = a.clone()
+            w = Arc.downgrade(c)
+            u = w.upgrade()
+            assert u is not None
+            u.drop()
+            c.drop()
+        return True
+
+    from conftest import run_threads
+
+    assert run_threads(work, 4) == [True] * 4
+    assert Arc.strong_count(a) == 1 and Arc.weak_count(a) == 0
+
+
+# ---------------------------------------------------------------------------
+# Mutex / MutexGuard
+# ---------------------------------------------------------------------------
+
+
+def test_mutex_guard_reads_and_replaces_the_value_only_while_locked():
+    m = Mutex([1])
+    with m.lock() as g:
+        assert isinstance(g, MutexGuard)
+        assert g.value == [1] and g.locked and g.mutex is m
+        g.value.append(2)
+        g.value = g.value + [3]
+    assert not g.locked
+    with pytest.raises(UseAfterDrop):
+        g.value
+    with pytest.raises(UseAfterDrop):
+        g.value = 5
+    with pytest.raises(UseAfterDrop):
+        g.unlock()
+    assert m.into_inner() == [1, 2, 3]
+
+
+def test_mutex_default_value_and_reprs():
+    m = Mutex()
+    assert repr(m) == "Mutex(None, poisoned=False)"
+    g = m.lock()
+    assert repr(m) == "Mutex(<locked>, poisoned=False)"
+    assert repr(g) == "MutexGuard(None)"
+    assert m.is_locked()
+    g.unlock()
+    assert repr(g) == "MutexGuard(<unlocked>)"
+    assert not m.is_locked()
+
+
+def test_mutex_guard_value_cannot_be_deleted():
+    m = Mutex(1)
+    with m.lock() as g:
+        with pytest.raises(TypeError):
+            del g.value
+        assert g.value == 1
+
+
+def test_exception_escaping_with_poisons_and_into_inner_recovers_the_guard():
+    m = Mutex(0)
+    with pytest.raises(ZeroDivisionError):
+        with m.lock() as g:
+            g.value = 1
+            1 / 0
+    assert m.is_poisoned()
+    assert repr(m) == "Mutex(1, poisoned=True)"
+    with pytest.raises(PoisonError) as ei:
+        m.lock()
+    g = ei.value.into_inner()
+    assert isinstance(g, MutexGuard) and g.locked and g.value == 1
+    g.unlock()
+    with pytest.raises(PoisonError):
+        m.try_lock().unlock()  # noqa: the raise happens first
+    m.clear_poison()
+    assert not m.is_poisoned()
+    with m.lock() as g:
+        assert g.value == 1
+
+
+def test_relock_by_owning_thread_raises_deadlock_and_try_lock_would_block():
+    m = Mutex(0)
+    with m.lock():
+        with pytest.raises(DeadlockError, match="already holds"):
+            m.lock()
+        with pytest.raises(WouldBlock):
+            m.try_lock()
+        assert isinstance(DeadlockError("x"), RuntimeError)
+    with m.lock() as g:  # usable again
+        assert g.value == 0
+
+
+def test_mutex_lock_timeout_raises_a_timeout_error():
+    m = Mutex(0)
+    g = m.lock()
+    t0 = time.monotonic()
+
+    def other():
+        with pytest.raises(LockTimeoutError) as ei:
+            m.lock(timeout=0.05)
+        assert isinstance(ei.value, TimeoutError) and isinstance(ei.value, PyconcError)
+        with pytest.raises(WouldBlock):
+            m.try_lock()
+        return True
+
+    assert in_thread(other)
+    assert time.monotonic() - t0 >= 0.04
+    g.unlock()
+    assert in_thread(lambda: m.lock(timeout=1).unlock()) is None
+
+
+def test_lock_is_owned_by_threads_not_the_gil():
+    m = Mutex(0)
+    g = m.lock()
+    # Another thread cannot take it, and gets a timeout (not a DeadlockError).
+    with pytest.raises(LockTimeoutError):
+        in_thread(lambda: m.lock(timeout=0.02))
+    g.unlock()
+
+
+def test_mutex_bad_timeouts_change_nothing():
+    m = Mutex(0)
+    for bad, exc in ((-1, ValueError), (math.nan, ValueError), ("1", TypeError)):
+        with pytest.raises(exc):
+            m.lock(timeout=bad)
+        assert not m.is_locked()
+    with pytest.raises(TypeError):
+        m.lock(1, 2)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        m.lock(time=1)
+    with m.lock(timeout=math.inf) as g:
+        assert g.value == 0
+    with pytest.raises(TypeError):
+        Mutex(1, 2)
+
+
+def test_guard_garbage_collected_without_unlock_unlocks():
+    m = Mutex(0)
+    m.lock()  # guard dropped at once
+    assert not m.is_locked()
+    cycle = [m.lock()]
+    cycle.append(cycle)  # only the cycle collector can free this guard
+    del cycle
+    gc.collect()
+    assert not m.is_locked()
+
+
+def test_guard_unlocked_from_another_thread_when_collected_there():
+    m = Mutex(0)
+    g = m.lock()
+    holder = [g]
+    del g
+    in_thread(holder.clear)
+    assert not m.is_locked()
+
+
+def test_mutex_into_inner_retires_and_poisoned_into_inner_gives_the_value():
+    m = Mutex("v")
+    assert m.into_inner() == "v"
+    assert repr(m) == "Mutex(<consumed>)"
+    for f in (m.lock, m.try_lock, m.into_inner):
+        with pytest.raises(UseAfterDrop):
+            f()
+    p = Mutex([7])
+    with pytest.raises(KeyError):
+        with p.lock():
+            raise KeyError
+    with pytest.raises(PoisonError) as ei:
+        p.into_inner()
+    assert ei.value.into_inner() == [7]
+    with pytest.raises(UseAfterDrop):
+        p.lock()
+
+
+def test_mutex_into_inner_by_holder_is_a_deadlock_error():
+    m = Mutex(1)
+    with m.lock() as g:
+        with pytest.raises(DeadlockError):
+            m.into_inner()
+        assert g.value == 1
+
+
+# ---------------------------------------------------------------------------
+# RwLock
+# ---------------------------------------------------------------------------
+
+
+def test_rwlock_readers_share_and_read_guards_refuse_assignment():
+    rw = RwLock({"a": 1})
+    r1 = rw.read()
+    r2 = rw.try_read()
+    assert isinstance(r1, RwLockReadGuard)
+    assert r1.value is r2.value
+    assert repr(rw) == "RwLock({'a': 1}, readers=2, poisoned=False)"
+    with pytest.raises(AttributeError, match="write guard"):
+        r1.value = {}
+    with pytest.raises(WouldBlock):
+        rw.try_write()
+    r1.unlock()
+    r2.unlock()
+    with rw.write() as w:
+        assert isinstance(w, RwLockWriteGuard)
+        w.value = {"a": 2}
+        assert repr(rw) == "RwLock(<write-locked>, poisoned=False)"
+        with pytest.raises(WouldBlock):
+            in_thread(rw.try_read)
+    assert rw.into_inner() == {"a": 2}
+    with pytest.raises(UseAfterDrop):
+        rw.read()
+
+
+def test_rwlock_only_write_guard_exceptions_poison():
+    rw = RwLock(0)
+    with pytest.raises(ValueError):
+        with rw.read():
+            raise ValueError
+    assert not rw.is_poisoned()
+    with pytest.raises(ValueError):
+        with rw.write() as w:
+            w.value = 1
+            raise ValueError
+    assert rw.is_poisoned()
+    with pytest.raises(PoisonError) as ei:
+        rw.read()
+    g = ei.value.into_inner()
+    assert g.value == 1
+    g.unlock()
+    rw.clear_poison()
+    with rw.read() as r:
+        assert r.value == 1
+
+
+def test_rwlock_self_deadlocks_are_errors():
+    rw = RwLock(0)
+    with rw.write():
+        with pytest.raises(DeadlockError):
+            rw.read()
+        with pytest.raises(DeadlockError):
+            rw.write()
+    with rw.read():
+        with pytest.raises(DeadlockError, match="read guard"):
+            rw.write()
+    with rw.write() as w:
+        assert w.value == 0
+
+
+def test_rwlock_reentrant_read_is_granted_while_a_writer_waits():
+    rw = RwLock(0)
+    r1 = rw.read()
+    started = threading.Event()
+
+    def writer():
+        started.set()
+        with rw.write(timeout=10) as w:
+            w.value = 1
+        return True
+
+    h = pyconc.spawn(writer)
+    started.wait()
+    deadline = time.monotonic() + 5
+    # wait until the writer is really queued: a fresh reader is then held back
+    while time.monotonic() < deadline:
+        try:
+            in_thread(lambda: rw.try_read().unlock())
+        except WouldBlock:
+            break
+        time.sleep(0.001)
+    else:
+        raise AssertionError("the writer never queued")
+    r2 = rw.read(timeout=1)  # same thread: granted at once, no deadlock
+    assert r2.value == 0
+    r2.unlock()
+    r1.unlock()
+    assert h.join(timeout=10).unwrap() is True
+    with rw.read() as r:
+        assert r.value == 1
+
+
+def test_rwlock_timeouts():
+    rw = RwLock(0)
+    w = rw.write()
+    with pytest.raises(LockTimeoutError):
+        in_thread(lambda: rw.read(timeout=0.02))
+    w.unlock()
+    r = rw.read()
+    with pytest.raises(LockTimeoutError):
+        in_thread(lambda: rw.write(timeout=0.02))
+    # after the writer gave up, new readers are not held back
+    assert in_thread(lambda: rw.try_read().unlock()) is None
+    r.unlock()
+
+
+def test_rwlock_guard_collected_unlocks():
+    rw = RwLock(0)
+    rw.read()
+    rw.write()
+    rw.read()
+    with rw.write() as w:
+        assert w.value == 0
+
+
+# ---------------------------------------------------------------------------
+# Condvar
+# ---------------------------------------------------------------------------
+
+
+def test_condvar_wait_returns_the_same_guard_after_a_notify():
+    m, cv = Mutex(False), Condvar()
+
+    def setter():
+        time.sleep(0.02)
+        with m.lock() as g:
+            g.value = True
+        cv.notify_one()
+
+    h = pyconc.spawn(setter)
+    with m.lock() as g:
+        while not g.value:
+            g2 = cv.wait(g)
+            assert g2 is g and g.locked
+    h.join().unwrap()
+
+
+def test_condvar_wait_while_absorbs_spurious_wakeups():
+    m, cv = Mutex(0), Condvar()
+
+    def bumper():
+        for _ in range(5):
+            time.sleep(0.005)
+            with m.lock() as g:
+                g.value += 1
+            cv.notify_all()  # wakes the waiter 4 times too early
+
+    h = pyconc.spawn(bumper)
+    seen = []
+    with m.lock() as g:
+        g = cv.wait_while(g, lambda v: seen.append(v) or v < 5)
+        assert g.value == 5
+    h.join().unwrap()
+    assert seen[-1] == 5
+
+
+def test_condvar_wait_timeout_reports_timeouts_in_the_tuple():
+    m, cv = Mutex(0), Condvar()
+    with m.lock() as g:
+        t0 = time.monotonic()
+        g2, timed_out = cv.wait_timeout(g, 0.03)
+        assert g2 is g and timed_out is True and g.locked
+        assert time.monotonic() - t0 >= 0.025
+        g2, timed_out = cv.wait_timeout_while(g, 0.03, lambda v: v == 0)
+        assert timed_out is True and g2 is g
+        g.value = 1
+        g2, timed_out = cv.wait_timeout_while(g, 5, lambda v: v == 0)
+        assert timed_out is False  # predicate already false: no wait
+
+
+def test_condvar_wait_timeout_while_not_timed_out_when_notified():
+    m, cv = Mutex(0), Condvar()
+
+    def setter():
+        time.sleep(0.02)
+        with m.lock() as g:
+            g.value = 1
+        cv.notify_all()
+
+    h = pyconc.spawn(setter)
+    with m.lock() as g:
+        g, timed_out = cv.wait_timeout_while(g, 10, lambda v: v == 0)
+        assert timed_out is False and g.value == 1
+    h.join().unwrap()
+
+
+def test_condvar_bad_input_gives_clear_errors_and_changes_nothing():
+    m, cv = Mutex(0), Condvar()
+    g = m.lock()
+    g.unlock()
+    with pytest.raises(UseAfterDrop, match="unlocked"):
+        cv.wait(g)  # a guard of an unlocked mutex
+    assert not m.is_locked()
+    with pytest.raises(TypeError, match="MutexGuard"):
+        cv.wait(m)
+    rw = RwLock(0)
+    with rw.write() as w:
+        with pytest.raises(TypeError, match="MutexGuard"):
+            cv.wait(w)
+    with m.lock() as g:
+        with pytest.raises(TypeError, match="callable"):
+            cv.wait_while(g, 3)
+        with pytest.raises(ValueError):
+            cv.wait_timeout(g, -1)
+        with pytest.raises(TypeError):
+            cv.wait_timeout(g, None)
+        with pytest.raises(TypeError):
+            cv.wait_timeout(g)
+        with pytest.raises(TypeError):
+            cv.wait_timeout_while(g, 1)
+        with pytest.raises(TypeError):
+            cv.wait_while(g)
+        assert g.locked and m.is_locked()
+        with pytest.raises(RuntimeError, match="another thread"):
+            in_thread(cv.wait, g)
+        assert g.locked and m.is_locked()
+    with pytest.raises(TypeError):
+        Condvar(1)
+
+
+def test_condvar_predicate_exception_propagates_with_the_lock_held():
+    m, cv = Mutex(0), Condvar()
+    with pytest.raises(KeyError):
+        with m.lock() as g:
+            try:
+                cv.wait_while(g, lambda v: {}[v])
+            finally:
+                assert g.locked
+    assert m.is_poisoned()  # it escaped the with block
+
+
+def test_condvar_wait_raises_poison_error_carrying_the_guard():
+    m, cv = Mutex(0), Condvar()
+    ready = threading.Event()
+
+    def poisoner():
+        ready.wait()
+        try:
+            with m.lock():
+                cv.notify_all()
+                raise RuntimeError("boom")
+        except RuntimeError:
+            return True
+
+    h = pyconc.spawn(poisoner)
+    with m.lock() as g:
+        ready.set()
+        with pytest.raises(PoisonError) as ei:
+            cv.wait(g)
+        assert ei.value.into_inner() is g and g.locked
+    assert h.join().unwrap()
+    assert not m.is_locked()
+
+
+def test_condvar_notify_without_waiters_is_harmless_and_repr_counts_waiters():
+    cv = Condvar()
+    cv.notify_one()
+    cv.notify_all()
+    assert repr(cv) == "Condvar(waiters=0)"
+
+
+# ---------------------------------------------------------------------------
+# Barrier
+# ---------------------------------------------------------------------------
+
+
+def test_barrier_releases_all_with_one_leader_per_round_and_is_reusable():
+    b = Barrier(3)
+    assert b.n == 3 and repr(b) == "Barrier(n=3, waiting=0)"
+
+    def worker(_):
+        return [b.wait().is_leader() for _ in range(20)]
+
+    from conftest import run_threads
+
+    rounds = run_threads(worker, 3)
+    for r in range(20):
+        assert sum(res[r] for res in rounds) == 1
+
+
+def test_barrier_of_one_never_blocks():
+    b = Barrier(1)
+    r = b.wait()
+    assert isinstance(r, BarrierWaitResult) and r.is_leader()
+    assert repr(r) == "BarrierWaitResult(is_leader=True)"
+
+
+@pytest.mark.parametrize("n, exc", [(0, ValueError), (-3, ValueError), (2**40, ValueError),
+                                    (1.5, TypeError), ("2", TypeError), (True, TypeError)])
+def test_barrier_bad_sizes(n, exc):
+    with pytest.raises(exc, match="n"):
+        Barrier(n)
+
+
+# ---------------------------------------------------------------------------
+# OnceLock
+# ---------------------------------------------------------------------------
+
+
+def test_oncelock_set_get_and_already_set_carries_the_value():
+    c = OnceLock()
+    assert c.get() is None and not c.is_set() and repr(c) == "OnceLock(<unset>)"
+    c.set(1)
+    assert c.get() == 1 and c.is_set() and repr(c) == "OnceLock(1)"
+    with pytest.raises(AlreadySet) as ei:
+        c.set(2)
+    assert ei.value.value == 2 and isinstance(ei.value, ValueError)
+    assert c.get_or_init(lambda: 3) == 1
+    assert c.get() == 1
+
+
+def test_oncelock_failed_initializer_leaves_it_empty_and_usable():
+    c = OnceLock()
+    with pytest.raises(ZeroDivisionError):
+        c.get_or_init(lambda: 1 / 0)
+    assert not c.is_set()
+    assert c.get_or_init(lambda: "ok") == "ok"
+
+
+def test_oncelock_initializer_runs_once_under_a_race():
+    c = OnceLock()
+    calls = AtomicInt()
+
+    def init():
+        calls.fetch_add(1)
+        time.sleep(0.05)  # the others wait meanwhile (GIL released)
+        return object()
+
+    from conftest import run_threads
+
+    vals = run_threads(lambda i: c.get_or_init(init), 6)
+    assert calls.load() == 1
+    assert all(v is vals[0] for v in vals)
+
+
+def test_oncelock_waiters_take_over_when_the_initializer_fails():
+    c = OnceLock()
+    calls = AtomicInt()
+
+    def init():
+        n = calls.fetch_add(1)
+        time.sleep(0.02)
+        if n == 0:
+            raise RuntimeError("first fails")
+        return n
+
+    def worker(i):
+        try:
+            return c.get_or_init(init)
+        except RuntimeError:
+            return "failed"
+
+    from conftest import run_threads
+
+    res = run_threads(worker, 4)
+    assert res.count("failed") == 1
+    assert calls.load() == 2
+    assert {r for r in res if r != "failed"} == {1}
+
+
+def test_oncelock_reentrant_init_is_a_deadlock_error_and_bad_input():
+    c = OnceLock()
+    with pytest.raises(DeadlockError):
+        c.get_or_init(lambda: c.get_or_init(lambda: 1))
+    assert not c.is_set()
+    with pytest.raises(TypeError, match="callable"):
+        c.get_or_init(5)
+    with pytest.raises(TypeError):
+        OnceLock(1)
+    assert not c.is_set()
+
+
+# ---------------------------------------------------------------------------
+# AtomicInt / AtomicBool
+# ---------------------------------------------------------------------------
+
+
+def test_atomic_int_operations():
+    a = AtomicInt(10)
+    assert a.load() == 10 and repr(a) == "AtomicInt(10)"
+    a.store(5)
+    assert a.swap(7) == 5
+    assert a.fetch_add(3) == 7 and a.load() == 10
+    assert a.fetch_sub(4) == 10 and a.load() == 6
+    assert a.fetch_and(0b100) == 6 and a.load() == 4
+    assert a.fetch_or(0b011) == 4 and a.load() == 7
+    assert a.fetch_xor(0b101) == 7 and a.load() == 2
+    assert a.fetch_max(9) == 2 and a.load() == 9
+    assert a.fetch_max(1) == 9 and a.load() == 9
+    assert a.fetch_min(-3) == 9 and a.load() == -3
+    assert a.compare_exchange(-3, 4) == Ok(-3)
+    assert a.compare_exchange(-3, 5) == Err(4)
+    assert a.fetch_update(lambda v: v * 10) == Ok(4) and a.load() == 40
+    assert a.fetch_update(lambda v: None) == Err(40) and a.load() == 40
+    assert AtomicInt().load() == 0
+
+
+def test_atomic_int_overflow_raises_and_never_wraps():
+    big, small = 2**63 - 1, -(2**63)
+    a = AtomicInt(big)
+    with pytest.raises(OverflowError, match="unchanged"):
+        a.fetch_add(1)
+    assert a.load() == big
+    b = AtomicInt(small)
+    with pytest.raises(OverflowError):
+        b.fetch_sub(1)
+    assert b.load() == small
+    with pytest.raises(OverflowError):
+        AtomicInt(2**63)
+    with pytest.raises(OverflowError):
+        a.store(2**64)
+    with pytest.raises(OverflowError):
+        a.fetch_update(lambda v: v + 1)
+    assert a.load() == big
+
+
+def test_atomic_int_bad_types_change_nothing():
+    a = AtomicInt(1)
+    for bad in (1.5, "2", None):
+        with pytest.raises(TypeError, match="int"):
+            a.fetch_add(bad)
+        with pytest.raises(TypeError):
+            a.store(bad)
+    with pytest.raises(TypeError):
+        a.compare_exchange(1)
+    with pytest.raises(TypeError, match="callable"):
+        a.fetch_update(1)
+    with pytest.raises(TypeError):
+        a.fetch_update(lambda v: "x")
+    with pytest.raises(TypeError):
+        AtomicInt(2.0)
+    assert a.load() == 1
+
+
+def test_atomic_bool_operations_and_bad_input():
+    b = AtomicBool()
+    assert b.load() is False and repr(b) == "AtomicBool(False)"
+    assert b.swap(True) is False and b.load() is True
+    assert b.fetch_and(False) is True and b.load() is False
+    assert b.fetch_or(True) is False and b.load() is True
+    assert b.fetch_xor(True) is True and b.load() is False
+    assert b.fetch_nand(True) is False and b.load() is True
+    b.store(False)
+    assert b.compare_exchange(False, True) == Ok(False)
+    assert b.compare_exchange(False, True) == Err(True)
+    assert b.fetch_update(lambda v: not v) == Ok(True) and b.load() is False
+    assert b.fetch_update(lambda v: None) == Err(False)
+    for bad in (1, None, "x"):
+        with pytest.raises(TypeError, match="bool"):
+            b.store(bad)
+    with pytest.raises(TypeError):
+        AtomicBool(1)
+    assert AtomicBool(True).load() is True
+    assert b.load() is False
+
+
+def test_fetch_update_retries_when_another_thread_races():
+    a = AtomicInt(0)
+    raced = []
+
+    def f(v):
+        if not raced:
+            raced.append(v)
+            in_thread(a.fetch_add, 100)  # change it under our feet
+        return v + 1
+
+    assert a.fetch_update(f) == Ok(100)
+    assert a.load() == 101
+
+
+def test_condvar_notify_by_the_holder_is_delivered_at_unlock_for_two_condvars():
+    # notify() made while holding the mutex is delayed until the unlock (the
+    # waiters could not run before anyway); two Condvars on one Mutex both
+    # get their wake-up, whichever way the lock is released.
+    m, a, b = Mutex(0), Condvar(), Condvar()
+    ready = AtomicInt()
+
+    def waiter(cv, want):
+        with m.lock() as g:
+            ready.fetch_add(1)
+            g = cv.wait_while(g, lambda v: v < want)
+            return g.value
+
+    ha = pyconc.spawn(waiter, a, 1)
+    hb = pyconc.spawn(waiter, b, 1)
+    while ready.load() < 2:
+        time.sleep(0.001)
+    time.sleep(0.02)  # both asleep in wait_while
+    for release in ("unlock", "gc"):
+        g = m.lock()
+        g.value += 1
+        a.notify_one()
+        b.notify_all()
+        if release == "unlock":
+            g.unlock()
+        else:
+            del g  # released by refcount: the delayed wake-ups go out too
+        if release == "unlock":
+            assert ha.join(timeout=10).unwrap() == 1
+            assert hb.join(timeout=10).unwrap() == 1
+            ha = pyconc.spawn(waiter, a, 2)
+            hb = pyconc.spawn(waiter, b, 2)
+            while ready.load() < 4:
+                time.sleep(0.001)
+            time.sleep(0.02)
+    assert ha.join(timeout=10).unwrap() == 2
+    assert hb.join(timeout=10).unwrap() == 2
