@@ -495,10 +495,10 @@ static void *thread_main(void *arg)
 {
     boot_t boot = *(boot_t *)arg;
     PyMem_RawFree(arg);
-    /* A cached native thread keeps its thread state between jobs (creating
-     * one costs more than the rest of a short spawn); each job gets a clean
-     * one: an empty thread-state dict (threading.local, current()) and a
-     * fresh contextvars Context. */
+    /* Before 3.13 a cached native thread keeps its thread state between
+     * jobs (creating one costs more than the rest of a short spawn); each
+     * job still starts clean: an empty thread-state dict (threading.local,
+     * current()) and a fresh contextvars Context. */
     PyThreadState *ts = PyGILState_GetThisThreadState();
     if (ts != NULL)
         PyEval_RestoreThread(ts);
@@ -550,7 +550,14 @@ static void *thread_main(void *arg)
     if (dict != NULL)
         PyDict_Clear(dict);
     PyErr_Clear();
+#if PY_VERSION_HEX >= 0x030D0000
+    /* 3.13+ keeps threading.local data in the thread state itself (not in
+     * its dict), so only a new thread state gives the next job clean
+     * thread-locals: delete this one. */
+    PyGILState_Release(PyGILState_UNLOCKED);
+#else
     (void)PyEval_SaveThread();
+#endif
     /* Without the GIL now: joiners wake to a free GIL. */
     pcc_event_set(&done->ev); /* release: publishes result */
     done_decref(done);
