@@ -516,3 +516,86 @@ def test_coroutine_closed_while_waiting_unregisters_its_waiter():
         return await rx.recv_async()
 
     assert run(main()) == "next"
+
+
+# ---- deterministic interleavings (the wake is queued, then the cancel) ------
+
+
+def test_recv_async_notified_then_cancelled_leaves_the_message_queued():
+    tx, rx = pyconc.channel()
+
+    async def main():
+        t = asyncio.ensure_future(rx.recv_async())
+        await asyncio.sleep(0.01)  # registered
+        tx.send("m")  # notifies t's waiter; the loop has not run t yet
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+
+    run(main())
+    assert rx.try_recv() == "m"
+
+
+def test_recv_async_notified_then_cancelled_passes_the_wake_to_the_next_waiter():
+    tx, rx = pyconc.channel()
+
+    async def main():
+        a = asyncio.ensure_future(rx.recv_async())
+        await asyncio.sleep(0.01)
+        b = asyncio.ensure_future(rx.recv_async())
+        await asyncio.sleep(0.01)
+        tx.send("m")  # notifies a (first in line) only
+        a.cancel()
+        return await asyncio.wait_for(b, 5)
+
+    assert run(main()) == "m"
+
+
+def test_rendezvous_send_async_taken_before_the_cancel_reports_success():
+    tx, rx = pyconc.sync_channel(0)
+
+    async def main():
+        t = asyncio.ensure_future(tx.send_async("v"))
+        await asyncio.sleep(0.01)  # offered
+        assert rx.try_recv() == "v"  # a receiver takes it: the send happened
+        t.cancel()
+        assert await t is None  # so it returns normally instead of lying
+        assert not t.cancelled()
+
+    run(main())
+
+
+def test_rendezvous_send_async_cancelled_before_any_receiver_sends_nothing():
+    tx, rx = pyconc.sync_channel(0)
+
+    async def main():
+        t = asyncio.ensure_future(tx.send_async("v"))
+        await asyncio.sleep(0.01)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        with pytest.raises(Empty):
+            rx.try_recv()
+
+    run(main())
+
+
+def test_bounded_send_async_notified_then_cancelled_sends_nothing_and_wakes_another():
+    tx, rx = pyconc.sync_channel(1)
+    tx.send(0)
+
+    async def main():
+        a = asyncio.ensure_future(tx.send_async("a"))
+        await asyncio.sleep(0.01)
+        b = asyncio.ensure_future(tx.send_async("b"))
+        await asyncio.sleep(0.01)
+        assert rx.try_recv() == 0  # room: notifies a
+        a.cancel()
+        await asyncio.wait_for(b, 5)
+        with pytest.raises(asyncio.CancelledError):
+            await a
+
+    run(main())
+    assert rx.try_recv() == "b"
+    with pytest.raises(Empty):
+        rx.try_recv()
