@@ -33,6 +33,8 @@ from ._harness import Bench, arg_parser
 
 STOP = None
 
+janus: Any
+culsans: Any
 try:
     import janus
 except ImportError:  # benchmark-only dependency (the `bench` extra)
@@ -41,6 +43,8 @@ try:
     import culsans
 except ImportError:
     culsans = None
+
+Fns = Dict[str, Callable[[], object]]
 
 
 def _threads(target: Callable[..., Any], args_list) -> list:
@@ -254,7 +258,7 @@ def run(quick: bool = False, write: bool = True) -> Bench:
 
     n = int(100_000 * scale)
     for producers in (1, 4):
-        bases = {name: t2c_mixed(lib, n, producers, 0) for name, lib in libs.items()}
+        bases: Fns = {name: t2c_mixed(lib, n, producers, 0) for name, lib in libs.items()}
         bases["call_soon_threadsafe+asyncio.Queue"] = t2c_stdlib(n, producers)
         b.case(f"thread->coro x{producers} unbounded", t2c_pyconc(n, producers, 0), bases,
                target=target, ops=n)

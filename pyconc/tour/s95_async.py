@@ -74,7 +74,7 @@ async def join_two() -> Tuple[object, object]:
     """task::spawn twice, then tokio::join!(handle1, handle2)."""
     handle1 = pyconc.spawn(_expensive, 200_000)
     handle2 = pyconc.spawn(_other_expensive, 200_000)
-    result1, result2 = await asyncio.gather(handle1, handle2)  # type: ignore[arg-type]
+    result1, result2 = await asyncio.gather(handle1, handle2)  # type: ignore[call-overload,unused-ignore]
     return result1, result2
 
 
@@ -89,7 +89,7 @@ async def channel_to_coroutine(n: int = 5) -> list:
     handles = [pyconc.spawn(worker, tx.clone(), i) for i in range(n)]
     tx.close()
     got = sorted([msg async for msg in rx])
-    await asyncio.gather(*handles)  # type: ignore[arg-type]
+    await asyncio.gather(*handles)  # type: ignore[call-overload,unused-ignore]
     return got
 
 
