@@ -3,13 +3,49 @@
 ``await handle`` gives a thread's Result.  The finishing thread hands the
 result to the awaiting loop through the loop's own thread-safe mechanism
 (``loop.call_soon_threadsafe``): no polling, no helper thread per waiter.
+
+``await rx.recv_async()``, ``await tx.send_async(v)`` and ``async for v in
+rx`` are C awaitables (csrc/module/aio.c).  A waiting operation is woken
+through its loop's *hub*: one eventfd per event loop, watched with
+``loop.add_reader``, plus a ready list in C.  This module creates the hub
+of each loop on first use.
 """
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Generator
+import threading
+import weakref
+from asyncio.events import _get_running_loop
+from typing import Any, Generator, Tuple
+
+from . import _core
 
 __all__: list = []
+
+_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+_hubs_lock = threading.Lock()
+
+
+def _running_hub() -> Tuple[asyncio.AbstractEventLoop, Any]:
+    """(running loop, its hub); the hub is created and registered with
+    ``loop.add_reader`` on first use.  RuntimeError outside a running loop."""
+    loop = _get_running_loop()
+    if loop is None:
+        raise RuntimeError("no running event loop: await channel operations inside asyncio")
+    hub = _hubs.get(loop)
+    if hub is None:
+        with _hubs_lock:
+            hub = _hubs.get(loop)
+            if hub is None:
+                hub = _core._AioHub()
+                # Only the loop's own thread calls this (the loop is running
+                # here), so add_reader is called from the right thread.
+                loop.add_reader(hub.fileno(), hub._process)
+                _hubs[loop] = hub
+    return loop, hub
+
+
+_core._aio_register(_running_hub, asyncio.CancelledError)
 
 
 def _resolve(fut: "asyncio.Future[Any]", result: Any) -> None:

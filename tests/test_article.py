@@ -216,3 +216,68 @@ def test_count_to_10_final_count_and_turn_order():
 # ---------------------------------------------------------------------------
 # Async Programming in Rust (Tokio)                           [async area]
 # ---------------------------------------------------------------------------
+
+
+def test_tokio_tcp_get_reads_the_whole_response_from_a_local_server():
+    import asyncio
+
+    from pyconc.tour.s95_async import BODY, get, local_http_server
+
+    async def main():
+        async with local_http_server() as (host, port):
+            assert host == "127.0.0.1"
+            return await asyncio.wait_for(get(host, port), 10)
+
+    response = asyncio.run(main())
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"Content-Length: %d" % len(BODY) in head
+    assert body == BODY
+
+
+def test_tokio_tcp_get_against_http_server_running_in_a_pyconc_thread():
+    import asyncio
+    import http.server
+
+    from pyconc.tour.s95_async import get
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # closes after the response: read_to_end ends
+
+        def do_GET(self):
+            body = b"hello from a pyconc thread\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Hello)
+    h = pyconc.spawn(srv.handle_request)
+    try:
+        response = asyncio.run(asyncio.wait_for(get(*srv.server_address[:2]), 10))
+    finally:
+        assert h.join(timeout=10).is_ok()
+        srv.server_close()
+    assert response.split(b"\r\n", 1)[0].endswith(b"200 OK")
+    assert response.endswith(b"\r\n\r\nhello from a pyconc thread\n")
+
+
+def test_tokio_spawn_two_computations_then_join_with_gather():
+    import asyncio
+
+    from pyconc.tour.s95_async import _expensive, _other_expensive, join_two
+
+    result1, result2 = asyncio.run(join_two())
+    assert result1 == Ok(_expensive(200_000))
+    assert result2 == Ok(_other_expensive(200_000))
+
+
+def test_tokio_async_channel_threads_to_coroutine():
+    import asyncio
+
+    from pyconc.tour.s95_async import channel_to_coroutine
+
+    assert asyncio.run(channel_to_coroutine(5)) == [f"job {i} done" for i in range(5)]

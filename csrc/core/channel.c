@@ -116,17 +116,19 @@ static void q_unlink(pcc_chan_entry *e)
 }
 
 /* Win the first entry of q whose waiter is still waiting (skipping the
- * caller's own waiter: a select never pairs with itself) and unlink it.
+ * caller's own waiter: a select never pairs with itself; and, when the
+ * caller means to hand a message over, skipping notify-only entries) and
+ * unlink it.
  * The CAS is what makes a select commit to one operation: entries of a
  * waiter already won elsewhere (or aborted) are skipped and left for their
  * owner to unlink.  Call with the lock held; the caller then fills the
  * entry and calls wake_entry, still under the lock, so the owner (which
  * must take this lock to unregister) cannot return before the wake is
  * done. */
-static pcc_chan_entry *q_select(pcc_chan_entry *q, const pcc_waiter *self)
+static pcc_chan_entry *q_select(pcc_chan_entry *q, const pcc_waiter *self, int handoff)
 {
     for (pcc_chan_entry *e = q->next; e != q; e = e->next) {
-        if (e->waiter == self)
+        if (e->waiter == self || (handoff && e->notify_only))
             continue;
         uintptr_t expect = PCC_SEL_WAITING;
         if (atomic_compare_exchange_strong_explicit(&e->waiter->selected, &expect,
@@ -143,7 +145,7 @@ static pcc_chan_entry *q_select(pcc_chan_entry *q, const pcc_waiter *self)
 static int q_has_partner(const pcc_chan_entry *q, const pcc_waiter *self)
 {
     for (const pcc_chan_entry *e = q->next; e != q; e = e->next)
-        if (e->waiter != self &&
+        if (e->waiter != self && !e->notify_only &&
             atomic_load_explicit(&e->waiter->selected, memory_order_acquire) == PCC_SEL_WAITING)
             return 1;
     return 0;
@@ -159,7 +161,7 @@ static void wake_entry(pcc_chan_entry *e, int state)
 static void q_notify_one(pcc_chan_entry *q)
 {
     if (!q_empty(q)) {
-        pcc_chan_entry *e = q_select(q, NULL);
+        pcc_chan_entry *e = q_select(q, NULL, 0);
         if (e)
             wake_entry(e, PCC_ENTRY_NOTIFIED);
     }
@@ -168,8 +170,26 @@ static void q_notify_one(pcc_chan_entry *q)
 static void q_notify_all(pcc_chan_entry *q)
 {
     pcc_chan_entry *e;
-    while ((e = q_select(q, NULL)) != NULL)
+    while ((e = q_select(q, NULL, 0)) != NULL)
         wake_entry(e, PCC_ENTRY_NOTIFIED);
+}
+
+/* Notify every notify-only entry of q still waiting (rendezvous: a
+ * completing partner just arrived for them to act on). */
+static void q_notify_async(pcc_chan_entry *q, const pcc_waiter *self)
+{
+    for (pcc_chan_entry *e = q->next; e != q;) {
+        pcc_chan_entry *next = e->next;
+        uintptr_t expect = PCC_SEL_WAITING;
+        if (e->notify_only && e->waiter != self &&
+            atomic_compare_exchange_strong_explicit(&e->waiter->selected, &expect,
+                                                    PCC_SEL_OP(e->index), memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+            q_unlink(e);
+            wake_entry(e, PCC_ENTRY_NOTIFIED);
+        }
+        e = next;
+    }
 }
 
 static void wake_unpark(pcc_waiter *w)
@@ -278,7 +298,7 @@ static int try_send_impl(pcc_chan *ch, void *msg, const pcc_waiter *self)
         return -EPIPE;
     }
     if (ch->kind == PCC_CHAN_ZERO) {
-        pcc_chan_entry *e = q_select(&ch->recvq, self);
+        pcc_chan_entry *e = q_select(&ch->recvq, self, 1);
         if (e == NULL) {
             lock_release(&ch->lock);
             return -EAGAIN;
@@ -307,7 +327,7 @@ static int try_recv_impl(pcc_chan *ch, void **msg, const pcc_waiter *self)
         return -EPIPE;
     }
     if (ch->kind == PCC_CHAN_ZERO) {
-        pcc_chan_entry *e = ch->senders ? q_select(&ch->sendq, self) : NULL;
+        pcc_chan_entry *e = ch->senders ? q_select(&ch->sendq, self, 1) : NULL;
         if (e == NULL) {
             int rc = ch->senders ? -EAGAIN : -EPIPE;
             lock_release(&ch->lock);
@@ -364,8 +384,19 @@ int pcc_chan_register(pcc_chan *ch, pcc_chan_entry *e)
     /* Checked under the same lock as the push: any change after this point
      * will find the entry and notify it, so no wake-up can be lost. */
     int ready = ready_locked(ch, e);
+    /* A rendezvous partner that can complete arrived: async (notify-only)
+     * entries of the other side come and take / give the message. */
+    if (!ready && ch->kind == PCC_CHAN_ZERO && !e->notify_only)
+        q_notify_async(e->is_send ? &ch->recvq : &ch->sendq, e->waiter);
     lock_release(&ch->lock);
     return ready;
+}
+
+void pcc_chan_notify(pcc_chan *ch, int is_send)
+{
+    lock_acquire(&ch->lock);
+    q_notify_one(is_send ? &ch->sendq : &ch->recvq);
+    lock_release(&ch->lock);
 }
 
 void pcc_chan_unregister(pcc_chan *ch, pcc_chan_entry *e)

@@ -50,6 +50,7 @@ static const pcm_area_init_fn areas[] = {
     pcm_channels_init,
     pcm_sync_init,
     pcm_pool_init,
+    pcm_aio_init,
     NULL,
 };
 

@@ -403,6 +403,27 @@ static PyObject *receiver_iternext(pcm_chan_end *self)
     return recv_common(self, NULL, 1);
 }
 
+static PyObject *receiver_recv_async(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
+{
+    return pcm_aio_op_new(self, 0, NULL);
+}
+
+static PyObject *receiver_anext(pcm_chan_end *self)
+{
+    return pcm_aio_op_new(self, 1, NULL);
+}
+
+static PyObject *receiver_aiter(pcm_chan_end *self)
+{
+    CHECK_OPEN(self);
+    return Py_NewRef(self);
+}
+
+static PyObject *sender_send_async(pcm_chan_end *self, PyObject *value)
+{
+    return pcm_aio_op_new(self, 2, value);
+}
+
 static PyObject *receiver_iter(pcm_chan_end *self)
 {
     CHECK_OPEN(self);
@@ -507,6 +528,17 @@ static PyMethodDef sender_methods[] = {
      "Send without blocking.  Raises Full (channel full, or on a rendezvous\n"
      "channel no receiver waiting) or SendError (disconnected), both with\n"
      "the value in .value."},
+    {"send_async", (PyCFunction)sender_send_async, METH_O,
+     "send_async(value, /)\n--\n\n"
+     "Awaitable send for asyncio: waits (without blocking the event loop)\n"
+     "while a bounded channel is full, or on a rendezvous channel until a\n"
+     "receiver takes the value.  Raises SendError (with .value) once every\n"
+     "Receiver is gone.  Cancelling it (task.cancel(), asyncio.wait_for,\n"
+     "asyncio.timeout) sends nothing: the value stays yours.  One exception:\n"
+     "on a rendezvous channel, if a receiver already took the value when\n"
+     "the cancellation arrives, the send happened and it returns normally.\n"
+     "Works from any running loop, alongside threads using send().\n\n"
+     "    >>> async def produce(tx):\n    ...     await tx.send_async('job')"},
     END_COMMON_METHODS("Sender"),
     {NULL, NULL, 0, NULL},
 };
@@ -526,6 +558,16 @@ static PyMethodDef receiver_methods[] = {
      "try_iter()\n--\n\nAn iterator over the messages queued now; it never blocks and\n"
      "stops at the first Empty or disconnect.\n\n"
      "    >>> tx, rx = pyconc.channel(); tx.send(1); tx.send(2); list(rx.try_iter())\n    [1, 2]"},
+    {"recv_async", (PyCFunction)receiver_recv_async, METH_NOARGS,
+     "recv_async()\n--\n\n"
+     "Awaitable recv for asyncio: waits (without blocking the event loop)\n"
+     "for the next message; raises RecvError once the channel is empty and\n"
+     "every Sender is gone.  Cancelling it (task.cancel(), asyncio.wait_for,\n"
+     "asyncio.timeout) loses nothing: a message is either returned or stays\n"
+     "in the channel.  The wake-up comes through the loop's own selector\n"
+     "(an eventfd), so threads may send() to a coroutine freely.\n"
+     "`async for v in rx` receives until disconnect.\n\n"
+     "    >>> async def consume(rx):\n    ...     return await rx.recv_async()"},
     END_COMMON_METHODS("Receiver"),
     {NULL, NULL, 0, NULL},
 };
@@ -569,6 +611,8 @@ static PyType_Slot receiver_slots[] = {
     {Py_tp_getset, end_getset},
     {Py_tp_iter, receiver_iter},
     {Py_tp_iternext, receiver_iternext},
+    {Py_am_aiter, receiver_aiter},
+    {Py_am_anext, receiver_anext},
     {Py_sq_length, end_len},
     {Py_nb_bool, end_bool},
     {0, NULL},

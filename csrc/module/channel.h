@@ -29,4 +29,8 @@ void pcm_chan_decref_msg(void *msg, void *ctx);
 PyObject *pcm_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 extern const char pcm_select_doc[];
 
+/* recv_async / __anext__ / send_async awaitables (aio.c).  kind: 0 recv,
+ * 1 anext (StopAsyncIteration at disconnect), 2 send (value required). */
+PyObject *pcm_aio_op_new(pcm_chan_end *end, int kind, PyObject *value);
+
 #endif

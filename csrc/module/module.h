@@ -112,5 +112,6 @@ int pcm_threads_init(PyObject *module, pcm_state *st);
 int pcm_channels_init(PyObject *module, pcm_state *st); /* channel.c */
 int pcm_sync_init(PyObject *module, pcm_state *st);     /* sync.c */
 int pcm_pool_init(PyObject *module, pcm_state *st);     /* pool.c */
+int pcm_aio_init(PyObject *module, pcm_state *st);      /* aio.c */
 
 #endif

@@ -150,6 +150,16 @@ typedef struct pcc_chan_entry {
     int state;
     int linked;
     int is_send;
+    /* A notify-only entry (the async layer's) is never completed by a
+     * hand-off: whoever selects it only marks it NOTIFIED and its owner
+     * retries the operation itself (on its own thread, so a cancellation
+     * can never lose a message that was already handed over).  On a
+     * rendezvous channel a notify-only entry is not a partner: a sender
+     * cannot give it a message.  Instead, registering an ordinary
+     * (completing) entry notifies every notify-only entry of the other
+     * direction, so an async receiver comes and takes the message from a
+     * waiting sender itself.  Zero it (memset) for the ordinary kind. */
+    int notify_only;
 } pcc_chan_entry;
 
 /* Link `e` into ch's queue for its direction.  Returns 1 if the operation
@@ -160,5 +170,10 @@ int pcc_chan_register(pcc_chan *ch, pcc_chan_entry *e);
 /* Unlink `e` if still linked.  Afterwards every write made by whoever
  * selected the waiter through `e` is visible to the caller. */
 void pcc_chan_unregister(pcc_chan *ch, pcc_chan_entry *e);
+/* Pass a notification on: wake one blocked operation of the given
+ * direction (it retries).  For an owner that was notified but gives up
+ * without acting on it (a cancelled async task), so that no other waiter
+ * misses the message or the free slot.  A spurious wake-up is harmless. */
+void pcc_chan_notify(pcc_chan *ch, int is_send);
 
 #endif

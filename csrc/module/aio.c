@@ -1,0 +1,682 @@
+/* pyconc binding: channels awaited from asyncio (recv_async, send_async,
+ * async for).
+ *
+ * Design.  A channel operation awaited from a coroutine is a small C
+ * awaitable (ChannelOp) that first tries the operation at once (with no
+ * allocation beyond itself when it succeeds: the am_send slot returns the
+ * value without a StopIteration).  When it would block it registers a
+ * *notify-only* entry with the channel core (pyconc/channel.h) and yields
+ * an asyncio future of the running loop.
+ *
+ * Waking.  The core calls the entry's wake function with the channel lock
+ * held and without the GIL, so it cannot touch Python.  It links the op
+ * into the ready list of its loop's *hub* (a mutex-protected intrusive
+ * list) and, if the hub was not already signalled, writes the hub's
+ * eventfd.  The loop watches that eventfd with loop.add_reader (one per
+ * loop, created on first use by pyconc/_aio.py), so the loop's own
+ * selector wakes it: no polling, no helper thread.  The reader callback
+ * (_process) drains the list and resolves each op's future; the task then
+ * resumes the op, which retries the operation on the loop's thread.
+ *
+ * Cancellation.  Because entries are notify-only the core never hands a
+ * message to an async receiver from another thread: a message is received
+ * only by the op's own retry, on its own thread.  A cancelled (or closed,
+ * or collected) op therefore just unregisters: the message stays in the
+ * channel.  If it had been notified it passes the notification on
+ * (pcc_chan_notify) so that no other waiter misses it.  A cancelled
+ * send_async has sent nothing; the value stays the caller's.
+ *
+ * Rendezvous.  An async receiver cannot be handed a message, so on a
+ * zero-capacity channel it takes the message from a waiting sender's entry
+ * itself (registering a completing send entry notifies async receivers).
+ * An async *sender* on a rendezvous channel offers its value in an
+ * ordinary entry (somebody must hold the value while both sides wait); if
+ * a receiver took it before a cancellation arrives, the send has happened
+ * and send_async returns normally instead of raising CancelledError (the
+ * only truthful outcome; asyncio.wait_for / asyncio.timeout then report
+ * success, as they do for any operation that completed).
+ *
+ * Lifetime.  An op unregisters (channel lock) and unlinks itself from the
+ * hub (hub mutex) before its memory can go away; after both, no other
+ * thread can reach it.  The hub is reference-counted in C (ops hold a
+ * reference while bound to it), so a wake after the loop closed writes to
+ * a still-open eventfd that nobody reads: harmless.
+ */
+#include "channel.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+enum { PCM_AIO_OP, PCM_AIO_HUB, PCM_AIO_GETHUB, PCM_AIO_CANCELLED };
+
+typedef struct aio_op aio_op;
+
+/* ---- the hub: one per event loop ------------------------------------------ */
+
+typedef struct aio_hub {
+    _Atomic size_t refs;
+    pthread_mutex_t mu;
+    int fd;        /* eventfd, non-blocking */
+    int signalled; /* an eventfd write is pending (mu) */
+    aio_op *head;  /* ready list (mu) */
+} aio_hub;
+
+struct aio_op {
+    PyObject_HEAD
+    pcm_chan_end *end; /* the Sender or Receiver */
+    PyObject *value;   /* send: the value (the caller keeps it unless sent) */
+    PyObject *fut;     /* the future yielded while waiting */
+    aio_hub *hub;      /* bound on the first wait (one reference) */
+    int kind;          /* OP_RECV, OP_ANEXT, OP_SEND */
+    int finished;
+    int registered;
+    pcc_waiter waiter;
+    pcc_chan_entry entry;
+    /* hub ready list (hub->mu) */
+    aio_op *rprev, *rnext;
+    int in_ready;
+};
+
+enum { OP_RECV = 0, OP_ANEXT = 1, OP_SEND = 2 };
+
+typedef struct {
+    PyObject_HEAD
+    aio_hub *hub;
+} HubObject;
+
+static void hub_decref(aio_hub *h)
+{
+    if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    close(h->fd);
+    pthread_mutex_destroy(&h->mu);
+    PyMem_RawFree(h);
+}
+
+/* The core's wake callback: channel lock held, no GIL.  Must not block
+ * (the mutex is only held for list surgery) and must not touch Python. */
+static void op_wake(pcc_waiter *w)
+{
+    aio_op *op = w->wake_arg;
+    aio_hub *h = op->hub;
+    pthread_mutex_lock(&h->mu);
+    if (!op->in_ready) {
+        op->rprev = NULL;
+        op->rnext = h->head;
+        if (h->head)
+            h->head->rprev = op;
+        h->head = op;
+        op->in_ready = 1;
+    }
+    int signal = !h->signalled;
+    h->signalled = 1;
+    pthread_mutex_unlock(&h->mu);
+    if (signal) {
+        uint64_t one = 1;
+        /* EAGAIN (counter saturated) cannot happen: at most one write is
+         * pending.  Nothing useful to do on another error. */
+        ssize_t n = write(h->fd, &one, sizeof one);
+        (void)n;
+    }
+}
+
+static void hub_unlink_locked(aio_hub *h, aio_op *op)
+{
+    if (op->rprev)
+        op->rprev->rnext = op->rnext;
+    else
+        h->head = op->rnext;
+    if (op->rnext)
+        op->rnext->rprev = op->rprev;
+    op->rprev = op->rnext = NULL;
+    op->in_ready = 0;
+}
+
+static PyObject *hub_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kw && PyDict_GET_SIZE(kw) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "_AioHub() takes no arguments");
+        return NULL;
+    }
+    aio_hub *h = PyMem_RawCalloc(1, sizeof *h);
+    if (h == NULL)
+        return PyErr_NoMemory();
+    h->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (h->fd < 0) {
+        PyMem_RawFree(h);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    pthread_mutex_init(&h->mu, NULL);
+    atomic_init(&h->refs, 1);
+    HubObject *self = (HubObject *)tp->tp_alloc(tp, 0);
+    if (self == NULL) {
+        hub_decref(h);
+        return NULL;
+    }
+    self->hub = h;
+    return (PyObject *)self;
+}
+
+static void hubobj_dealloc(HubObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->hub)
+        hub_decref(self->hub);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *hubobj_fileno(HubObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLong(self->hub->fd);
+}
+
+static PyObject *hubobj_pending(HubObject *self, PyObject *Py_UNUSED(ignored))
+{
+    size_t n = 0;
+    pthread_mutex_lock(&self->hub->mu);
+    for (aio_op *op = self->hub->head; op; op = op->rnext)
+        n++;
+    pthread_mutex_unlock(&self->hub->mu);
+    return PyLong_FromSize_t(n);
+}
+
+static PyObject *hubobj_repr(HubObject *self)
+{
+    return PyUnicode_FromFormat("<pyconc._AioHub fd=%d>", self->hub->fd);
+}
+
+/* Resolve fut (loop thread) unless it is already done (cancelled). */
+static int resolve_future(PyObject *fut)
+{
+    PyObject *done = PyObject_CallMethod(fut, "done", NULL);
+    if (done == NULL)
+        return -1;
+    int is_done = PyObject_IsTrue(done);
+    Py_DECREF(done);
+    if (is_done < 0)
+        return -1;
+    if (is_done)
+        return 0;
+    PyObject *r = PyObject_CallMethod(fut, "set_result", "O", Py_None);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+#define HUB_BATCH 64
+
+/* The loop's reader callback: drain the eventfd, then resolve the future
+ * of every op woken since.  Runs on the loop's thread. */
+static PyObject *hubobj_process(HubObject *self, PyObject *Py_UNUSED(ignored))
+{
+    aio_hub *h = self->hub;
+    uint64_t cnt;
+    ssize_t n = read(h->fd, &cnt, sizeof cnt);
+    (void)n; /* EAGAIN: a spurious call, fine */
+    PyObject *futs[HUB_BATCH];
+    int first = 1, failed = 0;
+    for (;;) {
+        size_t k = 0;
+        pthread_mutex_lock(&h->mu);
+        if (first)
+            h->signalled = 0; /* from now on a wake writes again */
+        first = 0;
+        /* Taking a reference to the op's future under the mutex keeps it
+         * alive even if the op goes away right after (it must take this
+         * mutex to unlink itself, and it will find itself unlinked). */
+        while (h->head && k < HUB_BATCH) {
+            aio_op *op = h->head;
+            hub_unlink_locked(h, op);
+            if (op->fut)
+                futs[k++] = Py_NewRef(op->fut);
+        }
+        int more = h->head != NULL;
+        pthread_mutex_unlock(&h->mu);
+        for (size_t i = 0; i < k; i++) {
+            if (!failed && resolve_future(futs[i]) < 0)
+                failed = 1;
+            Py_DECREF(futs[i]);
+        }
+        if (!more)
+            break;
+    }
+    if (failed)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef hub_methods[] = {
+    {"fileno", (PyCFunction)hubobj_fileno, METH_NOARGS, "The eventfd the loop watches."},
+    {"_process", (PyCFunction)hubobj_process, METH_NOARGS,
+     "Reader callback: resolve the futures of the ops woken since the last call."},
+    {"_pending", (PyCFunction)hubobj_pending, METH_NOARGS, "Ops woken, not yet processed."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot hub_slots[] = {
+    {Py_tp_doc, "Per-event-loop wake-up hub of pyconc's async channel operations (internal)."},
+    {Py_tp_new, hub_new},
+    {Py_tp_dealloc, hubobj_dealloc},
+    {Py_tp_repr, hubobj_repr},
+    {Py_tp_methods, hub_methods},
+    {0, NULL},
+};
+
+static PyType_Spec hub_spec = {
+    .name = "pyconc._core._AioHub",
+    .basicsize = sizeof(HubObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = hub_slots,
+};
+
+/* ---- the awaitable operation ---------------------------------------------------- */
+
+/* Stop waiting: make the waiter unselectable, unlink the entry from the
+ * channel and the op from the hub.  Returns 1 if a channel had selected
+ * the waiter (notified it, or for a rendezvous send completed it: check
+ * op->entry.state), else 0.  Afterwards no other thread can reach op. */
+static int op_stop_waiting(aio_op *op)
+{
+    uintptr_t sel = PCC_SEL_WAITING;
+    int won = !atomic_compare_exchange_strong_explicit(&op->waiter.selected, &sel, PCC_SEL_ABORTED,
+                                                       memory_order_acq_rel, memory_order_acquire);
+    pcc_chan_unregister(op->end->ch, &op->entry);
+    pthread_mutex_lock(&op->hub->mu);
+    if (op->in_ready)
+        hub_unlink_locked(op->hub, op);
+    pthread_mutex_unlock(&op->hub->mu);
+    op->registered = 0;
+    Py_CLEAR(op->fut);
+    return won;
+}
+
+/* Give up the operation without completing it (cancel, close, GC).
+ * Returns 1 if a rendezvous send had completed after all. */
+static int op_abandon(aio_op *op)
+{
+    int sent = 0;
+    if (op->registered) {
+        int won = op_stop_waiting(op);
+        if (won && op->entry.state == PCC_ENTRY_DONE) {
+            sent = 1; /* the channel's reference went to the receiver */
+        } else {
+            if (op->kind == OP_SEND && op->entry.notify_only == 0)
+                Py_DECREF(op->value); /* the offered reference comes back */
+            if (won) /* notified but we will not act on it: pass it on */
+                pcc_chan_notify(op->end->ch, op->kind == OP_SEND);
+        }
+    }
+    op->finished = 1;
+    return sent;
+}
+
+static int bind_hub(aio_op *op, PyObject **loop)
+{
+    pcm_state *st = pcm_state_of_type(Py_TYPE(op));
+    if (st == NULL)
+        return -1;
+    PyObject *get = st->aio[PCM_AIO_GETHUB];
+    if (get == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "pyconc._aio is not initialized");
+        return -1;
+    }
+    PyObject *pair = PyObject_CallNoArgs(get); /* (loop, hub); RuntimeError outside a loop */
+    if (pair == NULL)
+        return -1;
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+        !PyObject_TypeCheck(PyTuple_GET_ITEM(pair, 1), (PyTypeObject *)st->aio[PCM_AIO_HUB])) {
+        Py_DECREF(pair);
+        PyErr_SetString(PyExc_SystemError, "pyconc._aio hub lookup returned a bad value");
+        return -1;
+    }
+    aio_hub *h = ((HubObject *)PyTuple_GET_ITEM(pair, 1))->hub;
+    if (op->hub == NULL) {
+        atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+        op->hub = h;
+    } else if (op->hub != h) {
+        Py_DECREF(pair);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "a pyconc channel operation was awaited from two event loops");
+        return -1;
+    }
+    *loop = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
+    Py_DECREF(pair);
+    return 0;
+}
+
+static PyObject *raise_for(aio_op *op, int rc)
+{
+    pcm_state *st = pcm_state_of_type(Py_TYPE(op));
+    if (st == NULL)
+        return NULL;
+    if (rc == -ENOMEM)
+        return PyErr_NoMemory();
+    if (op->kind == OP_SEND) {
+        if (rc == -EPIPE)
+            return pcm_raise_with_value(st->SendError, "sending on a disconnected channel",
+                                        op->value);
+    } else if (rc == -EPIPE) {
+        if (op->kind == OP_ANEXT)
+            PyErr_SetNone(PyExc_StopAsyncIteration);
+        else
+            PyErr_SetString(st->RecvError, "receiving on an empty and disconnected channel");
+        return NULL;
+    }
+    PyErr_Format(PyExc_SystemError, "async channel operation failed with code %d", rc);
+    return NULL;
+}
+
+/* One step of the operation (the task sent None).  Returns PYGEN_RETURN
+ * with *result the outcome, PYGEN_NEXT with *result a future to wait on,
+ * or PYGEN_ERROR with an exception set. */
+static PySendResult op_step(aio_op *op, PyObject **result)
+{
+    *result = NULL;
+    if (op->finished) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse an already awaited channel operation");
+        return PYGEN_ERROR;
+    }
+    pcc_chan *ch = op->end->ch;
+    if (op->registered) {
+        /* Resumed: our future was resolved (or a spurious resume). */
+        int won = op_stop_waiting(op);
+        if (op->kind == OP_SEND && op->entry.notify_only == 0) {
+            if (won && op->entry.state == PCC_ENTRY_DONE) {
+                op->finished = 1;
+                *result = Py_NewRef(Py_None);
+                return PYGEN_RETURN;
+            }
+            Py_DECREF(op->value); /* the offered reference comes back */
+        }
+    }
+    for (;;) {
+        if (atomic_load_explicit(&op->end->closed, memory_order_acquire)) {
+            op->finished = 1;
+            pcm_chan_closed_error((PyObject *)op->end);
+            return PYGEN_ERROR;
+        }
+        int rc;
+        if (op->kind == OP_SEND) {
+            Py_INCREF(op->value); /* the channel's reference */
+            rc = pcc_chan_try_send(ch, op->value);
+            if (rc == 0) {
+                op->finished = 1;
+                *result = Py_NewRef(Py_None);
+                return PYGEN_RETURN;
+            }
+            Py_DECREF(op->value);
+        } else {
+            void *msg;
+            rc = pcc_chan_try_recv(ch, &msg);
+            if (rc == 0) {
+                op->finished = 1;
+                *result = (PyObject *)msg;
+                return PYGEN_RETURN;
+            }
+        }
+        if (rc != -EAGAIN) {
+            op->finished = 1;
+            raise_for(op, rc);
+            return PYGEN_ERROR;
+        }
+        /* Would block: register and wait on a fresh future. */
+        PyObject *loop = NULL;
+        if (bind_hub(op, &loop) < 0) {
+            op->finished = 1;
+            return PYGEN_ERROR;
+        }
+        PyObject *fut = PyObject_CallMethod(loop, "create_future", NULL);
+        Py_DECREF(loop);
+        if (fut == NULL) {
+            op->finished = 1;
+            return PYGEN_ERROR;
+        }
+        if (PyObject_SetAttrString(fut, "_asyncio_future_blocking", Py_True) < 0) {
+            Py_DECREF(fut);
+            op->finished = 1;
+            return PYGEN_ERROR;
+        }
+        op->fut = fut;
+        pcc_waiter_init(&op->waiter);
+        op->waiter.wake = op_wake;
+        op->waiter.wake_arg = op;
+        memset(&op->entry, 0, sizeof op->entry);
+        op->entry.waiter = &op->waiter;
+        op->entry.index = 0;
+        op->entry.is_send = op->kind == OP_SEND;
+        if (op->kind == OP_SEND && pcc_chan_kind_of(ch) == PCC_CHAN_ZERO) {
+            /* A rendezvous sender offers its value (see the top). */
+            op->entry.msg = Py_NewRef(op->value);
+        } else {
+            op->entry.notify_only = 1;
+        }
+        op->registered = 1;
+        if (pcc_chan_register(ch, &op->entry)) {
+            /* It could proceed already: stop waiting and retry now. */
+            int won = op_stop_waiting(op);
+            if (op->kind == OP_SEND && op->entry.notify_only == 0) {
+                if (won && op->entry.state == PCC_ENTRY_DONE) {
+                    op->finished = 1;
+                    *result = Py_NewRef(Py_None);
+                    return PYGEN_RETURN;
+                }
+                Py_DECREF(op->value);
+            }
+            continue;
+        }
+        *result = Py_NewRef(fut);
+        return PYGEN_NEXT;
+    }
+}
+
+static PySendResult op_am_send(aio_op *op, PyObject *arg, PyObject **result)
+{
+    (void)arg; /* asyncio sends None; the value carries no meaning here */
+    return op_step(op, result);
+}
+
+static PyObject *op_iternext(aio_op *op)
+{
+    PyObject *res;
+    PySendResult r = op_step(op, &res);
+    if (r == PYGEN_NEXT)
+        return res;
+    if (r == PYGEN_RETURN) {
+        /* StopIteration(value), built so that a tuple value is not unpacked */
+        PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, res);
+        Py_DECREF(res);
+        if (exc != NULL) {
+            PyErr_SetObject(PyExc_StopIteration, exc);
+            Py_DECREF(exc);
+        }
+    }
+    return NULL;
+}
+
+static PyObject *op_send_meth(aio_op *op, PyObject *arg)
+{
+    (void)arg;
+    return op_iternext(op);
+}
+
+static PyObject *op_throw(aio_op *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+        return NULL;
+    }
+    PyObject *typ = args[0], *val = nargs > 1 ? args[1] : Py_None, *tb = nargs > 2 ? args[2] : NULL;
+    PyObject *exc;
+    if (PyExceptionInstance_Check(typ)) {
+        exc = Py_NewRef(typ);
+    } else if (PyExceptionClass_Check(typ)) {
+        if (val != Py_None && PyObject_IsInstance(val, typ) == 1)
+            exc = Py_NewRef(val);
+        else if (val == Py_None)
+            exc = PyObject_CallNoArgs(typ);
+        else
+            exc = PyObject_CallOneArg(typ, val);
+        if (exc == NULL)
+            return NULL;
+    } else {
+        PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException");
+        return NULL;
+    }
+    if (tb != NULL && tb != Py_None && PyException_SetTraceback(exc, tb) < 0) {
+        Py_DECREF(exc);
+        return NULL;
+    }
+    if (!op->finished) {
+        int sent = op_abandon(op);
+        pcm_state *st = pcm_state_of_type(Py_TYPE(op));
+        PyObject *cancelled = st ? st->aio[PCM_AIO_CANCELLED] : NULL;
+        if (sent && cancelled && PyObject_TypeCheck(exc, (PyTypeObject *)cancelled)) {
+            /* A receiver took the rendezvous value before the cancellation
+             * reached us: the send happened, so say so (see the top). */
+            Py_DECREF(exc);
+            PyErr_SetObject(PyExc_StopIteration, Py_None);
+            return NULL;
+        }
+    }
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+    return NULL;
+}
+
+static PyObject *op_close(aio_op *op, PyObject *Py_UNUSED(ignored))
+{
+    if (!op->finished)
+        op_abandon(op);
+    Py_RETURN_NONE;
+}
+
+static PyObject *op_await(aio_op *op)
+{
+    return Py_NewRef(op);
+}
+
+static int op_traverse(aio_op *op, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(op->end);
+    Py_VISIT(op->value);
+    Py_VISIT(op->fut);
+    return 0;
+}
+
+static int op_clear(aio_op *op)
+{
+    if (!op->finished && op->end != NULL)
+        op_abandon(op);
+    Py_CLEAR(op->fut);
+    Py_CLEAR(op->value);
+    Py_CLEAR(op->end);
+    return 0;
+}
+
+static void op_dealloc(aio_op *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    op_clear(op);
+    if (op->hub)
+        hub_decref(op->hub);
+    tp->tp_free((PyObject *)op);
+    Py_DECREF(tp);
+}
+
+static PyObject *op_repr(aio_op *op)
+{
+    static const char *names[] = {"recv_async", "__anext__", "send_async"};
+    const char *state = op->finished ? "finished" : op->registered ? "waiting" : "pending";
+    return PyUnicode_FromFormat("<pyconc channel op %s(), %s>", names[op->kind], state);
+}
+
+static PyMethodDef op_methods[] = {
+    {"send", (PyCFunction)op_send_meth, METH_O, "Resume the operation (asyncio sends None)."},
+    {"throw", (PyCFunction)(void (*)(void))op_throw, METH_FASTCALL,
+     "Abandon the operation (unregistering its waiter) and raise the exception."},
+    {"close", (PyCFunction)op_close, METH_NOARGS, "Abandon the operation."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot op_slots[] = {
+    {Py_tp_doc,
+     "An awaitable channel operation (Receiver.recv_async(), Sender.send_async(),\n"
+     "Receiver.__anext__()).  Await it once."},
+    {Py_tp_traverse, op_traverse},
+    {Py_tp_clear, op_clear},
+    {Py_tp_dealloc, op_dealloc},
+    {Py_tp_repr, op_repr},
+    {Py_tp_methods, op_methods},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, op_iternext},
+    {Py_am_await, op_await},
+    {Py_am_send, op_am_send},
+    {0, NULL},
+};
+
+static PyType_Spec op_spec = {
+    .name = "pyconc._core.ChannelOp",
+    .basicsize = sizeof(aio_op),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = op_slots,
+};
+
+PyObject *pcm_aio_op_new(pcm_chan_end *end, int kind, PyObject *value)
+{
+    if (atomic_load_explicit(&end->closed, memory_order_acquire))
+        return pcm_chan_closed_error((PyObject *)end);
+    pcm_state *st = pcm_state_of_type(Py_TYPE(end));
+    if (st == NULL)
+        return NULL;
+    aio_op *op = PyObject_GC_New(aio_op, (PyTypeObject *)st->aio[PCM_AIO_OP]);
+    if (op == NULL)
+        return NULL;
+    op->end = (pcm_chan_end *)Py_NewRef(end);
+    op->value = Py_XNewRef(value);
+    op->fut = NULL;
+    op->hub = NULL;
+    op->kind = kind;
+    op->finished = op->registered = 0;
+    op->rprev = op->rnext = NULL;
+    op->in_ready = 0;
+    memset(&op->entry, 0, sizeof op->entry);
+    PyObject_GC_Track(op);
+    return (PyObject *)op;
+}
+
+/* _aio_register(get_hub, CancelledError): called once by pyconc/_aio.py. */
+static PyObject *mod_aio_register(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_aio_register(get_hub, CancelledError)");
+        return NULL;
+    }
+    pcm_state *st = pcm_state_of_module(module);
+    Py_XSETREF(st->aio[PCM_AIO_GETHUB], Py_NewRef(args[0]));
+    Py_XSETREF(st->aio[PCM_AIO_CANCELLED], Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef aio_functions[] = {
+    {"_aio_register", (PyCFunction)(void (*)(void))mod_aio_register, METH_FASTCALL,
+     "Internal: install the running-loop hub lookup and asyncio.CancelledError."},
+    {NULL, NULL, 0, NULL},
+};
+
+int pcm_aio_init(PyObject *module, pcm_state *st)
+{
+    if ((st->aio[PCM_AIO_OP] = pcm_add_type(module, &op_spec, NULL)) == NULL)
+        return -1;
+    if ((st->aio[PCM_AIO_HUB] = pcm_add_type(module, &hub_spec, NULL)) == NULL)
+        return -1;
+    return PyModule_AddFunctions(module, aio_functions);
+}
