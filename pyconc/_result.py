@@ -28,6 +28,7 @@ class Ok(Generic[T]):
 
     __slots__ = ("_value",)
     __match_args__ = ("value",)
+    _value: T
 
     def __init__(self, value: T) -> None:
         object.__setattr__(self, "_value", value)
@@ -109,6 +110,8 @@ class Err(Generic[E]):
 
     __slots__ = ("_error", "_unseen")
     __match_args__ = ("error",)
+    _error: E
+    _unseen: bool
 
     def __init__(self, error: E) -> None:
         object.__setattr__(self, "_error", error)

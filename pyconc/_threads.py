@@ -6,6 +6,7 @@ from typing import Any, Callable, List, Optional
 
 from . import _core
 from ._core import JoinHandle
+from ._result import Err
 
 __all__ = ["Builder", "Scope", "scope"]
 
@@ -37,7 +38,7 @@ class Builder:
         """Return a builder with this stack size (Rust's ``Builder::stack_size``)."""
         return Builder(self._name, size)
 
-    def spawn(self, f: Callable[..., Any], /, *args: Any, **kwargs: Any) -> JoinHandle:
+    def spawn(self, f: Callable[..., Any], /, *args: Any, **kwargs: Any) -> JoinHandle[Any]:
         """Start ``f(*args, **kwargs)`` on a new thread; return its JoinHandle."""
         return _core._spawn(f, args, kwargs or None, self._name, self._stack_size)
 
@@ -71,11 +72,11 @@ class Scope:
     __slots__ = ("_handles", "_lock", "_open")
 
     def __init__(self) -> None:
-        self._handles: List[JoinHandle] = []
+        self._handles: List[JoinHandle[Any]] = []
         self._lock = threading.Lock()
         self._open = True
 
-    def spawn(self, f: Callable[..., Any], /, *args: Any, **kwargs: Any) -> JoinHandle:
+    def spawn(self, f: Callable[..., Any], /, *args: Any, **kwargs: Any) -> JoinHandle[Any]:
         """Start ``f(*args, **kwargs)`` on a thread that the scope will join."""
         with self._lock:
             if not self._open:
@@ -96,8 +97,8 @@ class Scope:
             for h in batch:
                 by_hand = h._joined
                 r = h.join()
-                if not by_hand and r.is_err():
-                    errors.append(r.err())
+                if not by_hand and isinstance(r, Err):
+                    errors.append(r.error)
             joined += len(batch)
         return errors
 
