@@ -1,0 +1,313 @@
+/* pyconc core: the sort kernels, instantiated once per element type by
+ * sort.c.  Parameters:
+ *   ST       element type
+ *   SK       unsigned key type (same width as the key)
+ *   SKEY(x)  order-preserving key of element x (an SK)
+ *   SN(f)    name mangling, f##_suffix
+ * Every comparison goes through keys, so NaN/±0 and descending order
+ * (key ^ xm, xm = all ones) are handled uniformly and stability holds.
+ */
+
+#define KBYTES ((int)sizeof(SK))
+#define KEYX(x) ((SK)(SKEY(x) ^ xm))
+
+/* ---- merge sort ----------------------------------------------------------- */
+
+static void SN(insertion)(ST *a, size_t n, SK xm)
+{
+    for (size_t i = 1; i < n; i++) {
+        ST v = a[i];
+        SK kv = KEYX(v);
+        size_t j = i;
+        while (j > 0 && kv < KEYX(a[j - 1])) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = v;
+    }
+}
+
+static void SN(merge_seq)(const ST *L, size_t nl, const ST *R, size_t nr, ST *D, SK xm)
+{
+    size_t i = 0, j = 0, k = 0;
+    if (nl && nr) {
+        SK kl = KEYX(L[0]), kr = KEYX(R[0]);
+        for (;;) {
+            if (kr < kl) { /* strictly less: equal keys take L first (stable) */
+                D[k++] = R[j++];
+                if (j == nr)
+                    break;
+                kr = KEYX(R[j]);
+            } else {
+                D[k++] = L[i++];
+                if (i == nl)
+                    break;
+                kl = KEYX(L[i]);
+            }
+        }
+    }
+    if (i < nl)
+        memcpy(D + k, L + i, (nl - i) * sizeof(ST));
+    else if (j < nr)
+        memcpy(D + k, R + j, (nr - j) * sizeof(ST));
+}
+
+typedef struct {
+    sctx *c;
+    const ST *L, *R;
+    size_t nl, nr;
+    ST *D;
+    SK xm;
+    int cancelled;
+} SN(pm_t);
+
+static void SN(par_merge)(void *arg)
+{
+    SN(pm_t) *m = arg;
+    SK xm = m->xm;
+    if (m->nl + m->nr <= PAR_MERGE_MIN || m->nl == 0 || m->nr == 0) {
+        SN(merge_seq)(m->L, m->nl, m->R, m->nr, m->D, xm);
+        return;
+    }
+    if (is_cancelled(m->c)) {
+        m->cancelled = 1;
+        return;
+    }
+    size_t i, j;
+    if (m->nl >= m->nr) {
+        /* pivot L[i]; R[0..j) are the keys strictly below it */
+        i = m->nl / 2;
+        SK p = KEYX(m->L[i]);
+        size_t lo = 0, hi = m->nr;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (KEYX(m->R[mid]) < p) lo = mid + 1; else hi = mid;
+        }
+        j = lo;
+    } else {
+        /* pivot R[j]; L[0..i) are the keys at or below it */
+        j = m->nr / 2;
+        SK p = KEYX(m->R[j]);
+        size_t lo = 0, hi = m->nl;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (KEYX(m->L[mid]) <= p) lo = mid + 1; else hi = mid;
+        }
+        i = lo;
+    }
+    SN(pm_t) a = {m->c, m->L, m->R, i, j, m->D, xm, 0};
+    SN(pm_t) b = {m->c, m->L + i, m->R + j, m->nl - i, m->nr - j, m->D + i + j, xm, 0};
+    sjoin(m->c, SN(par_merge), &a, SN(par_merge), &b);
+    m->cancelled = a.cancelled | b.cancelled;
+}
+
+typedef struct {
+    sctx *c;
+    ST *a, *b;
+    size_t n;
+    int to_b;
+    SK xm;
+    int cancelled;
+} SN(ms_t);
+
+/* Sort a[0..n) using b[0..n) as scratch; the result lands in b if to_b,
+ * else in a.  On cancellation (m->cancelled = 1) the elements are a
+ * permutation of the input in a[0..n): children always read from `a`, a
+ * merge only reads its sources, so an abandoned merge loses nothing and
+ * completed children that wrote to b are copied back. */
+static void SN(msort)(void *arg)
+{
+    SN(ms_t) *m = arg;
+    size_t n = m->n;
+    SK xm = m->xm;
+    if (n <= INSERTION_MAX) {
+        SN(insertion)(m->a, n, xm);
+        if (m->to_b)
+            memcpy(m->b, m->a, n * sizeof(ST));
+        return;
+    }
+    if (is_cancelled(m->c)) {
+        m->cancelled = 1;
+        return;
+    }
+    size_t h = n / 2;
+    SN(ms_t) l = {m->c, m->a, m->b, h, !m->to_b, xm, 0};
+    SN(ms_t) r = {m->c, m->a + h, m->b + h, n - h, !m->to_b, xm, 0};
+    if (n >= PAR_SORT_MIN)
+        sjoin(m->c, SN(msort), &l, SN(msort), &r);
+    else {
+        SN(msort)(&l);
+        SN(msort)(&r);
+    }
+    ST *src = m->to_b ? m->a : m->b, *dst = m->to_b ? m->b : m->a;
+    if (!l.cancelled && !r.cancelled) {
+        SN(pm_t) pm = {m->c, src, src + h, h, n - h, dst, xm, 0};
+        SN(par_merge)(&pm);
+        if (!pm.cancelled)
+            return;
+    }
+    m->cancelled = 1;
+    if (!m->to_b) { /* children sorted into b: bring the finished ones home */
+        if (!l.cancelled)
+            memcpy(m->a, m->b, h * sizeof(ST));
+        if (!r.cancelled)
+            memcpy(m->a + h, m->b + h, (n - h) * sizeof(ST));
+    }
+}
+
+/* ---- LSD radix sort ------------------------------------------------------- */
+
+typedef struct {
+    sctx *c;
+    const ST *src;
+    ST *dst;
+    size_t n, csize;
+    size_t *hist;  /* [chunk][256]: counts, then start offsets */
+    size_t *allh;  /* [chunk][KBYTES][256]: counts of every digit */
+    int shift;
+    SK xm;
+} SN(rx_t);
+
+static void SN(allhist_chunk)(void *arg, size_t ch)
+{
+    SN(rx_t) *r = arg;
+    SK xm = r->xm;
+    size_t lo = ch * r->csize, hi = lo + r->csize < r->n ? lo + r->csize : r->n;
+    size_t *h = r->allh + ch * (size_t)KBYTES * 256;
+    for (size_t i = lo; i < hi; i++) {
+        SK k = KEYX(r->src[i]);
+        for (int d = 0; d < KBYTES; d++)
+            h[d * 256 + (size_t)((k >> (8 * d)) & 0xFF)]++;
+    }
+}
+
+static void SN(hist_chunk)(void *arg, size_t ch)
+{
+    SN(rx_t) *r = arg;
+    SK xm = r->xm;
+    int sh = r->shift;
+    size_t lo = ch * r->csize, hi = lo + r->csize < r->n ? lo + r->csize : r->n;
+    size_t *h = r->hist + ch * 256;
+    memset(h, 0, 256 * sizeof(size_t));
+    for (size_t i = lo; i < hi; i++)
+        h[(size_t)((KEYX(r->src[i]) >> sh) & 0xFF)]++;
+}
+
+static void SN(scatter_chunk)(void *arg, size_t ch)
+{
+    SN(rx_t) *r = arg;
+    SK xm = r->xm;
+    int sh = r->shift;
+    size_t lo = ch * r->csize, hi = lo + r->csize < r->n ? lo + r->csize : r->n;
+    size_t off[256];
+    memcpy(off, r->hist + ch * 256, sizeof off);
+    const ST *src = r->src;
+    ST *dst = r->dst;
+    for (size_t blk = lo; blk < hi; blk += CANCEL_STRIDE) {
+        if (is_cancelled(r->c))
+            return; /* the pass is abandoned: src still holds everything */
+        size_t end = blk + CANCEL_STRIDE < hi ? blk + CANCEL_STRIDE : hi;
+        for (size_t i = blk; i < end; i++) {
+            ST v = src[i];
+            dst[off[(size_t)((KEYX(v) >> sh) & 0xFF)]++] = v;
+        }
+    }
+}
+
+/* Returns 1 if cancelled (data is then a permutation in a), else 0. */
+static int SN(radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
+{
+    size_t nchunks = (size_t)c->nthreads * 2;
+    if (nchunks > n / RADIX_MIN_CHUNK)
+        nchunks = n / RADIX_MIN_CHUNK;
+    if (nchunks < 1)
+        nchunks = 1;
+    size_t csize = (n + nchunks - 1) / nchunks;
+    nchunks = (n + csize - 1) / csize;
+    size_t *allh = calloc(nchunks * (size_t)KBYTES * 256 + nchunks * 256, sizeof(size_t));
+    if (allh == NULL)
+        return -ENOMEM;
+    size_t *hist = allh + nchunks * (size_t)KBYTES * 256;
+    SN(rx_t) r = {c, a, buf, n, csize, hist, allh, 0, xm};
+    pfor(c, nchunks, SN(allhist_chunk), &r);
+    ST *src = a, *dst = buf;
+    int first = 1, cancelled = 0;
+    for (int d = 0; d < KBYTES; d++) {
+        /* skip a digit on which every key agrees: the pass would be a copy */
+        int skip = 0;
+        for (int b = 0; b < 256 && !skip; b++) {
+            size_t t = 0;
+            for (size_t ch = 0; ch < nchunks; ch++)
+                t += allh[(ch * (size_t)KBYTES + (size_t)d) * 256 + (size_t)b];
+            if (t == n)
+                skip = 1;
+        }
+        if (skip)
+            continue;
+        if (is_cancelled(c)) {
+            cancelled = 1;
+            break;
+        }
+        r.src = src;
+        r.dst = dst;
+        r.shift = 8 * d;
+        if (first) { /* the data has not moved yet: reuse the digit counts */
+            for (size_t ch = 0; ch < nchunks; ch++)
+                memcpy(hist + ch * 256, allh + (ch * (size_t)KBYTES + (size_t)d) * 256,
+                       256 * sizeof(size_t));
+            first = 0;
+        } else {
+            pfor(c, nchunks, SN(hist_chunk), &r);
+        }
+        /* exclusive prefix sum, bucket-major then chunk: chunk ch's run of
+         * bucket b follows the runs of every earlier chunk (stability) */
+        size_t run = 0;
+        for (int b = 0; b < 256; b++)
+            for (size_t ch = 0; ch < nchunks; ch++) {
+                size_t cnt = hist[ch * 256 + (size_t)b];
+                hist[ch * 256 + (size_t)b] = run;
+                run += cnt;
+            }
+        pfor(c, nchunks, SN(scatter_chunk), &r);
+        if (is_cancelled(c)) {
+            cancelled = 1; /* the pass may be partial: keep src */
+            break;
+        }
+        ST *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a)
+        par_copy(c, a, src, n * sizeof(ST));
+    free(allh);
+    return cancelled;
+}
+
+static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
+{
+    SK xm = desc ? (SK)~(SK)0 : (SK)0;
+    if (n < 2)
+        return 0;
+    if (n <= INSERTION_MAX) {
+        SN(insertion)(a, n, xm);
+        return 0;
+    }
+    if (algo == PCC_SORT_AUTO)
+        algo = n >= SN(radix_min) ? PCC_SORT_RADIX : PCC_SORT_MERGE;
+    ST *buf = malloc(n * sizeof(ST));
+    if (buf == NULL)
+        return -ENOMEM;
+    int rc;
+    if (algo == PCC_SORT_RADIX) {
+        rc = SN(radix)(c, a, buf, n, xm);
+    } else {
+        SN(ms_t) m = {c, a, buf, n, 0, xm, 0};
+        SN(msort)(&m);
+        rc = m.cancelled;
+    }
+    free(buf);
+    return rc < 0 ? rc : (rc ? -ECANCELED : 0);
+}
+
+#undef KBYTES
+#undef KEYX
