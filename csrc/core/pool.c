@@ -130,6 +130,7 @@ void pcc_job_init(pcc_job *job, pcc_task_fn fn, void *arg)
     atomic_init(&job->state, PCC_JOB_PENDING);
     job->owner = NULL;
     job->next = NULL;
+    job->release = NULL;
 }
 
 /* Run a job taken from a queue and open its latch.  The job may live on its
@@ -139,12 +140,16 @@ void pcc_job_init(pcc_job *job, pcc_task_fn fn, void *arg)
 static void run_job(pcc_job *job)
 {
     pcc_worker *owner = job->owner;
-    job->fn(job->arg);
+    pcc_task_fn release = job->release;
+    void *arg = job->arg;
+    job->fn(arg);
     uint32_t old = atomic_exchange_explicit(&job->state, PCC_JOB_DONE, memory_order_acq_rel);
     if (owner != NULL)
         pcc_unpark(&owner->parker);
     else if (old == PCC_JOB_SLEEPY)
         pcc_wake_all(&job->state);
+    if (release != NULL)
+        release(arg);
 }
 
 /* ---- sleeping and waking -------------------------------------------------- */
@@ -466,9 +471,13 @@ static void worker_wait(pcc_worker *w, pcc_job *job)
     while (!pcc_job_is_done(job)) {
         pcc_job *j = pcc_deque_take(&w->deque);
         if (j == job) {
-            /* Nobody stole it: run it inline (no latch traffic). */
-            job->fn(job->arg);
+            /* Nobody stole it: run it inline (no wake-up needed). */
+            pcc_task_fn release = job->release;
+            void *arg = job->arg;
+            job->fn(arg);
             atomic_store_explicit(&job->state, PCC_JOB_DONE, memory_order_release);
+            if (release != NULL)
+                release(arg);
             return;
         }
         if (j == NULL)

@@ -119,10 +119,10 @@ static inline uint32_t key_f32(float x)
 
 /* Radix needs a few passes over n elements plus histograms; below these
  * sizes the merge sort is faster (measured). */
-#define RADIX_MIN_1 64
-#define RADIX_MIN_2 256
-#define RADIX_MIN_4 2048
-#define RADIX_MIN_8 4096
+#define RADIX_MIN_1 128
+#define RADIX_MIN_2 512
+#define RADIX_MIN_4 1024
+#define RADIX_MIN_8 2048
 
 #define ST int8_t
 #define SK uint8_t

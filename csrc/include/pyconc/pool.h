@@ -36,6 +36,10 @@ typedef struct pcc_job {
      * completes), or NULL for an external submitter. */
     pcc_worker *owner;
     struct pcc_job *next; /* injector list link (guarded by its lock) */
+    /* Optional: called with `arg` after the latch opened, by the thread that
+     * ran the job inside the pool (heap jobs drop the runner's reference
+     * here; the job may be freed by then, so only `arg` is passed). */
+    pcc_task_fn release;
 } pcc_job;
 
 /* Worker life-cycle hooks (the binding gives each worker a Python thread
