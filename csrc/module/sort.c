@@ -193,7 +193,7 @@ static PyObject *mod_par_sort_buffer(PyObject *module, PyObject *const *args, Py
     }
     if (format_type(view.format, view.itemsize, &t) < 0) {
         PyErr_Format(PyExc_TypeError,
-                     "par_sort cannot sort items of format %R (itemsize %zd); supported: "
+                     "par_sort cannot sort items of format '%.20s' (itemsize %zd); supported: "
                      "b B h H i I l L q Q f d in native byte order",
                      view.format ? view.format : "B", view.itemsize);
         goto done;
