@@ -197,6 +197,10 @@ static int pyjob_submit(pcc_pool *pool, pyjob *j)
  * job then runs on without us. */
 static int pyjob_wait_external(pyjob *j)
 {
+    /* a signal that arrived while we ran C code with the GIL would not
+     * interrupt the sleep: handle it first */
+    if (PyErr_CheckSignals() < 0)
+        return -1;
     int rc = pcm_wait(job_wait_op, &j->job, PCC_FOREVER);
     return rc == PCM_RAISED ? -1 : 0;
 }
@@ -465,6 +469,8 @@ static PyObject *pool_close_impl(PoolObject *self, int wait)
                             "(or close(wait=False))");
             return NULL;
         }
+        if (PyErr_CheckSignals() < 0)
+            return NULL;
         int rc = pcm_wait(exit_op, self->pool, PCC_FOREVER);
         if (rc == PCM_RAISED)
             return NULL;

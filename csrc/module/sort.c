@@ -59,6 +59,12 @@ static int run_sort(pcm_state *st, sort_job *s)
             sort_task(s);
             Py_END_ALLOW_THREADS
         } else {
+            /* A signal that arrived while we held the GIL in C (no eval
+             * breaker check since) would not interrupt the futex sleep:
+             * run the handlers before starting, so Ctrl-C is never held
+             * up for a whole sort. */
+            if (PyErr_CheckSignals() < 0)
+                return -1;
             pcc_job job;
             pcc_job_init(&job, sort_task, s);
             if (pcc_pool_push(pool, &job) != 0) {
