@@ -56,6 +56,10 @@ typedef struct pyjob {
  * a new reference (never NULL while an exception is set). */
 static PyObject *fetch_exception(void)
 {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *v = PyErr_GetRaisedException(); /* normalized, traceback attached */
+    return v != NULL ? v : Py_NewRef(Py_None);
+#else
     PyObject *t, *v, *tb;
     PyErr_Fetch(&t, &v, &tb);
     PyErr_NormalizeException(&t, &v, &tb);
@@ -64,6 +68,7 @@ static PyObject *fetch_exception(void)
     Py_XDECREF(t);
     Py_XDECREF(tb);
     return v != NULL ? v : Py_NewRef(Py_None);
+#endif
 }
 
 /* Raise exception instance `v` (a stolen reference) with its traceback. */
@@ -74,8 +79,12 @@ static void restore_exception(PyObject *v)
         PyErr_SetString(PyExc_SystemError, "pyconc: lost exception");
         return;
     }
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(v);
+#else
     PyObject *tb = PyException_GetTraceback(v);
     PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(v)), v, tb);
+#endif
 }
 
 static void add_note(PyObject *exc, const char *fmt, PyObject *other)

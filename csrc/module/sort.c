@@ -221,16 +221,32 @@ done:
  * list.sort's order (reverse too: equal items keep their order).  Like
  * list.sort, the list looks empty while it is being sorted, and a list
  * modified meanwhile raises ValueError. */
+static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc);
+
 static PyObject *mod_par_sort_list(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2 || !PyList_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "_par_sort_list(list, reverse)");
         return NULL;
     }
-    PyListObject *L = (PyListObject *)args[0];
     int desc = PyObject_IsTrue(args[1]);
     if (desc < 0)
         return NULL;
+    PyObject *r;
+#ifdef Py_GIL_DISABLED
+    /* like list.sort on free-threaded builds: hold the list's critical
+     * section (suspended while we wait without a thread state) */
+    Py_BEGIN_CRITICAL_SECTION(args[0]);
+#endif
+    r = par_sort_list_impl(module, (PyListObject *)args[0], desc);
+#ifdef Py_GIL_DISABLED
+    Py_END_CRITICAL_SECTION();
+#endif
+    return r;
+}
+
+static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc)
+{
     Py_ssize_t n = PyList_GET_SIZE(L);
     if (n < 2)
         Py_RETURN_TRUE;
