@@ -226,3 +226,42 @@ def test_merge_sort_sorts_in_place_and_handles_large_and_edge_inputs():
     assert pyconc.merge_sort(list(xs)) == sorted(xs)
     assert pyconc.merge_sort([]) == []
     assert pyconc.merge_sort([1]) == [1]
+
+
+def test_ctrl_c_interrupts_install_promptly_and_the_job_finishes_alone(interrupt_main):
+    from conftest import assert_prompt
+
+    finished = threading.Event()
+
+    def slow():
+        time.sleep(1.0)
+        finished.set()
+        return "late"
+
+    with ThreadPool(1) as pool:
+        with interrupt_main(0.1) as irq:
+            with pytest.raises(KeyboardInterrupt):
+                pool.install(slow)
+        assert_prompt(irq)
+        assert finished.wait(10)  # the abandoned job ran to its end on the pool
+
+
+def test_ctrl_c_interrupts_a_join_waiting_for_b(interrupt_main):
+    from conftest import assert_prompt
+
+    b_started = threading.Event()
+
+    def b():
+        b_started.set()
+        time.sleep(1.0)
+        return "b"
+
+    def a():
+        assert b_started.wait(10)  # b is running on a pool thread: we will wait for it
+        return "a"
+
+    with ThreadPool(2) as pool:
+        with interrupt_main(0.2) as irq:
+            with pytest.raises(KeyboardInterrupt):
+                pool.join(a, b)
+        assert_prompt(irq)
