@@ -274,6 +274,56 @@ static void test_hooks_and_current(void)
     CHECK(pcc_pool_new(0, NULL, &p) == -EINVAL);
 }
 
+/* ---- heap jobs: release runs once per job, after its latch opened --------- */
+
+typedef struct {
+    pcc_job job;
+    _Atomic int ran;
+} heap_job;
+static _Atomic long released;
+
+static void heap_run(void *arg) { atomic_fetch_add(&((heap_job *)arg)->ran, 1); }
+static void heap_release(void *arg)
+{
+    heap_job *h = arg;
+    CHECK(atomic_load(&h->ran) == 1);
+    CHECK(pcc_job_is_done(&h->job));
+    atomic_fetch_add(&released, 1);
+    free(h);
+}
+
+static void spawn_many(void *arg)
+{
+    /* pushed from inside a worker: onto its own deque, stolen by others */
+    pcc_pool *p = arg;
+    for (int i = 0; i < 2000; i++) {
+        heap_job *h = calloc(1, sizeof *h);
+        CHECK(h != NULL);
+        pcc_job_init(&h->job, heap_run, h);
+        h->job.release = heap_release;
+        CHECK(pcc_pool_push(p, &h->job) == 0);
+    }
+}
+
+static void test_heap_jobs_release_once(void)
+{
+    pcc_pool *p;
+    CHECK(pcc_pool_new(2, NULL, &p) == 0);
+    atomic_store(&released, 0);
+    for (int i = 0; i < 2000; i++) { /* from outside: the injector */
+        heap_job *h = calloc(1, sizeof *h);
+        CHECK(h != NULL);
+        pcc_job_init(&h->job, heap_run, h);
+        h->job.release = heap_release;
+        CHECK(pcc_pool_push(p, &h->job) == 0);
+    }
+    CHECK(pcc_pool_install(p, spawn_many, p) == 0);
+    pcc_pool_shutdown(p); /* queued jobs still run, then the workers exit */
+    CHECK(pcc_pool_wait_exit(p, PCC_FOREVER) == 0);
+    CHECK(atomic_load(&released) == 4000);
+    pcc_pool_release(p);
+}
+
 int main(void)
 {
     test_deque_full_and_lifo();
@@ -285,6 +335,7 @@ int main(void)
     test_shutdown_completes_pending();
     test_idle_workers_sleep();
     test_hooks_and_current();
+    test_heap_jobs_release_once();
     printf("test_pool: all passed\n");
     return 0;
 }
