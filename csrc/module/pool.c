@@ -615,18 +615,27 @@ static pthread_mutex_t global_mu = PTHREAD_MUTEX_INITIALIZER;
  * exception set.  Created on first use. */
 static PoolObject *global_pool(pcm_state *st)
 {
+    /* The mutex publishes the pointer safely on free-threaded builds.  It is
+     * never held while waiting for the GIL: the pool is created (which
+     * releases the GIL while its workers start) outside it, and a loser of
+     * a creation race drops its pool. */
+    pthread_mutex_lock(&global_mu);
     PyObject *g = st->pool[PL_GLOBAL];
+    pthread_mutex_unlock(&global_mu);
     if (g != NULL)
         return (PoolObject *)g;
-    /* The mutex keeps a free-threaded build from creating two; lock order
-     * is always GIL (if any) then this mutex, and nothing under it waits
-     * for a thread that needs the mutex. */
+    PyObject *mine = pool_create((PyTypeObject *)st->pool[PL_POOL_TYPE], default_num_threads(), 0);
+    if (mine == NULL)
+        return NULL;
     pthread_mutex_lock(&global_mu);
-    if (st->pool[PL_GLOBAL] == NULL)
-        st->pool[PL_GLOBAL] =
-            pool_create((PyTypeObject *)st->pool[PL_POOL_TYPE], default_num_threads(), 1);
     g = st->pool[PL_GLOBAL];
+    if (g == NULL) {
+        ((PoolObject *)mine)->is_global = 1;
+        st->pool[PL_GLOBAL] = g = mine;
+        mine = NULL;
+    }
     pthread_mutex_unlock(&global_mu);
+    Py_XDECREF(mine); /* lost the race: shut ours down */
     return (PoolObject *)g;
 }
 
@@ -658,8 +667,11 @@ static PyObject *mod_current_num_threads(PyObject *module, PyObject *Py_UNUSED(i
     if (p != NULL)
         return PyLong_FromLong(pcc_pool_num_threads(p));
     pcm_state *st = pcm_state_of_module(module);
+    pthread_mutex_lock(&global_mu);
     PyObject *g = st->pool[PL_GLOBAL];
-    return PyLong_FromLong(g ? ((PoolObject *)g)->nthreads : default_num_threads());
+    int n = g ? ((PoolObject *)g)->nthreads : default_num_threads();
+    pthread_mutex_unlock(&global_mu);
+    return PyLong_FromLong(n);
 }
 
 static PyObject *mod_global_pool(PyObject *module, PyObject *Py_UNUSED(ignored))
