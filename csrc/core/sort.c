@@ -16,6 +16,19 @@
 #define PAR_MERGE_MIN 8192
 #define RADIX_MIN_CHUNK 4096
 #define CANCEL_STRIDE 16384
+/* from this many elements, one MSD pass then per-bucket LSD sorts in cache */
+#ifndef MSD_MIN
+#define MSD_MIN (1 << 17)
+#endif
+/* ... unless one bucket would hold more than 1/MSD_MAX_SHARE of them */
+#define MSD_MAX_SHARE 16
+/* radix digit width for 32- and 64-bit keys (measured) */
+#ifndef SORT_DBITS_32
+#define SORT_DBITS_32 8
+#endif
+#ifndef SORT_DBITS_64
+#define SORT_DBITS_64 8
+#endif
 
 typedef struct sctx {
     pcc_pool *pool; /* NULL: sequential */
@@ -128,122 +141,144 @@ static inline uint32_t key_f32(float x)
 #define SK uint8_t
 #define SKEY(x) ((uint8_t)((uint8_t)(x) ^ 0x80u))
 #define SN(f) f##_i8
+#define SDBITS 8
 static const size_t radix_min_i8 = RADIX_MIN_1;
 #include "sort_impl.h"
 #undef ST
 #undef SK
 #undef SKEY
 #undef SN
+#undef SDBITS
 
 #define ST uint8_t
 #define SK uint8_t
 #define SKEY(x) (x)
 #define SN(f) f##_u8
+#define SDBITS 8
 static const size_t radix_min_u8 = RADIX_MIN_1;
 #include "sort_impl.h"
 #undef ST
 #undef SK
 #undef SKEY
 #undef SN
+#undef SDBITS
 
 #define ST int16_t
 #define SK uint16_t
 #define SKEY(x) ((uint16_t)((uint16_t)(x) ^ 0x8000u))
 #define SN(f) f##_i16
+#define SDBITS 8
 static const size_t radix_min_i16 = RADIX_MIN_2;
 #include "sort_impl.h"
 #undef ST
 #undef SK
 #undef SKEY
 #undef SN
+#undef SDBITS
 
 #define ST uint16_t
 #define SK uint16_t
 #define SKEY(x) (x)
 #define SN(f) f##_u16
+#define SDBITS 8
 static const size_t radix_min_u16 = RADIX_MIN_2;
 #include "sort_impl.h"
 #undef ST
 #undef SK
 #undef SKEY
 #undef SN
+#undef SDBITS
 
 #define ST int32_t
 #define SK uint32_t
 #define SKEY(x) ((uint32_t)(x) ^ 0x80000000u)
 #define SN(f) f##_i32
+#define SDBITS SORT_DBITS_32
 static const size_t radix_min_i32 = RADIX_MIN_4;
 #include "sort_impl.h"
 #undef ST
 #undef SK
 #undef SKEY
 #undef SN
+#undef SDBITS
 
 #define ST uint32_t
 #define SK uint32_t
 #define SKEY(x) (x)
 #define SN(f) f##_u32
+#define SDBITS SORT_DBITS_32
 static const size_t radix_min_u32 = RADIX_MIN_4;
 #include "sort_impl.h"
 #undef ST
 #undef SK
 #undef SKEY
 #undef SN
+#undef SDBITS
 
 #define ST int64_t
 #define SK uint64_t
 #define SKEY(x) ((uint64_t)(x) ^ 0x8000000000000000ull)
 #define SN(f) f##_i64
+#define SDBITS SORT_DBITS_64
 static const size_t radix_min_i64 = RADIX_MIN_8;
 #include "sort_impl.h"
 #undef ST
 #undef SK
 #undef SKEY
 #undef SN
+#undef SDBITS
 
 #define ST uint64_t
 #define SK uint64_t
 #define SKEY(x) (x)
 #define SN(f) f##_u64
+#define SDBITS SORT_DBITS_64
 static const size_t radix_min_u64 = RADIX_MIN_8;
 #include "sort_impl.h"
 #undef ST
 #undef SK
 #undef SKEY
 #undef SN
+#undef SDBITS
 
 #define ST float
 #define SK uint32_t
 #define SKEY(x) key_f32(x)
 #define SN(f) f##_f32
+#define SDBITS SORT_DBITS_32
 static const size_t radix_min_f32 = RADIX_MIN_4;
 #include "sort_impl.h"
 #undef ST
 #undef SK
 #undef SKEY
 #undef SN
+#undef SDBITS
 
 #define ST double
 #define SK uint64_t
 #define SKEY(x) pcc_sort_key_f64(x)
 #define SN(f) f##_f64
+#define SDBITS SORT_DBITS_64
 static const size_t radix_min_f64 = RADIX_MIN_8;
 #include "sort_impl.h"
 #undef ST
 #undef SK
 #undef SKEY
 #undef SN
+#undef SDBITS
 
 #define ST pcc_kv
 #define SK uint64_t
 #define SKEY(x) ((x).key)
 #define SN(f) f##_kv
+#define SDBITS SORT_DBITS_64
 static const size_t radix_min_kv = RADIX_MIN_8;
 #include "sort_impl.h"
 #undef ST
 #undef SK
 #undef SKEY
 #undef SN
+#undef SDBITS
 
 size_t pcc_sort_elsize(pcc_sort_type t)
 {

@@ -10,6 +10,11 @@
 
 #define KBYTES ((int)sizeof(SK))
 #define KEYX(x) ((SK)(SKEY(x) ^ xm))
+/* radix digits: SDBITS bits each (8 for narrow keys, 11 for wide ones:
+ * fewer passes over memory, histograms still fit in L1/L2) */
+#define NDIG ((KBYTES * 8 + SDBITS - 1) / SDBITS)
+#define RADIX ((size_t)1 << SDBITS)
+#define DMASK (RADIX - 1)
 
 /* ---- merge sort ----------------------------------------------------------- */
 
@@ -162,8 +167,8 @@ typedef struct {
     const ST *src;
     ST *dst;
     size_t n, csize;
-    size_t *hist;  /* [chunk][256]: counts, then start offsets */
-    size_t *allh;  /* [chunk][KBYTES][256]: counts of every digit */
+    size_t *hist;  /* [chunk][RADIX]: counts, then start offsets */
+    size_t *allh;  /* [chunk][NDIG][RADIX]: counts of every digit */
     int shift;
     SK xm;
 } SN(rx_t);
@@ -173,11 +178,11 @@ static void SN(allhist_chunk)(void *arg, size_t ch)
     SN(rx_t) *r = arg;
     SK xm = r->xm;
     size_t lo = ch * r->csize, hi = lo + r->csize < r->n ? lo + r->csize : r->n;
-    size_t *h = r->allh + ch * (size_t)KBYTES * 256;
+    size_t *h = r->allh + ch * (size_t)NDIG * RADIX;
     for (size_t i = lo; i < hi; i++) {
         SK k = KEYX(r->src[i]);
-        for (int d = 0; d < KBYTES; d++)
-            h[d * 256 + (size_t)((k >> (8 * d)) & 0xFF)]++;
+        for (int d = 0; d < NDIG; d++)
+            h[(size_t)d * RADIX + (size_t)((k >> (SDBITS * d)) & DMASK)]++;
     }
 }
 
@@ -187,10 +192,10 @@ static void SN(hist_chunk)(void *arg, size_t ch)
     SK xm = r->xm;
     int sh = r->shift;
     size_t lo = ch * r->csize, hi = lo + r->csize < r->n ? lo + r->csize : r->n;
-    size_t *h = r->hist + ch * 256;
-    memset(h, 0, 256 * sizeof(size_t));
+    size_t *h = r->hist + ch * RADIX;
+    memset(h, 0, RADIX * sizeof(size_t));
     for (size_t i = lo; i < hi; i++)
-        h[(size_t)((KEYX(r->src[i]) >> sh) & 0xFF)]++;
+        h[(size_t)((KEYX(r->src[i]) >> sh) & DMASK)]++;
 }
 
 static void SN(scatter_chunk)(void *arg, size_t ch)
@@ -199,8 +204,8 @@ static void SN(scatter_chunk)(void *arg, size_t ch)
     SK xm = r->xm;
     int sh = r->shift;
     size_t lo = ch * r->csize, hi = lo + r->csize < r->n ? lo + r->csize : r->n;
-    size_t off[256];
-    memcpy(off, r->hist + ch * 256, sizeof off);
+    size_t off[RADIX];
+    memcpy(off, r->hist + ch * RADIX, sizeof off);
     const ST *src = r->src;
     ST *dst = r->dst;
     for (size_t blk = lo; blk < hi; blk += CANCEL_STRIDE) {
@@ -209,38 +214,31 @@ static void SN(scatter_chunk)(void *arg, size_t ch)
         size_t end = blk + CANCEL_STRIDE < hi ? blk + CANCEL_STRIDE : hi;
         for (size_t i = blk; i < end; i++) {
             ST v = src[i];
-            dst[off[(size_t)((KEYX(v) >> sh) & 0xFF)]++] = v;
+            dst[off[(size_t)((KEYX(v) >> sh) & DMASK)]++] = v;
         }
     }
 }
 
-/* Returns 1 if cancelled (data is then a permutation in a), else 0. */
-static int SN(radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
+/* The LSD passes, given the chunking and every chunk's digit counts of the
+ * unmoved data (allh) and room for one pass's counts (hist).  Returns 1 if
+ * cancelled (data is then a permutation in a), else 0. */
+static int SN(lsd_passes)(sctx *c, ST *a, ST *buf, size_t n, SK xm, size_t nchunks,
+                          size_t csize, size_t *allh, size_t *hist)
 {
-    size_t nchunks = (size_t)c->nthreads * 2;
-    if (nchunks > n / RADIX_MIN_CHUNK)
-        nchunks = n / RADIX_MIN_CHUNK;
-    if (nchunks < 1)
-        nchunks = 1;
-    size_t csize = (n + nchunks - 1) / nchunks;
-    nchunks = (n + csize - 1) / csize;
-    size_t *allh = calloc(nchunks * (size_t)KBYTES * 256 + nchunks * 256, sizeof(size_t));
-    if (allh == NULL)
-        return -ENOMEM;
-    size_t *hist = allh + nchunks * (size_t)KBYTES * 256;
     SN(rx_t) r = {c, a, buf, n, csize, hist, allh, 0, xm};
-    pfor(c, nchunks, SN(allhist_chunk), &r);
     ST *src = a, *dst = buf;
     int first = 1, cancelled = 0;
-    for (int d = 0; d < KBYTES; d++) {
+    for (int d = 0; d < NDIG; d++) {
         /* skip a digit on which every key agrees: the pass would be a copy */
         int skip = 0;
-        for (int b = 0; b < 256 && !skip; b++) {
+        for (size_t b = 0; b < RADIX && !skip; b++) {
             size_t t = 0;
             for (size_t ch = 0; ch < nchunks; ch++)
-                t += allh[(ch * (size_t)KBYTES + (size_t)d) * 256 + (size_t)b];
+                t += allh[(ch * (size_t)NDIG + (size_t)d) * RADIX + b];
             if (t == n)
                 skip = 1;
+            else if (t != 0)
+                break; /* two different digit values: no skip */
         }
         if (skip)
             continue;
@@ -250,11 +248,11 @@ static int SN(radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
         }
         r.src = src;
         r.dst = dst;
-        r.shift = 8 * d;
+        r.shift = SDBITS * d;
         if (first) { /* the data has not moved yet: reuse the digit counts */
             for (size_t ch = 0; ch < nchunks; ch++)
-                memcpy(hist + ch * 256, allh + (ch * (size_t)KBYTES + (size_t)d) * 256,
-                       256 * sizeof(size_t));
+                memcpy(hist + ch * RADIX, allh + (ch * (size_t)NDIG + (size_t)d) * RADIX,
+                       RADIX * sizeof(size_t));
             first = 0;
         } else {
             pfor(c, nchunks, SN(hist_chunk), &r);
@@ -262,10 +260,10 @@ static int SN(radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
         /* exclusive prefix sum, bucket-major then chunk: chunk ch's run of
          * bucket b follows the runs of every earlier chunk (stability) */
         size_t run = 0;
-        for (int b = 0; b < 256; b++)
+        for (size_t b = 0; b < RADIX; b++)
             for (size_t ch = 0; ch < nchunks; ch++) {
-                size_t cnt = hist[ch * 256 + (size_t)b];
-                hist[ch * 256 + (size_t)b] = run;
+                size_t cnt = hist[ch * RADIX + b];
+                hist[ch * RADIX + b] = run;
                 run += cnt;
             }
         pfor(c, nchunks, SN(scatter_chunk), &r);
@@ -279,8 +277,156 @@ static int SN(radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
     }
     if (src != a)
         par_copy(c, a, src, n * sizeof(ST));
-    free(allh);
     return cancelled;
+}
+
+static size_t SN(chunking)(sctx *c, size_t n, size_t *csize)
+{
+    size_t nchunks = (size_t)c->nthreads * 2;
+    if (nchunks > n / RADIX_MIN_CHUNK)
+        nchunks = n / RADIX_MIN_CHUNK;
+    if (nchunks < 1)
+        nchunks = 1;
+    *csize = (n + nchunks - 1) / nchunks;
+    return (n + *csize - 1) / *csize;
+}
+
+/* Returns 1 if cancelled (data is then a permutation in a), -ENOMEM, or 0. */
+static int SN(radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
+{
+    size_t csize, nchunks = SN(chunking)(c, n, &csize);
+    size_t *allh = calloc(nchunks * (size_t)NDIG * RADIX + nchunks * RADIX, sizeof(size_t));
+    if (allh == NULL)
+        return -ENOMEM;
+    SN(rx_t) r = {c, a, buf, n, csize, NULL, allh, 0, xm};
+    pfor(c, nchunks, SN(allhist_chunk), &r);
+    int rc = SN(lsd_passes)(c, a, buf, n, xm, nchunks, csize, allh,
+                            allh + nchunks * (size_t)NDIG * RADIX);
+    free(allh);
+    return rc;
+}
+
+/* ---- MSD pass, then cache-sized LSD sorts per bucket ---------------------
+ *
+ * For large inputs one stable scatter by the most significant varying
+ * digit splits the data into up to RADIX buckets; each bucket (n/RADIX
+ * elements: a few hundred KB for n = 10M) is then LSD-sorted while it sits
+ * in the core's cache, buckets in parallel.  That replaces NDIG-1 passes
+ * over main memory by passes over L2, and needs no barrier between them.
+ */
+
+typedef struct {
+    sctx *c;
+    ST *a, *buf;
+    size_t *start; /* [RADIX + 1] bucket boundaries */
+    size_t big;    /* buckets above this many elements sort in parallel */
+    SK xm;
+    _Atomic int cancelled;
+} SN(bk_t);
+
+static void SN(bucket_task)(void *arg, size_t b)
+{
+    SN(bk_t) *k = arg;
+    size_t s = k->start[b], len = k->start[b + 1] - s;
+    if (len == 0)
+        return;
+    /* home first, so a cancelled sort still leaves a permutation in a */
+    memcpy(k->a + s, k->buf + s, len * sizeof(ST));
+    if (len < 2 || is_cancelled(k->c))
+        return;
+    SK xm = k->xm;
+    if (len <= INSERTION_MAX) {
+        SN(insertion)(k->a + s, len, xm);
+        return;
+    }
+    int rc;
+    if (len > k->big) {
+        rc = SN(radix)(k->c, k->a + s, k->buf + s, len, xm);
+    } else {
+        sctx seq = {NULL, 1, k->c->cancel};
+        rc = SN(radix)(&seq, k->a + s, k->buf + s, len, xm);
+    }
+    if (rc != 0)
+        atomic_store_explicit(&k->cancelled, rc, memory_order_relaxed);
+}
+
+/* Returns 1 if cancelled (data is a permutation in a), -ENOMEM, or 0. */
+static int SN(msd_radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
+{
+    size_t csize, nchunks = SN(chunking)(c, n, &csize);
+    size_t *allh = calloc(nchunks * (size_t)NDIG * RADIX + nchunks * RADIX + RADIX + 1,
+                          sizeof(size_t));
+    if (allh == NULL)
+        return -ENOMEM;
+    size_t *hist = allh + nchunks * (size_t)NDIG * RADIX;
+    size_t *start = hist + nchunks * RADIX;
+    SN(rx_t) r = {c, a, buf, n, csize, hist, allh, 0, xm};
+    pfor(c, nchunks, SN(allhist_chunk), &r);
+    /* the most significant digit on which keys differ */
+    int top = -1;
+    for (int d = NDIG - 1; d >= 0 && top < 0; d--) {
+        for (size_t b = 0; b < RADIX; b++) {
+            size_t t = 0;
+            for (size_t ch = 0; ch < nchunks; ch++)
+                t += allh[(ch * (size_t)NDIG + (size_t)d) * RADIX + b];
+            if (t != 0) {
+                if (t != n)
+                    top = d;
+                break;
+            }
+        }
+    }
+    if (top < 0) { /* every key equal: already sorted */
+        free(allh);
+        return 0;
+    }
+    for (size_t ch = 0; ch < nchunks; ch++)
+        memcpy(hist + ch * RADIX, allh + (ch * (size_t)NDIG + (size_t)top) * RADIX,
+               RADIX * sizeof(size_t));
+    /* Skewed top digit (floats' exponents, clustered ints): buckets would
+     * not fit in cache, so the plain LSD sort is the better deal. */
+    size_t biggest = 0;
+    for (size_t b = 0; b < RADIX; b++) {
+        size_t t = 0;
+        for (size_t ch = 0; ch < nchunks; ch++)
+            t += hist[ch * RADIX + b];
+        if (t > biggest)
+            biggest = t;
+    }
+    if (biggest > n / MSD_MAX_SHARE) {
+        int rc = SN(lsd_passes)(c, a, buf, n, xm, nchunks, csize, allh, hist);
+        free(allh);
+        return rc;
+    }
+    size_t run = 0;
+    for (size_t b = 0; b < RADIX; b++) {
+        start[b] = run;
+        for (size_t ch = 0; ch < nchunks; ch++) {
+            size_t cnt = hist[ch * RADIX + b];
+            hist[ch * RADIX + b] = run;
+            run += cnt;
+        }
+    }
+    start[RADIX] = n;
+    r.shift = SDBITS * top;
+    if (is_cancelled(c)) {
+        free(allh);
+        return 1;
+    }
+    pfor(c, nchunks, SN(scatter_chunk), &r);
+    if (is_cancelled(c)) { /* the scatter may be partial: a still holds all */
+        free(allh);
+        return 1;
+    }
+    SN(bk_t) k = {c, a, buf, start, n / ((size_t)c->nthreads * 2), xm, 0};
+    if (top == 0) { /* one digit only: the scatter sorted it */
+        par_copy(c, a, buf, n * sizeof(ST));
+    } else {
+        pfor(c, RADIX, SN(bucket_task), &k);
+    }
+    free(allh);
+    int rc = atomic_load_explicit(&k.cancelled, memory_order_relaxed);
+    return rc < 0 ? rc : (rc || is_cancelled(c));
 }
 
 /* ---- presorted input ------------------------------------------------------ */
@@ -351,7 +497,9 @@ static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
     if (buf == NULL)
         return -ENOMEM;
     int rc;
-    if (algo == PCC_SORT_RADIX) {
+    if (algo == PCC_SORT_RADIX && NDIG > 1 && n >= MSD_MIN) {
+        rc = SN(msd_radix)(c, a, buf, n, xm);
+    } else if (algo == PCC_SORT_RADIX) {
         rc = SN(radix)(c, a, buf, n, xm);
     } else {
         SN(ms_t) m = {c, a, buf, n, 0, xm, 0};
@@ -364,3 +512,6 @@ static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
 
 #undef KBYTES
 #undef KEYX
+#undef NDIG
+#undef RADIX
+#undef DMASK

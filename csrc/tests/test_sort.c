@@ -152,6 +152,27 @@ static void test_all_types(void)
     free(data);
 }
 
+/* Large inputs take the MSD-then-bucket-LSD path (or its fallback to LSD
+ * when the top digit is skewed, e.g. float exponents, few unique keys). */
+static void test_msd_path(void)
+{
+    size_t n = 140000;
+    void *data = malloc(n * sizeof(pcc_kv));
+    CHECK(data != NULL);
+    for (int t = 0; t < PCC_SORT_NTYPES; t++)
+        for (int pattern = 0; pattern <= 3; pattern += 3) {
+            fill((pcc_sort_type)t, data, n, pattern);
+            check_sort((pcc_sort_type)t, data, n, (int)(rnd() % 2), PCC_SORT_RADIX, 1);
+        }
+    /* spread top digit: MSD buckets proper */
+    uint64_t *u = data;
+    for (size_t i = 0; i < n; i++)
+        u[i] = rnd();
+    check_sort(PCC_SORT_U64, data, n, 0, PCC_SORT_AUTO, 1);
+    check_sort(PCC_SORT_U64, data, n, 1, PCC_SORT_AUTO, 0);
+    free(data);
+}
+
 /* -0.0/+0.0 are equal (input order kept), NaNs last in input order. */
 static void test_float_specials(void)
 {
@@ -246,6 +267,7 @@ int main(void)
     CHECK(pcc_pool_new(2, NULL, &pool) == 0);
     test_float_specials();
     test_all_types();
+    test_msd_path();
     test_cancel_leaves_permutation();
     test_cancel_race();
     CHECK(pcc_sort(NULL, PCC_SORT_NTYPES, NULL, 0, 0, PCC_SORT_AUTO, NULL) == -EINVAL);
