@@ -552,7 +552,10 @@ static PyMethodDef pool_methods[] = {
      "spawn(f, /, *args, **kwargs)\n--\n\n"
      "Queue f(*args, **kwargs) on the pool; return a JoinHandle whose join()\n"
      "gives Ok(value) or Err(exception).  Raises RuntimeError once the pool\n"
-     "is closed.  Do not block a pool thread on a handle of its own pool.\n\n"
+     "is closed (jobs already on the pool may still spawn: their sub-work\n"
+     "runs before the threads exit).  The handle's .thread is None.  Do not\n"
+     "block a pool thread on a handle of its own pool (a 1-thread pool would\n"
+     "deadlock); use join() for fork-join inside the pool.\n\n"
      "    >>> pool.spawn(pow, 2, 10).join()\n    Ok(1024)\n"},
     {"join", (PyCFunction)(void (*)(void))pool_join, METH_FASTCALL,
      "join(a, b)\n--\n\n"
