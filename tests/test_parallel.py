@@ -265,3 +265,24 @@ def test_ctrl_c_interrupts_a_join_waiting_for_b(interrupt_main):
             with pytest.raises(KeyboardInterrupt):
                 pool.join(a, b)
         assert_prompt(irq)
+
+
+def test_joins_and_sorts_from_several_threads_at_once_are_all_correct():
+    import numpy as np
+    from conftest import run_threads
+
+    def body(i):
+        a = np.random.default_rng(i).integers(-10**9, 10**9, 300_000)
+        want = np.sort(a, kind="stable")
+        pyconc.par_sort(a)
+        return fib(12), bool(np.array_equal(a, want))
+
+    assert run_threads(body, 4) == [(144, True)] * 4
+
+
+def test_repr_shows_live_state():
+    pool = ThreadPool(2)
+    r = repr(pool)
+    assert r.startswith("ThreadPool(num_threads=2, queued=") and "open" in r
+    pool.close()
+    assert "closed" in repr(pool)

@@ -339,6 +339,19 @@ int pcc_pool_new(int nthreads, const pcc_pool_hooks *hooks, pcc_pool **out)
 
 int pcc_pool_num_threads(const pcc_pool *pool) { return pool->n; }
 
+size_t pcc_pool_queued(pcc_pool *p)
+{
+    size_t q = atomic_load_explicit(&p->inj_len, memory_order_relaxed);
+    for (int i = 0; i < p->n; i++)
+        q += (size_t)pcc_deque_len(&p->workers[i].deque);
+    return q;
+}
+
+int pcc_pool_sleeping(pcc_pool *p)
+{
+    return atomic_load_explicit(&p->nsleeping, memory_order_relaxed);
+}
+
 pcc_pool *pcc_pool_current(void) { return tl_worker ? tl_worker->pool : NULL; }
 
 void pcc_pool_shutdown(pcc_pool *p)

@@ -533,10 +533,10 @@ static PyObject *pool_get_closed(PoolObject *self, void *Py_UNUSED(c))
 
 static PyObject *pool_repr(PoolObject *self)
 {
-    return PyUnicode_FromFormat("ThreadPool(num_threads=%d, %s%s)", self->nthreads,
-                                atomic_load_explicit(&self->closed, memory_order_acquire)
-                                    ? "closed"
-                                    : "open",
+    int closed = atomic_load_explicit(&self->closed, memory_order_acquire);
+    return PyUnicode_FromFormat("ThreadPool(num_threads=%d, queued=%zu, sleeping=%d, %s%s)",
+                                self->nthreads, pcc_pool_queued(self->pool),
+                                pcc_pool_sleeping(self->pool), closed ? "closed" : "open",
                                 self->is_global ? ", global" : "");
 }
 

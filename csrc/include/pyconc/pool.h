@@ -56,6 +56,9 @@ typedef struct pcc_pool_hooks {
 #define PCC_POOL_MAX_THREADS 1024
 int pcc_pool_new(int nthreads, const pcc_pool_hooks *hooks, pcc_pool **out);
 int pcc_pool_num_threads(const pcc_pool *pool);
+/* Snapshot for repr: jobs queued (injector + deques) and workers asleep. */
+size_t pcc_pool_queued(pcc_pool *pool);
+int pcc_pool_sleeping(pcc_pool *pool);
 
 /* The pool the calling thread is a worker of, or NULL. */
 pcc_pool *pcc_pool_current(void);
