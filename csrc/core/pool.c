@@ -42,6 +42,33 @@ struct pcc_pool {
 
 static _Thread_local pcc_worker *tl_worker;
 
+/* How long an idle worker keeps looking (steal sweeps + sched_yield) before
+ * it parks.  Waking a parked thread costs an IPI -- tens to hundreds of
+ * microseconds on a VM -- which would miss whole phases of a parallel
+ * sort; a bounded 200 us of looking per idle spell keeps the workers warm
+ * between phases yet costs nothing measurable when the pool is idle (it
+ * then parks: no idle spinning, cf. rayon issue #642). */
+#define IDLE_SPIN_NS 200000
+
+/* One idle round: spin/yield per the backoff, then keep yielding until
+ * IDLE_SPIN_NS have passed since the spell began.  Returns 1 once it is
+ * time to park. */
+static int idle_round(pcc_backoff *bo, int64_t *idle_since)
+{
+    if (!pcc_backoff_is_completed(bo)) {
+        pcc_backoff_snooze(bo);
+        return 0;
+    }
+    int64_t now = pcc_now_ns();
+    if (*idle_since == 0)
+        *idle_since = now;
+    if (now - *idle_since < IDLE_SPIN_NS) {
+        pcc_thread_yield();
+        return 0;
+    }
+    return 1;
+}
+
 /* ---- the Chase-Lev deque --------------------------------------------------
  *
  * Memory orderings (Le et al. 2013, with the fences folded into seq_cst
@@ -393,20 +420,21 @@ static void *worker_main(void *arg)
     if (p->hooks.on_start)
         p->hooks.on_start(p->hooks.ctx);
     pcc_backoff bo = {0};
+    int64_t idle_since = 0;
     for (;;) {
         pcc_job *j = find_work(w);
         if (j != NULL) {
             run_job(j);
             bo.step = 0;
+            idle_since = 0;
             continue;
         }
-        if (!pcc_backoff_is_completed(&bo)) {
-            pcc_backoff_snooze(&bo);
+        if (!idle_round(&bo, &idle_since))
             continue;
-        }
         if (sleep_once(w, NULL))
             break;
         bo.step = 0;
+        idle_since = 0;
     }
     tl_worker = NULL;
     if (p->hooks.on_exit)
@@ -481,6 +509,7 @@ int pcc_pool_try_unsubmit(pcc_pool *p, pcc_job *job)
 static void worker_wait(pcc_worker *w, pcc_job *job)
 {
     pcc_backoff bo = {0};
+    int64_t idle_since = 0;
     while (!pcc_job_is_done(job)) {
         pcc_job *j = pcc_deque_take(&w->deque);
         if (j == job) {
@@ -498,14 +527,14 @@ static void worker_wait(pcc_worker *w, pcc_job *job)
         if (j != NULL) {
             run_job(j);
             bo.step = 0;
+            idle_since = 0;
             continue;
         }
-        if (!pcc_backoff_is_completed(&bo)) {
-            pcc_backoff_snooze(&bo);
+        if (!idle_round(&bo, &idle_since))
             continue;
-        }
         sleep_once(w, job);
         bo.step = 0;
+        idle_since = 0;
     }
 }
 
