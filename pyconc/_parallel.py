@@ -149,7 +149,9 @@ class PoolScope:
     jobs may spawn more on ``s``.  Leaving the block waits for all of them.
     Jobs whose handle was joined by hand have reported their outcome; of the
     others, the first exception propagates with the rest attached as notes
-    (attached to the block's own exception if it raised).
+    (attached to the block's own exception if it raised).  A scope used on
+    one of the pool's own threads helps run the pool's jobs while it waits,
+    so it works even on a one-thread pool.
     """
 
     __slots__ = ("_pool", "_handles", "_lock", "_open")
@@ -179,6 +181,8 @@ class PoolScope:
                 batch = self._handles[joined:]
             for h in batch:
                 by_hand = h._joined
+                # inside the pool, help run its jobs instead of blocking a thread
+                self._pool._help_until(h)
                 r = h.join()
                 if not by_hand and r.is_err():
                     errors.append(r.err())

@@ -286,3 +286,15 @@ def test_repr_shows_live_state():
     assert r.startswith("ThreadPool(num_threads=2, queued=") and "open" in r
     pool.close()
     assert "closed" in repr(pool)
+
+
+def test_scope_inside_a_one_thread_pool_helps_instead_of_deadlocking():
+    def body():
+        out = []
+        with pool.scope() as s:
+            for i in range(20):
+                s.spawn(out.append, i)
+        return sorted(out)
+
+    with ThreadPool(1) as pool:
+        assert pool.install(body) == list(range(20))

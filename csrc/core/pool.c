@@ -561,6 +561,26 @@ int pcc_pool_wait(pcc_pool *p, pcc_job *job, pcc_deadline_t deadline)
     }
 }
 
+int pcc_pool_help(pcc_pool *p, pcc_deadline_t deadline)
+{
+    pcc_worker *w = tl_worker;
+    if (w == NULL || w->pool != p)
+        return -EINVAL;
+    pcc_job *j = find_work(w);
+    if (j != NULL) {
+        run_job(j);
+        return 1;
+    }
+    /* registered like an idle worker, so a push wakes us */
+    atomic_store_explicit(&w->asleep, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&p->nsleeping, 1, memory_order_seq_cst);
+    if (!work_visible(p))
+        pcc_park(&w->parker, deadline);
+    atomic_store_explicit(&w->asleep, 0, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&p->nsleeping, 1, memory_order_seq_cst);
+    return 0;
+}
+
 int pcc_pool_install(pcc_pool *p, pcc_task_fn fn, void *arg)
 {
     pcc_worker *w = tl_worker;

@@ -526,6 +526,30 @@ static PyObject *pool_scope(PoolObject *self, PyObject *Py_UNUSED(ignored))
     return r;
 }
 
+/* _help_until(handle): on one of this pool's threads, run queued jobs (or
+ * doze 1 ms at a time) until the handle is finished, so a scope waiting
+ * inside the pool cannot starve the jobs it waits for.  Returns False at
+ * once when called from any other thread (the caller then just joins). */
+static PyObject *pool_help_until(PoolObject *self, PyObject *handle)
+{
+    if (pcc_pool_current() != self->pool)
+        Py_RETURN_FALSE;
+    for (;;) {
+        PyObject *fin = PyObject_CallMethod(handle, "is_finished", NULL);
+        if (fin == NULL)
+            return NULL;
+        int done = PyObject_IsTrue(fin);
+        Py_DECREF(fin);
+        if (done < 0)
+            return NULL;
+        if (done)
+            Py_RETURN_TRUE;
+        Py_BEGIN_ALLOW_THREADS
+        pcc_pool_help(self->pool, pcc_deadline_after(1000000));
+        Py_END_ALLOW_THREADS
+    }
+}
+
 static PyObject *pool_get_closed(PoolObject *self, void *Py_UNUSED(c))
 {
     return PyBool_FromLong(atomic_load_explicit(&self->closed, memory_order_acquire));
@@ -576,6 +600,7 @@ static PyMethodDef pool_methods[] = {
      "have exited.  Idempotent; Ctrl-C interrupts the wait."},
     {"current_num_threads", (PyCFunction)pool_current_num_threads, METH_NOARGS,
      "current_num_threads()\n--\n\nThe number of threads in this pool."},
+    {"_help_until", (PyCFunction)pool_help_until, METH_O, NULL},
     {"__enter__", (PyCFunction)pool_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)pool_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},

@@ -324,6 +324,33 @@ static void test_heap_jobs_release_once(void)
     pcc_pool_release(p);
 }
 
+/* ---- help: a worker waiting on work it queued runs it itself ------------- */
+
+static pcc_job help_jobs[50];
+static void help_body(void *arg)
+{
+    pcc_pool *p = arg;
+    atomic_store(&ran_count, 0);
+    for (int i = 0; i < 50; i++) {
+        pcc_job_init(&help_jobs[i], count_job, NULL);
+        CHECK(pcc_pool_push(p, &help_jobs[i]) == 0);
+    }
+    while (atomic_load(&ran_count) < 50)
+        CHECK(pcc_pool_help(p, pcc_deadline_after(1000000)) >= 0);
+}
+
+static void test_help_on_one_thread_pool(void)
+{
+    pcc_pool *p;
+    CHECK(pcc_pool_new(1, NULL, &p) == 0);
+    CHECK(pcc_pool_help(p, PCC_FOREVER) == -EINVAL); /* not a worker */
+    CHECK(pcc_pool_install(p, help_body, p) == 0);
+    CHECK(atomic_load(&ran_count) == 50);
+    pcc_pool_shutdown(p);
+    CHECK(pcc_pool_wait_exit(p, PCC_FOREVER) == 0);
+    pcc_pool_release(p);
+}
+
 int main(void)
 {
     test_deque_full_and_lifo();
@@ -336,6 +363,7 @@ int main(void)
     test_idle_workers_sleep();
     test_hooks_and_current();
     test_heap_jobs_release_once();
+    test_help_on_one_thread_pool();
     printf("test_pool: all passed\n");
     return 0;
 }

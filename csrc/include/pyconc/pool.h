@@ -95,6 +95,13 @@ int pcc_pool_push(pcc_pool *pool, pcc_job *job);
  * -ETIMEDOUT or -EINTR (signal: run handlers and call again). */
 int pcc_pool_wait(pcc_pool *pool, pcc_job *job, pcc_deadline_t deadline);
 
+/* For a worker of `pool` that must wait for something the pool itself will
+ * produce (a scope waiting for its spawned jobs): run one queued job if
+ * there is one (returns 1), else sleep until new work is pushed or the
+ * deadline passes (returns 0).  -EINVAL if the caller is not a worker of
+ * this pool. */
+int pcc_pool_help(pcc_pool *pool, pcc_deadline_t deadline);
+
 /* Remove a job an external thread pushed that no worker has taken yet.
  * Returns 1 if removed (the caller owns it again and may run it inline), 0
  * if a worker took it (then pcc_pool_wait for it). */
