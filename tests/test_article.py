@@ -213,6 +213,18 @@ def test_count_to_10_final_count_and_turn_order():
 # ---------------------------------------------------------------------------
 
 
+def test_rayon_merge_sort_par_sorts_the_articles_array():
+    from pyconc.tour.s90_rayon import example
+
+    assert example() == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert pyconc.merge_sort([8, 2, 5, 9, 1, 3, 7, 6, 4]) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+
+def test_rayon_join_runs_both_closures_and_returns_both_results():
+    left, right = [5, 1], [4, 2]
+    assert pyconc.join(lambda: sorted(left), lambda: sorted(right)) == ([1, 5], [2, 4])
+
+
 # ---------------------------------------------------------------------------
 # Async Programming in Rust (Tokio)                           [async area]
 # ---------------------------------------------------------------------------

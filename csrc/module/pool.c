@@ -1,9 +1,737 @@
-/* pyconc binding: the pool area (placeholder until the area lands). */
-#include "module.h"
+/* pyconc binding: ThreadPool, join, current_num_threads (rayon's API over the
+ * work-stealing pool of csrc/core/pool.c).
+ *
+ * Every worker takes a Python thread state when it starts
+ * (PyGILState_Ensure) and releases the GIL at once; a job that runs Python
+ * code takes the GIL for the call only.  So idle workers and workers
+ * running native kernels (par_sort) never hold the GIL.
+ *
+ * A Python job (`pyjob`) is heap-allocated and reference counted: the
+ * submitter and the runner each hold one reference, so a submitter
+ * interrupted by Ctrl-C can walk away while the job finishes on the pool
+ * and frees itself.
+ */
+#include "parallel.h"
+
+#include "pyconc/thread.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- worker thread states ------------------------------------------------- */
+
+static _Thread_local PyThreadState *tl_tstate;
+static _Thread_local PyGILState_STATE tl_gstate;
+
+static void worker_start(void *ctx)
+{
+    (void)ctx;
+    tl_gstate = PyGILState_Ensure();
+    tl_tstate = PyEval_SaveThread();
+}
+
+static void worker_exit(void *ctx)
+{
+    (void)ctx;
+    PyEval_RestoreThread(tl_tstate);
+    PyGILState_Release(tl_gstate);
+}
+
+static const pcc_pool_hooks worker_hooks = {worker_start, worker_exit, NULL};
+
+/* ---- Python jobs ------------------------------------------------------------ */
+
+typedef struct pyjob {
+    pcc_job job;
+    _Atomic int refs;
+    pcm_state *st;
+    PyObject *func, *args, *kwargs;
+    PyObject *handle; /* spawn: the JoinHandle to complete */
+    PyObject *result; /* join/install: f's return value ... */
+    PyObject *exc;    /* ... or the exception it raised */
+} pyjob;
+
+/* The current exception, normalized, with its traceback attached.  Returns
+ * a new reference (never NULL while an exception is set). */
+static PyObject *fetch_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *v = PyErr_GetRaisedException(); /* normalized, traceback attached */
+    return v != NULL ? v : Py_NewRef(Py_None);
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (v != NULL && tb != NULL)
+        PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v != NULL ? v : Py_NewRef(Py_None);
+#endif
+}
+
+/* Raise exception instance `v` (a stolen reference) with its traceback. */
+static void restore_exception(PyObject *v)
+{
+    if (!PyExceptionInstance_Check(v)) {
+        Py_DECREF(v);
+        PyErr_SetString(PyExc_SystemError, "pyconc: lost exception");
+        return;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(v);
+#else
+    PyObject *tb = PyException_GetTraceback(v);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(v)), v, tb);
+#endif
+}
+
+static void add_note(PyObject *exc, const char *fmt, PyObject *other)
+{
+    PyObject *msg = PyUnicode_FromFormat(fmt, other);
+    if (msg == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject *r = PyObject_CallMethod(exc, "add_note", "O", msg);
+    Py_DECREF(msg);
+    if (r == NULL)
+        PyErr_Clear();
+    Py_XDECREF(r);
+}
+
+/* Drop one reference; the last one clears the Python objects (taking the GIL
+ * if needed; PyGILState_Ensure is fine when it is already held) and frees. */
+static void pyjob_unref(pyjob *j)
+{
+    if (atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (j->func || j->args || j->kwargs || j->handle || j->result || j->exc) {
+        PyGILState_STATE g = PyGILState_Ensure();
+        Py_CLEAR(j->func);
+        Py_CLEAR(j->args);
+        Py_CLEAR(j->kwargs);
+        Py_CLEAR(j->handle);
+        Py_CLEAR(j->result);
+        Py_CLEAR(j->exc);
+        PyGILState_Release(g);
+    }
+    PyMem_RawFree(j);
+}
+
+static void pyjob_release(void *arg) { pyjob_unref(arg); }
+
+/* The job body: call func with the GIL, keep the outcome. */
+static void pyjob_run(void *arg)
+{
+    pyjob *j = arg;
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *r = PyObject_Call(j->func, j->args, j->kwargs);
+    if (j->handle != NULL) {
+        PyObject *res = r != NULL ? pcm_ok(j->st, r) : NULL;
+        if (res == NULL)
+            res = pcm_capture_exception(j->st);
+        Py_XDECREF(r);
+        PyObject *h = j->handle;
+        j->handle = NULL;
+        /* release f and its arguments before anyone can see completion */
+        Py_CLEAR(j->func);
+        Py_CLEAR(j->args);
+        Py_CLEAR(j->kwargs);
+        pcm_handle_complete(h, res);
+        Py_DECREF(h);
+    } else {
+        if (r != NULL)
+            j->result = r;
+        else
+            j->exc = fetch_exception();
+        Py_CLEAR(j->func);
+        Py_CLEAR(j->args);
+        Py_CLEAR(j->kwargs);
+    }
+    PyGILState_Release(g);
+}
+
+/* A job calling func(*args, **kwargs) with `refs` references.  Returns NULL
+ * with an exception set on failure. */
+static pyjob *pyjob_new(pcm_state *st, PyObject *func, PyObject *args, PyObject *kwargs, int refs)
+{
+    pyjob *j = PyMem_RawCalloc(1, sizeof *j);
+    if (j == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    pcc_job_init(&j->job, pyjob_run, j);
+    j->job.release = pyjob_release;
+    atomic_init(&j->refs, refs);
+    j->st = st;
+    j->func = Py_NewRef(func);
+    j->args = args ? Py_NewRef(args) : PyTuple_New(0);
+    j->kwargs = Py_XNewRef(kwargs);
+    if (j->args == NULL) {
+        Py_DECREF(j->func);
+        PyMem_RawFree(j);
+        return NULL;
+    }
+    return j;
+}
+
+static int job_wait_op(void *arg, pcc_deadline_t deadline)
+{
+    return pcc_pool_wait(NULL, (pcc_job *)arg, deadline);
+}
+
+static PyObject *raise_closed(void)
+{
+    PyErr_SetString(PyExc_RuntimeError, "the thread pool is closed: it accepts no new work");
+    return NULL;
+}
+
+/* Submit j (holding 2 references: ours and the runner's).  On failure both
+ * are dropped and an exception is set. */
+static int pyjob_submit(pcc_pool *pool, pyjob *j)
+{
+    if (pcc_pool_push(pool, &j->job) == 0)
+        return 0;
+    /* never queued: the runner's reference and ours */
+    atomic_store_explicit(&j->refs, 1, memory_order_relaxed);
+    pyjob_unref(j);
+    raise_closed();
+    return -1;
+}
+
+/* Wait for j from a thread that is not one of the pool's workers.  Returns
+ * 0, or -1 with KeyboardInterrupt (or another handler's exception) set; the
+ * job then runs on without us. */
+static int pyjob_wait_external(pyjob *j)
+{
+    /* a signal that arrived while we ran C code with the GIL would not
+     * interrupt the sleep: handle it first */
+    if (PyErr_CheckSignals() < 0)
+        return -1;
+    int rc = pcm_wait(job_wait_op, &j->job, PCC_FOREVER);
+    return rc == PCM_RAISED ? -1 : 0;
+}
+
+/* rayon::join for Python callables.  The calling thread runs a itself; b is
+ * offered to the pool (a worker's own deque, or the injector from outside)
+ * and taken back to run inline if nobody has started it.  Both always run;
+ * a's exception wins, b's is attached as a note.  Returns (a(), b()) or
+ * NULL with an exception set. */
+static PyObject *join_impl(pcm_state *st, pcc_pool *pool, PyObject *a, PyObject *b)
+{
+    if (!PyCallable_Check(a) || !PyCallable_Check(b)) {
+        PyErr_Format(PyExc_TypeError, "join(a, b) needs two callables, got %.100s and %.100s",
+                     Py_TYPE(a)->tp_name, Py_TYPE(b)->tp_name);
+        return NULL;
+    }
+    pyjob *j = pyjob_new(st, b, NULL, NULL, 2);
+    if (j == NULL)
+        return NULL;
+    int in_worker = pcc_pool_current() == pool;
+    if (pyjob_submit(pool, j) < 0)
+        return NULL;
+    PyObject *ra = PyObject_CallNoArgs(a);
+    PyObject *ea = ra == NULL ? fetch_exception() : NULL;
+    if (in_worker) {
+        /* pop b back, or help the pool until its thief finishes it */
+        Py_BEGIN_ALLOW_THREADS
+        pcc_pool_wait(pool, &j->job, PCC_FOREVER);
+        Py_END_ALLOW_THREADS
+    } else if (pcc_pool_try_unsubmit(pool, &j->job)) {
+        pyjob_run(j); /* nobody took it: run it here */
+        pyjob_unref(j); /* the runner's reference */
+    } else if (pyjob_wait_external(j) < 0) {
+        /* Ctrl-C: b keeps running on the pool and cleans up after itself */
+        Py_XDECREF(ra);
+        Py_XDECREF(ea);
+        pyjob_unref(j);
+        return NULL;
+    }
+    PyObject *rb = j->result, *eb = j->exc;
+    j->result = j->exc = NULL;
+    pyjob_unref(j);
+    if (ea != NULL) {
+        if (eb != NULL)
+            add_note(ea, "join: the other side (b) also raised %R", eb);
+        Py_XDECREF(rb);
+        Py_XDECREF(eb);
+        restore_exception(ea);
+        return NULL;
+    }
+    if (eb != NULL) {
+        Py_DECREF(ra);
+        restore_exception(eb);
+        return NULL;
+    }
+    PyObject *tup = PyTuple_Pack(2, ra, rb);
+    Py_DECREF(ra);
+    Py_DECREF(rb);
+    return tup;
+}
+
+/* Run f() on one of the pool's workers and return its result. */
+static PyObject *install_impl(pcm_state *st, pcc_pool *pool, PyObject *f)
+{
+    if (!PyCallable_Check(f)) {
+        PyErr_Format(PyExc_TypeError, "install() needs a callable, not %.100s",
+                     Py_TYPE(f)->tp_name);
+        return NULL;
+    }
+    if (pcc_pool_current() == pool)
+        return PyObject_CallNoArgs(f);
+    pyjob *j = pyjob_new(st, f, NULL, NULL, 2);
+    if (j == NULL)
+        return NULL;
+    if (pyjob_submit(pool, j) < 0)
+        return NULL;
+    if (pyjob_wait_external(j) < 0) {
+        pyjob_unref(j);
+        return NULL;
+    }
+    PyObject *r = j->result, *e = j->exc;
+    j->result = j->exc = NULL;
+    pyjob_unref(j);
+    if (e != NULL) {
+        restore_exception(e);
+        return NULL;
+    }
+    return r;
+}
+
+/* ---- ThreadPool ------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    pcc_pool *pool;
+    int nthreads;
+    int is_global; /* the global pool lives until the process ends */
+    _Atomic int closed;
+} PoolObject;
+
+/* PYCONC_NUM_THREADS if it is a positive integer, else the number of CPUs
+ * this process may use (rayon ignores a bad RAYON_NUM_THREADS the same
+ * way). */
+static int default_num_threads(void)
+{
+    const char *env = getenv("PYCONC_NUM_THREADS");
+    if (env != NULL && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end == '\0' && v >= 1 && v <= PCC_POOL_MAX_THREADS)
+            return (int)v;
+    }
+    int n = pcc_available_parallelism();
+    return n < 1 ? 1 : (n > PCC_POOL_MAX_THREADS ? PCC_POOL_MAX_THREADS : n);
+}
+
+static PyObject *pool_create(PyTypeObject *tp, int n, int is_global)
+{
+    PoolObject *self = PyObject_GC_New(PoolObject, tp);
+    if (self == NULL)
+        return NULL;
+    self->pool = NULL;
+    self->nthreads = n;
+    self->is_global = is_global;
+    atomic_init(&self->closed, 0);
+    int rc;
+    pcc_pool *p = NULL;
+    /* the workers take the GIL as they start: let them */
+    Py_BEGIN_ALLOW_THREADS
+    rc = pcc_pool_new(n, &worker_hooks, &p);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        Py_DECREF(self);
+        if (rc == -ENOMEM)
+            return PyErr_NoMemory();
+        PyErr_Format(PyExc_RuntimeError, "can't start the pool's %d threads", n);
+        return NULL;
+    }
+    self->pool = p;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static PyObject *pool_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"num_threads", NULL};
+    PyObject *arg = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:ThreadPool", names, &arg))
+        return NULL;
+    int n;
+    if (arg == Py_None) {
+        n = default_num_threads();
+    } else {
+        if (!PyLong_Check(arg) || PyBool_Check(arg)) {
+            PyErr_Format(PyExc_TypeError, "num_threads must be an int or None, not %.100s",
+                         Py_TYPE(arg)->tp_name);
+            return NULL;
+        }
+        int overflow;
+        long v = PyLong_AsLongAndOverflow(arg, &overflow);
+        if (v == -1 && PyErr_Occurred())
+            return NULL;
+        if (overflow || v < 1 || v > PCC_POOL_MAX_THREADS) {
+            PyErr_Format(PyExc_ValueError, "num_threads must be between 1 and %d, got %R",
+                         PCC_POOL_MAX_THREADS, arg);
+            return NULL;
+        }
+        n = (int)v;
+    }
+    return pool_create(tp, n, 0);
+}
+
+static int pool_traverse(PoolObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static void pool_dealloc(PoolObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->pool != NULL && !self->is_global) {
+        /* Like dropping a rayon ThreadPool: queued work still runs, the
+         * workers then exit on their own and the last one frees the pool.
+         * Never wait here (we may be on one of its workers). */
+        pcc_pool_shutdown(self->pool);
+        pcc_pool_release(self->pool);
+    }
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *pool_install(PoolObject *self, PyObject *f)
+{
+    return install_impl(pcm_state_of_type(Py_TYPE(self)), self->pool, f);
+}
+
+static PyObject *pool_join(PoolObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "join() takes exactly 2 arguments (a, b), got %zd", nargs);
+        return NULL;
+    }
+    return join_impl(pcm_state_of_type(Py_TYPE(self)), self->pool, args[0], args[1]);
+}
+
+static PyObject *pool_spawn(PoolObject *self, PyObject *args, PyObject *kwargs)
+{
+    pcm_state *st = pcm_state_of_type(Py_TYPE(self));
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    if (n < 1) {
+        PyErr_SetString(PyExc_TypeError, "spawn() missing required argument: 'f'");
+        return NULL;
+    }
+    PyObject *f = PyTuple_GET_ITEM(args, 0);
+    if (!PyCallable_Check(f)) {
+        PyErr_Format(PyExc_TypeError, "spawn() needs a callable, not %.100s",
+                     Py_TYPE(f)->tp_name);
+        return NULL;
+    }
+    PyObject *rest = PyTuple_GetSlice(args, 1, n);
+    if (rest == NULL)
+        return NULL;
+    PyObject *kw = NULL;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0 && (kw = PyDict_Copy(kwargs)) == NULL) {
+        Py_DECREF(rest);
+        return NULL;
+    }
+    pyjob *j = pyjob_new(st, f, rest, kw, 1);
+    Py_DECREF(rest);
+    Py_XDECREF(kw);
+    if (j == NULL)
+        return NULL;
+    PyObject *h = pcm_handle_new_pending(st, Py_None);
+    if (h == NULL) {
+        pyjob_unref(j);
+        return NULL;
+    }
+    j->handle = Py_NewRef(h);
+    if (pcc_pool_push(self->pool, &j->job) != 0) {
+        pyjob_unref(j);
+        Py_DECREF(h);
+        return raise_closed();
+    }
+    return h;
+}
+
+static int exit_op(void *arg, pcc_deadline_t deadline)
+{
+    return pcc_pool_wait_exit((pcc_pool *)arg, deadline);
+}
+
+static PyObject *pool_close_impl(PoolObject *self, int wait)
+{
+    if (self->is_global) {
+        PyErr_SetString(PyExc_RuntimeError, "the global pool cannot be closed");
+        return NULL;
+    }
+    if (!atomic_exchange_explicit(&self->closed, 1, memory_order_acq_rel))
+        pcc_pool_shutdown(self->pool);
+    if (wait) {
+        if (pcc_pool_current() == self->pool) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "close() would wait for itself: call it outside the pool "
+                            "(or close(wait=False))");
+            return NULL;
+        }
+        if (PyErr_CheckSignals() < 0)
+            return NULL;
+        int rc = pcm_wait(exit_op, self->pool, PCC_FOREVER);
+        if (rc == PCM_RAISED)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *pool_close(PoolObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"wait", NULL};
+    int wait = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$p:close", names, &wait))
+        return NULL;
+    return pool_close_impl(self, wait);
+}
+
+static PyObject *pool_enter(PoolObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(self);
+}
+
+static PyObject *pool_exit(PoolObject *self, PyObject *args)
+{
+    (void)args;
+    PyObject *r = pool_close_impl(self, 1);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_FALSE;
+}
+
+static PyObject *pool_current_num_threads(PoolObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLong(self->nthreads);
+}
+
+static PyObject *pool_scope(PoolObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *mod = PyImport_ImportModule("pyconc._parallel");
+    if (mod == NULL)
+        return NULL;
+    PyObject *r = PyObject_CallMethod(mod, "PoolScope", "O", (PyObject *)self);
+    Py_DECREF(mod);
+    return r;
+}
+
+/* _help_until(handle): on one of this pool's threads, run queued jobs (or
+ * doze 1 ms at a time) until the handle is finished, so a scope waiting
+ * inside the pool cannot starve the jobs it waits for.  Returns False at
+ * once when called from any other thread (the caller then just joins). */
+static PyObject *pool_help_until(PoolObject *self, PyObject *handle)
+{
+    if (pcc_pool_current() != self->pool)
+        Py_RETURN_FALSE;
+    for (;;) {
+        PyObject *fin = PyObject_CallMethod(handle, "is_finished", NULL);
+        if (fin == NULL)
+            return NULL;
+        int done = PyObject_IsTrue(fin);
+        Py_DECREF(fin);
+        if (done < 0)
+            return NULL;
+        if (done)
+            Py_RETURN_TRUE;
+        Py_BEGIN_ALLOW_THREADS
+        pcc_pool_help(self->pool, pcc_deadline_after(1000000));
+        Py_END_ALLOW_THREADS
+    }
+}
+
+static PyObject *pool_get_closed(PoolObject *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(atomic_load_explicit(&self->closed, memory_order_acquire));
+}
+
+static PyObject *pool_repr(PoolObject *self)
+{
+    int closed = atomic_load_explicit(&self->closed, memory_order_acquire);
+    return PyUnicode_FromFormat("ThreadPool(num_threads=%d, queued=%zu, sleeping=%d, %s%s)",
+                                self->nthreads, pcc_pool_queued(self->pool),
+                                pcc_pool_sleeping(self->pool), closed ? "closed" : "open",
+                                self->is_global ? ", global" : "");
+}
+
+static PyMethodDef pool_methods[] = {
+    {"install", (PyCFunction)pool_install, METH_O,
+     "install(f)\n--\n\n"
+     "Run f() on one of the pool's threads and return its result (its\n"
+     "exception propagates).  par_sort, join and current_num_threads called\n"
+     "inside f use this pool.  Ctrl-C interrupts the wait (f keeps running).\n\n"
+     "    >>> with pyconc.ThreadPool(2) as pool:\n"
+     "    ...     pool.install(pyconc.current_num_threads)\n    2\n"},
+    {"spawn", (PyCFunction)(void (*)(void))pool_spawn, METH_VARARGS | METH_KEYWORDS,
+     "spawn(f, /, *args, **kwargs)\n--\n\n"
+     "Queue f(*args, **kwargs) on the pool; return a JoinHandle whose join()\n"
+     "gives Ok(value) or Err(exception).  Raises RuntimeError once the pool\n"
+     "is closed (jobs already on the pool may still spawn: their sub-work\n"
+     "runs before the threads exit).  The handle's .thread is None.  Do not\n"
+     "block a pool thread on a handle of its own pool (a 1-thread pool would\n"
+     "deadlock); use join() for fork-join inside the pool.\n\n"
+     "    >>> pool.spawn(pow, 2, 10).join()\n    Ok(1024)\n"},
+    {"join", (PyCFunction)(void (*)(void))pool_join, METH_FASTCALL,
+     "join(a, b)\n--\n\n"
+     "rayon::join on this pool: run a() and b() potentially in parallel and\n"
+     "return (a(), b()).  Both always run; if either raises, the first\n"
+     "exception (a's if both did) propagates after both finished.\n\n"
+     "    >>> pool.join(lambda: 1, lambda: 2)\n    (1, 2)\n"},
+    {"scope", (PyCFunction)pool_scope, METH_NOARGS,
+     "scope()\n--\n\n"
+     "A context manager: s.spawn(f, ...) queues f on the pool; leaving the\n"
+     "block waits for every spawned job; the first exception propagates.\n\n"
+     "    >>> with pool.scope() as s:\n    ...     s.spawn(work, 1)\n"},
+    {"close", (PyCFunction)(void (*)(void))pool_close, METH_VARARGS | METH_KEYWORDS,
+     "close(*, wait=True)\n--\n\n"
+     "Stop accepting work: later spawn/install/join raise RuntimeError.\n"
+     "Work already queued still runs to completion (its handles get their\n"
+     "real Ok/Err); with wait=True, return once it has and the threads\n"
+     "have exited.  Idempotent; Ctrl-C interrupts the wait."},
+    {"current_num_threads", (PyCFunction)pool_current_num_threads, METH_NOARGS,
+     "current_num_threads()\n--\n\nThe number of threads in this pool."},
+    {"_help_until", (PyCFunction)pool_help_until, METH_O, NULL},
+    {"__enter__", (PyCFunction)pool_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)pool_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef pool_getset[] = {
+    {"num_threads", (getter)pool_current_num_threads, NULL, "The number of threads.", NULL},
+    {"closed", (getter)pool_get_closed, NULL, "True once close() was called.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot pool_slots[] = {
+    {Py_tp_doc, "ThreadPool(num_threads=None)\n--\n\n"
+                "A work-stealing pool of native threads (rayon's ThreadPool).\n\n"
+                "num_threads defaults to PYCONC_NUM_THREADS, else\n"
+                "available_parallelism().  Idle threads sleep (no CPU use).\n\n"
+                "    >>> with pyconc.ThreadPool(2) as pool:\n"
+                "    ...     pool.join(lambda: 'a', lambda: 'b')\n    ('a', 'b')\n"},
+    {Py_tp_new, pool_new},
+    {Py_tp_traverse, pool_traverse},
+    {Py_tp_dealloc, pool_dealloc},
+    {Py_tp_repr, pool_repr},
+    {Py_tp_methods, pool_methods},
+    {Py_tp_getset, pool_getset},
+    {0, NULL},
+};
+
+static PyType_Spec pool_spec = {
+    .name = "pyconc._core.ThreadPool",
+    .basicsize = sizeof(PoolObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = pool_slots,
+};
+
+/* ---- the global pool and the module functions ------------------------------ */
+
+static pthread_mutex_t global_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Returns a borrowed reference to the global pool, or NULL with an
+ * exception set.  Created on first use. */
+static PoolObject *global_pool(pcm_state *st)
+{
+    /* The mutex publishes the pointer safely on free-threaded builds.  It is
+     * never held while waiting for the GIL: the pool is created (which
+     * releases the GIL while its workers start) outside it, and a loser of
+     * a creation race drops its pool. */
+    pthread_mutex_lock(&global_mu);
+    PyObject *g = st->pool[PL_GLOBAL];
+    pthread_mutex_unlock(&global_mu);
+    if (g != NULL)
+        return (PoolObject *)g;
+    PyObject *mine = pool_create((PyTypeObject *)st->pool[PL_POOL_TYPE], default_num_threads(), 0);
+    if (mine == NULL)
+        return NULL;
+    pthread_mutex_lock(&global_mu);
+    g = st->pool[PL_GLOBAL];
+    if (g == NULL) {
+        ((PoolObject *)mine)->is_global = 1;
+        st->pool[PL_GLOBAL] = g = mine;
+        mine = NULL;
+    }
+    pthread_mutex_unlock(&global_mu);
+    Py_XDECREF(mine); /* lost the race: shut ours down */
+    return (PoolObject *)g;
+}
+
+pcc_pool *pcm_current_pool(pcm_state *st)
+{
+    pcc_pool *p = pcc_pool_current();
+    if (p != NULL)
+        return p;
+    PoolObject *g = global_pool(st);
+    return g ? g->pool : NULL;
+}
+
+static PyObject *mod_join(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "join() takes exactly 2 arguments (a, b), got %zd", nargs);
+        return NULL;
+    }
+    pcm_state *st = pcm_state_of_module(module);
+    pcc_pool *p = pcm_current_pool(st);
+    if (p == NULL)
+        return NULL;
+    return join_impl(st, p, args[0], args[1]);
+}
+
+static PyObject *mod_current_num_threads(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    pcc_pool *p = pcc_pool_current();
+    if (p != NULL)
+        return PyLong_FromLong(pcc_pool_num_threads(p));
+    pcm_state *st = pcm_state_of_module(module);
+    pthread_mutex_lock(&global_mu);
+    PyObject *g = st->pool[PL_GLOBAL];
+    int n = g ? ((PoolObject *)g)->nthreads : default_num_threads();
+    pthread_mutex_unlock(&global_mu);
+    return PyLong_FromLong(n);
+}
+
+static PyObject *mod_global_pool(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return Py_XNewRef((PyObject *)global_pool(pcm_state_of_module(module)));
+}
+
+static PyMethodDef pool_functions[] = {
+    {"join", (PyCFunction)(void (*)(void))mod_join, METH_FASTCALL,
+     "join(a, b)\n--\n\n"
+     "rayon::join: run a() and b() potentially in parallel on the current\n"
+     "pool (the global one outside any pool) and return (a(), b()).  The\n"
+     "calling thread runs a itself; b runs on a pool thread, or here too if\n"
+     "no thread was free to start it.  Both always run; if either raises,\n"
+     "the first exception (a's if both did) propagates after both finished.\n\n"
+     "    >>> pyconc.join(lambda: 6 * 7, lambda: 'b')\n    (42, 'b')\n"},
+    {"current_num_threads", (PyCFunction)mod_current_num_threads, METH_NOARGS,
+     "current_num_threads()\n--\n\n"
+     "The number of threads of the current pool: the pool this code runs on,\n"
+     "else the global pool (PYCONC_NUM_THREADS, else available_parallelism())."},
+    {"_global_pool", (PyCFunction)mod_global_pool, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
 
 int pcm_pool_init(PyObject *module, pcm_state *st)
 {
-    (void)module;
-    (void)st;
+    st->pool[PL_POOL_TYPE] = pcm_add_type(module, &pool_spec, NULL);
+    if (st->pool[PL_POOL_TYPE] == NULL)
+        return -1;
+    if (PyModule_AddFunctions(module, pool_functions) < 0)
+        return -1;
+    if (PyModule_AddFunctions(module, pcm_sort_functions) < 0)
+        return -1;
     return 0;
 }

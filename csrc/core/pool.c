@@ -1,0 +1,632 @@
+/* pyconc core: the work-stealing pool (see pool.h for the design). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "pyconc/pool.h"
+#include "pyconc/thread.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pcc_worker {
+    pcc_deque deque;
+    pcc_pool *pool;
+    int index;
+    uint64_t rng; /* victim selection; owner-only */
+    pcc_parker parker;
+    /* 1 while the worker is registered as sleeping and nobody has claimed
+     * the wake-up yet.  A notifier CASes it 1 -> 0 and unparks. */
+    PCC_ALIGNED _Atomic uint32_t asleep;
+};
+
+struct pcc_pool {
+    int n;
+    pcc_worker *workers;
+    pcc_pool_hooks hooks;
+    /* The injector: a FIFO of jobs submitted from outside the pool.  A
+     * mutex is fine here: external submissions are rare (one per install /
+     * spawn), the hot path is the per-worker deques. */
+    PCC_ALIGNED pthread_mutex_t inj_mu;
+    pcc_job *inj_head, *inj_tail;
+    _Atomic size_t inj_len; /* readable without the lock, for "any work?" */
+    /* Number of workers registered as sleeping.  Pushers read it after a
+     * seq_cst fence; sleepers increment it (seq_cst) before their last
+     * look for work: one of the two always sees the other (Dekker), so a
+     * job is never left queued while every worker sleeps. */
+    PCC_ALIGNED _Atomic int nsleeping;
+    _Atomic int shutdown;
+    _Atomic uint32_t alive; /* workers that have not exited yet (futex word) */
+    _Atomic int refs;       /* creator + one per running worker */
+};
+
+static _Thread_local pcc_worker *tl_worker;
+
+/* How long an idle worker keeps looking (steal sweeps + sched_yield) before
+ * it parks.  Waking a parked thread costs an IPI -- tens to hundreds of
+ * microseconds on a VM -- which would miss whole phases of a parallel
+ * sort; a bounded 200 us of looking per idle spell keeps the workers warm
+ * between phases yet costs nothing measurable when the pool is idle (it
+ * then parks: no idle spinning, cf. rayon issue #642). */
+#define IDLE_SPIN_NS 200000
+
+/* One idle round: spin/yield per the backoff, then keep yielding until
+ * IDLE_SPIN_NS have passed since the spell began.  Returns 1 once it is
+ * time to park. */
+static int idle_round(pcc_backoff *bo, int64_t *idle_since)
+{
+    if (!pcc_backoff_is_completed(bo)) {
+        pcc_backoff_snooze(bo);
+        return 0;
+    }
+    int64_t now = pcc_now_ns();
+    if (*idle_since == 0)
+        *idle_since = now;
+    if (now - *idle_since < IDLE_SPIN_NS) {
+        pcc_thread_yield();
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- the Chase-Lev deque --------------------------------------------------
+ *
+ * Memory orderings (Le et al. 2013, with the fences folded into seq_cst
+ * accesses so ThreadSanitizer understands them):
+ * - push publishes the slot, then `bottom` with release: a thief that reads
+ *   the new bottom (acquire) sees the slot and the job's contents.
+ * - take decrements `bottom` *before* reading `top`, both seq_cst; steal
+ *   reads `top` before `bottom`, both seq_cst.  So when one job is left the
+ *   owner and a thief cannot both miss each other: they race on a CAS of
+ *   `top` and exactly one wins.
+ */
+
+#define DEQUE_MASK (PCC_DEQUE_CAP - 1)
+_Static_assert((PCC_DEQUE_CAP & DEQUE_MASK) == 0, "deque capacity must be a power of two");
+
+void pcc_deque_init(pcc_deque *d)
+{
+    atomic_init(&d->top, 0);
+    atomic_init(&d->bottom, 0);
+    for (int i = 0; i < PCC_DEQUE_CAP; i++)
+        atomic_init(&d->buf[i], NULL);
+}
+
+int pcc_deque_push(pcc_deque *d, pcc_job *job)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
+    if (b - t >= PCC_DEQUE_CAP)
+        return -EAGAIN;
+    atomic_store_explicit(&d->buf[b & DEQUE_MASK], job, memory_order_relaxed);
+    atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
+    return 0;
+}
+
+pcc_job *pcc_deque_take(pcc_deque *d)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
+    atomic_store_explicit(&d->bottom, b, memory_order_seq_cst);
+    int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
+    if (t > b) { /* empty: restore */
+        atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
+        return NULL;
+    }
+    pcc_job *job = atomic_load_explicit(&d->buf[b & DEQUE_MASK], memory_order_relaxed);
+    if (t == b) {
+        /* The last job: a thief may be taking it right now.  Whoever moves
+         * top past it owns it. */
+        if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1, memory_order_seq_cst,
+                                                     memory_order_relaxed))
+            job = NULL;
+        atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
+    }
+    return job;
+}
+
+pcc_job *pcc_deque_steal(pcc_deque *d, int *retry)
+{
+    int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_seq_cst);
+    if (t >= b)
+        return NULL;
+    /* The slot may be overwritten by a later push once top moves on; the
+     * CAS below fails in that case and the stale value is discarded. */
+    pcc_job *job = atomic_load_explicit(&d->buf[t & DEQUE_MASK], memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1, memory_order_seq_cst,
+                                                 memory_order_relaxed)) {
+        *retry = 1;
+        return NULL;
+    }
+    return job;
+}
+
+int64_t pcc_deque_len(pcc_deque *d)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_seq_cst);
+    int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
+    return b > t ? b - t : 0;
+}
+
+/* ---- jobs ----------------------------------------------------------------- */
+
+void pcc_job_init(pcc_job *job, pcc_task_fn fn, void *arg)
+{
+    job->fn = fn;
+    job->arg = arg;
+    atomic_init(&job->state, PCC_JOB_PENDING);
+    job->owner = NULL;
+    job->next = NULL;
+    job->release = NULL;
+}
+
+/* Run a job taken from a queue and open its latch.  The job may live on its
+ * waiter's stack and vanish the moment the latch reads DONE, so everything
+ * needed afterwards is read first.  The futex wake on a possibly reused
+ * address is harmless: futex waiters always re-check their condition. */
+static void run_job(pcc_job *job)
+{
+    pcc_worker *owner = job->owner;
+    pcc_task_fn release = job->release;
+    void *arg = job->arg;
+    job->fn(arg);
+    uint32_t old = atomic_exchange_explicit(&job->state, PCC_JOB_DONE, memory_order_acq_rel);
+    if (owner != NULL)
+        pcc_unpark(&owner->parker);
+    else if (old == PCC_JOB_SLEEPY)
+        pcc_wake_all(&job->state);
+    if (release != NULL)
+        release(arg);
+}
+
+/* ---- sleeping and waking -------------------------------------------------- */
+
+static int work_visible(pcc_pool *p)
+{
+    if (atomic_load_explicit(&p->inj_len, memory_order_seq_cst) != 0)
+        return 1;
+    for (int i = 0; i < p->n; i++)
+        if (pcc_deque_len(&p->workers[i].deque) > 0)
+            return 1;
+    return 0;
+}
+
+/* New work was published: wake one sleeping worker, if any. */
+static void notify_one(pcc_pool *p)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&p->nsleeping, memory_order_seq_cst) == 0)
+        return;
+    for (int i = 0; i < p->n; i++) {
+        pcc_worker *w = &p->workers[i];
+        uint32_t one = 1;
+        if (atomic_load_explicit(&w->asleep, memory_order_relaxed) == 1 &&
+            atomic_compare_exchange_strong_explicit(&w->asleep, &one, 0, memory_order_acq_rel,
+                                                    memory_order_relaxed)) {
+            pcc_unpark(&w->parker);
+            return;
+        }
+    }
+}
+
+static void notify_all(pcc_pool *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        atomic_store_explicit(&p->workers[i].asleep, 0, memory_order_relaxed);
+        pcc_unpark(&p->workers[i].parker);
+    }
+}
+
+/* Register as sleeping, look once more, then park.  `job` is the job the
+ * worker waits for (NULL when idle).  Returns 1 if the worker should exit. */
+static int sleep_once(pcc_worker *w, pcc_job *job)
+{
+    pcc_pool *p = w->pool;
+    atomic_store_explicit(&w->asleep, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&p->nsleeping, 1, memory_order_seq_cst);
+    int exit_now = 0;
+    if (job != NULL ? pcc_job_is_done(job) : 0) {
+        /* done meanwhile */
+    } else if (work_visible(p)) {
+        /* a push raced with our registration */
+    } else if (job == NULL && atomic_load_explicit(&p->shutdown, memory_order_seq_cst)) {
+        exit_now = 1;
+    } else {
+        /* Woken by: a notifier (new work), the thief finishing `job`
+         * (run_job unparks the owner), or shutdown.  A stale token only
+         * costs one extra look. */
+        pcc_park(&w->parker, PCC_FOREVER);
+    }
+    atomic_store_explicit(&w->asleep, 0, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&p->nsleeping, 1, memory_order_seq_cst);
+    return exit_now;
+}
+
+/* ---- finding work --------------------------------------------------------- */
+
+static pcc_job *injector_pop(pcc_pool *p)
+{
+    if (atomic_load_explicit(&p->inj_len, memory_order_acquire) == 0)
+        return NULL;
+    pthread_mutex_lock(&p->inj_mu);
+    pcc_job *j = p->inj_head;
+    if (j != NULL) {
+        p->inj_head = j->next;
+        if (p->inj_head == NULL)
+            p->inj_tail = NULL;
+        atomic_fetch_sub_explicit(&p->inj_len, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&p->inj_mu);
+    return j;
+}
+
+static uint64_t next_rand(pcc_worker *w)
+{
+    uint64_t x = w->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return w->rng = x;
+}
+
+static pcc_job *find_work(pcc_worker *w)
+{
+    pcc_job *j = pcc_deque_take(&w->deque);
+    if (j != NULL)
+        return j;
+    pcc_pool *p = w->pool;
+    if (p->n > 1) {
+        /* Steal from a random victim first, then the others in order;
+         * retry the sweep while some steal lost a race (work exists). */
+        for (;;) {
+            int retry = 0;
+            int start = (int)(next_rand(w) % (uint64_t)p->n);
+            for (int k = 0; k < p->n; k++) {
+                int v = (start + k) % p->n;
+                if (v == w->index)
+                    continue;
+                j = pcc_deque_steal(&p->workers[v].deque, &retry);
+                if (j != NULL)
+                    return j;
+            }
+            if (!retry)
+                break;
+        }
+    }
+    return injector_pop(p);
+}
+
+static void *worker_main(void *arg);
+
+/* ---- pool life cycle ------------------------------------------------------ */
+
+static void pool_unref(pcc_pool *p)
+{
+    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    pthread_mutex_destroy(&p->inj_mu);
+    for (int i = 0; i < p->n; i++)
+        pcc_parker_destroy(&p->workers[i].parker);
+    free(p->workers);
+    free(p);
+}
+
+static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+int pcc_pool_new(int nthreads, const pcc_pool_hooks *hooks, pcc_pool **out)
+{
+    if (nthreads < 1 || nthreads > PCC_POOL_MAX_THREADS)
+        return -EINVAL;
+    pcc_pool *p = aligned_alloc(PCC_CACHELINE, round_up(sizeof *p, PCC_CACHELINE));
+    if (p == NULL)
+        return -ENOMEM;
+    memset(p, 0, sizeof *p);
+    p->workers = aligned_alloc(PCC_CACHELINE,
+                               round_up((size_t)nthreads * sizeof(pcc_worker), PCC_CACHELINE));
+    if (p->workers == NULL) {
+        free(p);
+        return -ENOMEM;
+    }
+    p->n = nthreads;
+    if (hooks != NULL)
+        p->hooks = *hooks;
+    pthread_mutex_init(&p->inj_mu, NULL);
+    p->inj_head = p->inj_tail = NULL;
+    atomic_init(&p->inj_len, 0);
+    atomic_init(&p->nsleeping, 0);
+    atomic_init(&p->shutdown, 0);
+    atomic_init(&p->alive, (uint32_t)nthreads);
+    atomic_init(&p->refs, 1 + nthreads);
+    for (int i = 0; i < nthreads; i++) {
+        pcc_worker *w = &p->workers[i];
+        pcc_deque_init(&w->deque);
+        w->pool = p;
+        w->index = i;
+        w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1) | 1;
+        pcc_parker_init(&w->parker);
+        atomic_init(&w->asleep, 0);
+    }
+    for (int i = 0; i < nthreads; i++) {
+        int rc = pcc_thread_spawn(worker_main, &p->workers[i], 0);
+        if (rc != 0) {
+            /* The workers that did not start give back their references;
+             * the started ones see the shutdown and exit. */
+            int missing = nthreads - i;
+            atomic_fetch_sub_explicit(&p->alive, (uint32_t)missing, memory_order_acq_rel);
+            atomic_fetch_sub_explicit(&p->refs, missing, memory_order_acq_rel);
+            pcc_pool_shutdown(p);
+            pcc_pool_wait_exit(p, PCC_FOREVER);
+            pcc_pool_release(p);
+            return rc;
+        }
+    }
+    *out = p;
+    return 0;
+}
+
+int pcc_pool_num_threads(const pcc_pool *pool) { return pool->n; }
+
+size_t pcc_pool_queued(pcc_pool *p)
+{
+    size_t q = atomic_load_explicit(&p->inj_len, memory_order_relaxed);
+    for (int i = 0; i < p->n; i++)
+        q += (size_t)pcc_deque_len(&p->workers[i].deque);
+    return q;
+}
+
+int pcc_pool_sleeping(pcc_pool *p)
+{
+    return atomic_load_explicit(&p->nsleeping, memory_order_relaxed);
+}
+
+pcc_pool *pcc_pool_current(void) { return tl_worker ? tl_worker->pool : NULL; }
+
+void pcc_pool_shutdown(pcc_pool *p)
+{
+    if (atomic_exchange_explicit(&p->shutdown, 1, memory_order_seq_cst))
+        return;
+    notify_all(p);
+}
+
+int pcc_pool_is_shutdown(const pcc_pool *p)
+{
+    return atomic_load_explicit(&((pcc_pool *)p)->shutdown, memory_order_acquire);
+}
+
+int pcc_pool_wait_exit(pcc_pool *p, pcc_deadline_t deadline)
+{
+    if (tl_worker != NULL && tl_worker->pool == p)
+        return -EDEADLK;
+    for (;;) {
+        uint32_t n = atomic_load_explicit(&p->alive, memory_order_acquire);
+        if (n == 0)
+            return 0;
+        int rc = pcc_wait_on(&p->alive, n, deadline);
+        if (rc == -ETIMEDOUT || rc == -EINTR) {
+            if (atomic_load_explicit(&p->alive, memory_order_acquire) == 0)
+                return 0;
+            return rc;
+        }
+    }
+}
+
+void pcc_pool_release(pcc_pool *p) { pool_unref(p); }
+
+static void *worker_main(void *arg)
+{
+    pcc_worker *w = arg;
+    pcc_pool *p = w->pool;
+    tl_worker = w;
+    if (p->hooks.on_start)
+        p->hooks.on_start(p->hooks.ctx);
+    pcc_backoff bo = {0};
+    int64_t idle_since = 0;
+    for (;;) {
+        pcc_job *j = find_work(w);
+        if (j != NULL) {
+            run_job(j);
+            bo.step = 0;
+            idle_since = 0;
+            continue;
+        }
+        if (!idle_round(&bo, &idle_since))
+            continue;
+        if (sleep_once(w, NULL))
+            break;
+        bo.step = 0;
+        idle_since = 0;
+    }
+    tl_worker = NULL;
+    if (p->hooks.on_exit)
+        p->hooks.on_exit(p->hooks.ctx);
+    if (atomic_fetch_sub_explicit(&p->alive, 1, memory_order_acq_rel) == 1)
+        pcc_wake_all(&p->alive);
+    pool_unref(p);
+    return NULL;
+}
+
+/* ---- submitting and waiting ----------------------------------------------- */
+
+static int injector_push(pcc_pool *p, pcc_job *job)
+{
+    pthread_mutex_lock(&p->inj_mu);
+    if (atomic_load_explicit(&p->shutdown, memory_order_acquire)) {
+        pthread_mutex_unlock(&p->inj_mu);
+        return -EPIPE;
+    }
+    job->next = NULL;
+    if (p->inj_tail != NULL)
+        p->inj_tail->next = job;
+    else
+        p->inj_head = job;
+    p->inj_tail = job;
+    atomic_fetch_add_explicit(&p->inj_len, 1, memory_order_release);
+    pthread_mutex_unlock(&p->inj_mu);
+    notify_one(p);
+    return 0;
+}
+
+int pcc_pool_push(pcc_pool *p, pcc_job *job)
+{
+    pcc_worker *w = tl_worker;
+    if (w != NULL && w->pool == p) {
+        job->owner = w;
+        if (pcc_deque_push(&w->deque, job) != 0) {
+            run_job(job); /* full: run it now, which is always correct */
+            return 0;
+        }
+        notify_one(p);
+        return 0;
+    }
+    job->owner = NULL;
+    return injector_push(p, job);
+}
+
+int pcc_pool_try_unsubmit(pcc_pool *p, pcc_job *job)
+{
+    int found = 0;
+    pthread_mutex_lock(&p->inj_mu);
+    pcc_job *prev = NULL;
+    for (pcc_job *j = p->inj_head; j != NULL; prev = j, j = j->next) {
+        if (j == job) {
+            if (prev)
+                prev->next = j->next;
+            else
+                p->inj_head = j->next;
+            if (p->inj_tail == j)
+                p->inj_tail = prev;
+            atomic_fetch_sub_explicit(&p->inj_len, 1, memory_order_relaxed);
+            found = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->inj_mu);
+    return found;
+}
+
+/* A worker waits for a job it pushed: take it back if still on top of the
+ * deque, else help with any work until the thief finishes it. */
+static void worker_wait(pcc_worker *w, pcc_job *job)
+{
+    pcc_backoff bo = {0};
+    int64_t idle_since = 0;
+    while (!pcc_job_is_done(job)) {
+        pcc_job *j = pcc_deque_take(&w->deque);
+        if (j == job) {
+            /* Nobody stole it: run it inline (no wake-up needed). */
+            pcc_task_fn release = job->release;
+            void *arg = job->arg;
+            job->fn(arg);
+            atomic_store_explicit(&job->state, PCC_JOB_DONE, memory_order_release);
+            if (release != NULL)
+                release(arg);
+            return;
+        }
+        if (j == NULL)
+            j = find_work(w);
+        if (j != NULL) {
+            run_job(j);
+            bo.step = 0;
+            idle_since = 0;
+            continue;
+        }
+        if (!idle_round(&bo, &idle_since))
+            continue;
+        sleep_once(w, job);
+        bo.step = 0;
+        idle_since = 0;
+    }
+}
+
+int pcc_pool_wait(pcc_pool *p, pcc_job *job, pcc_deadline_t deadline)
+{
+    pcc_worker *w = tl_worker;
+    if (w != NULL && w->pool == p && job->owner == w) {
+        worker_wait(w, job);
+        return 0;
+    }
+    for (;;) {
+        uint32_t s = atomic_load_explicit(&job->state, memory_order_acquire);
+        if (s == PCC_JOB_DONE)
+            return 0;
+        if (s == PCC_JOB_PENDING &&
+            !atomic_compare_exchange_weak_explicit(&job->state, &s, PCC_JOB_SLEEPY,
+                                                   memory_order_acquire, memory_order_acquire))
+            continue;
+        int rc = pcc_wait_on(&job->state, PCC_JOB_SLEEPY, deadline);
+        if (pcc_job_is_done(job))
+            return 0;
+        if (rc == -ETIMEDOUT || rc == -EINTR)
+            return rc;
+    }
+}
+
+int pcc_pool_help(pcc_pool *p, pcc_deadline_t deadline)
+{
+    pcc_worker *w = tl_worker;
+    if (w == NULL || w->pool != p)
+        return -EINVAL;
+    pcc_job *j = find_work(w);
+    if (j != NULL) {
+        run_job(j);
+        return 1;
+    }
+    /* registered like an idle worker, so a push wakes us */
+    atomic_store_explicit(&w->asleep, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&p->nsleeping, 1, memory_order_seq_cst);
+    if (!work_visible(p))
+        pcc_park(&w->parker, deadline);
+    atomic_store_explicit(&w->asleep, 0, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&p->nsleeping, 1, memory_order_seq_cst);
+    return 0;
+}
+
+int pcc_pool_install(pcc_pool *p, pcc_task_fn fn, void *arg)
+{
+    pcc_worker *w = tl_worker;
+    if (w != NULL && w->pool == p) {
+        fn(arg);
+        return 0;
+    }
+    pcc_job job;
+    pcc_job_init(&job, fn, arg);
+    int rc = injector_push(p, &job);
+    if (rc != 0)
+        return rc;
+    while (pcc_pool_wait(p, &job, PCC_FOREVER) != 0)
+        ; /* signals: keep waiting, the job references our stack */
+    return 0;
+}
+
+typedef struct {
+    pcc_pool *pool;
+    pcc_task_fn fa, fb;
+    void *a, *b;
+} join_args;
+
+static void join_in_worker(void *arg)
+{
+    join_args *j = arg;
+    pcc_pool_join(j->pool, j->fa, j->a, j->fb, j->b);
+}
+
+int pcc_pool_join(pcc_pool *p, pcc_task_fn fa, void *a, pcc_task_fn fb, void *b)
+{
+    pcc_worker *w = tl_worker;
+    if (w == NULL || w->pool != p) {
+        join_args ja = {p, fa, fb, a, b};
+        return pcc_pool_install(p, join_in_worker, &ja);
+    }
+    pcc_job jb;
+    pcc_job_init(&jb, fb, b);
+    jb.owner = w;
+    if (pcc_deque_push(&w->deque, &jb) != 0) {
+        fa(a);
+        fb(b);
+        return 0;
+    }
+    notify_one(p);
+    fa(a);
+    worker_wait(w, &jb);
+    return 0;
+}

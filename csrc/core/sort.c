@@ -1,0 +1,309 @@
+/* pyconc core: parallel sort kernels (see sort.h).  The algorithms live in
+ * sort_impl.h, instantiated here once per element type. */
+#include "pyconc/sort.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Tuning (measured with benchmarks/bench_parallel.py on 2 cores):
+ * below INSERTION_MAX elements insertion sort wins; merge sort recursion
+ * stops forking below PAR_SORT_MIN and merges stay sequential below
+ * PAR_MERGE_MIN (a fork costs about a microsecond); radix chunks are at
+ * least RADIX_MIN_CHUNK elements; the cancel flag is polled every
+ * CANCEL_STRIDE elements (well under a millisecond of work). */
+#define INSERTION_MAX 24
+#define PAR_SORT_MIN 8192
+#define PAR_MERGE_MIN 8192
+#define RADIX_MIN_CHUNK 4096
+#define CANCEL_STRIDE 16384
+/* from this many elements, one MSD pass then per-bucket LSD sorts in cache */
+#ifndef MSD_MIN
+#define MSD_MIN (1 << 17)
+#endif
+/* ... unless one bucket would hold more than 1/MSD_MAX_SHARE of them */
+#define MSD_MAX_SHARE 16
+/* radix digit width for 32- and 64-bit keys (measured) */
+#ifndef SORT_DBITS_32
+#define SORT_DBITS_32 8
+#endif
+#ifndef SORT_DBITS_64
+#define SORT_DBITS_64 8
+#endif
+
+typedef struct sctx {
+    pcc_pool *pool; /* NULL: sequential */
+    int nthreads;
+    const _Atomic int *cancel;
+} sctx;
+
+static inline int is_cancelled(sctx *c)
+{
+    return c->cancel != NULL && atomic_load_explicit(c->cancel, memory_order_relaxed) != 0;
+}
+
+static void sjoin(sctx *c, pcc_task_fn fa, void *a, pcc_task_fn fb, void *b)
+{
+    if (c->pool != NULL && c->nthreads > 1 && pcc_pool_join(c->pool, fa, a, fb, b) == 0)
+        return;
+    fa(a);
+    fb(b);
+}
+
+/* ---- parallel for over chunk indices [lo, hi), split by join ------------- */
+
+typedef void (*chunk_fn)(void *arg, size_t chunk);
+typedef struct {
+    sctx *c;
+    chunk_fn fn;
+    void *arg;
+    size_t lo, hi;
+} pfor_t;
+
+static void pfor_run(void *p)
+{
+    pfor_t *f = p;
+    if (f->hi - f->lo == 1) {
+        f->fn(f->arg, f->lo);
+        return;
+    }
+    size_t mid = f->lo + (f->hi - f->lo) / 2;
+    pfor_t a = *f, b = *f;
+    a.hi = mid;
+    b.lo = mid;
+    sjoin(f->c, pfor_run, &a, pfor_run, &b);
+}
+
+static void pfor(sctx *c, size_t n, chunk_fn fn, void *arg)
+{
+    if (n == 0)
+        return;
+    pfor_t f = {c, fn, arg, 0, n};
+    pfor_run(&f);
+}
+
+typedef struct {
+    char *dst;
+    const char *src;
+    size_t bytes, csize;
+} copy_t;
+
+static void copy_chunk(void *arg, size_t ch)
+{
+    copy_t *k = arg;
+    size_t lo = ch * k->csize, hi = lo + k->csize < k->bytes ? lo + k->csize : k->bytes;
+    memcpy(k->dst + lo, k->src + lo, hi - lo);
+}
+
+/* Copy bytes in parallel; never cancelled (it restores a permutation). */
+static void par_copy(sctx *c, void *dst, const void *src, size_t bytes)
+{
+    size_t nch = (size_t)c->nthreads * 2;
+    if (bytes < ((size_t)1 << 20) || c->nthreads < 2)
+        nch = 1;
+    copy_t k = {dst, src, bytes, (bytes + nch - 1) / nch};
+    pfor(c, (bytes + k.csize - 1) / k.csize, copy_chunk, &k);
+}
+
+/* ---- keys ------------------------------------------------------------------ */
+
+uint64_t pcc_sort_key_i64(int64_t x) { return (uint64_t)x ^ 0x8000000000000000ull; }
+
+uint64_t pcc_sort_key_f64(double x)
+{
+    uint64_t u;
+    if (x != x)
+        return UINT64_MAX; /* every NaN last, in input order */
+    if (x == 0)
+        return 0x8000000000000000ull; /* -0.0 == +0.0: equal keys, stable */
+    memcpy(&u, &x, sizeof u);
+    return (u >> 63) ? ~u : (u | 0x8000000000000000ull);
+}
+
+static inline uint32_t key_f32(float x)
+{
+    uint32_t u;
+    if (x != x)
+        return UINT32_MAX;
+    if (x == 0)
+        return 0x80000000u;
+    memcpy(&u, &x, sizeof u);
+    return (u >> 31) ? ~u : (u | 0x80000000u);
+}
+
+/* Radix needs a few passes over n elements plus histograms; below these
+ * sizes the merge sort is faster (measured). */
+#define RADIX_MIN_1 128
+#define RADIX_MIN_2 512
+#define RADIX_MIN_4 1024
+#define RADIX_MIN_8 2048
+
+#define ST int8_t
+#define SK uint8_t
+#define SKEY(x) ((uint8_t)((uint8_t)(x) ^ 0x80u))
+#define SN(f) f##_i8
+#define SDBITS 8
+static const size_t radix_min_i8 = RADIX_MIN_1;
+#include "sort_impl.h"
+#undef ST
+#undef SK
+#undef SKEY
+#undef SN
+#undef SDBITS
+
+#define ST uint8_t
+#define SK uint8_t
+#define SKEY(x) (x)
+#define SN(f) f##_u8
+#define SDBITS 8
+static const size_t radix_min_u8 = RADIX_MIN_1;
+#include "sort_impl.h"
+#undef ST
+#undef SK
+#undef SKEY
+#undef SN
+#undef SDBITS
+
+#define ST int16_t
+#define SK uint16_t
+#define SKEY(x) ((uint16_t)((uint16_t)(x) ^ 0x8000u))
+#define SN(f) f##_i16
+#define SDBITS 8
+static const size_t radix_min_i16 = RADIX_MIN_2;
+#include "sort_impl.h"
+#undef ST
+#undef SK
+#undef SKEY
+#undef SN
+#undef SDBITS
+
+#define ST uint16_t
+#define SK uint16_t
+#define SKEY(x) (x)
+#define SN(f) f##_u16
+#define SDBITS 8
+static const size_t radix_min_u16 = RADIX_MIN_2;
+#include "sort_impl.h"
+#undef ST
+#undef SK
+#undef SKEY
+#undef SN
+#undef SDBITS
+
+#define ST int32_t
+#define SK uint32_t
+#define SKEY(x) ((uint32_t)(x) ^ 0x80000000u)
+#define SN(f) f##_i32
+#define SDBITS SORT_DBITS_32
+static const size_t radix_min_i32 = RADIX_MIN_4;
+#include "sort_impl.h"
+#undef ST
+#undef SK
+#undef SKEY
+#undef SN
+#undef SDBITS
+
+#define ST uint32_t
+#define SK uint32_t
+#define SKEY(x) (x)
+#define SN(f) f##_u32
+#define SDBITS SORT_DBITS_32
+static const size_t radix_min_u32 = RADIX_MIN_4;
+#include "sort_impl.h"
+#undef ST
+#undef SK
+#undef SKEY
+#undef SN
+#undef SDBITS
+
+#define ST int64_t
+#define SK uint64_t
+#define SKEY(x) ((uint64_t)(x) ^ 0x8000000000000000ull)
+#define SN(f) f##_i64
+#define SDBITS SORT_DBITS_64
+static const size_t radix_min_i64 = RADIX_MIN_8;
+#include "sort_impl.h"
+#undef ST
+#undef SK
+#undef SKEY
+#undef SN
+#undef SDBITS
+
+#define ST uint64_t
+#define SK uint64_t
+#define SKEY(x) (x)
+#define SN(f) f##_u64
+#define SDBITS SORT_DBITS_64
+static const size_t radix_min_u64 = RADIX_MIN_8;
+#include "sort_impl.h"
+#undef ST
+#undef SK
+#undef SKEY
+#undef SN
+#undef SDBITS
+
+#define ST float
+#define SK uint32_t
+#define SKEY(x) key_f32(x)
+#define SN(f) f##_f32
+#define SDBITS SORT_DBITS_32
+static const size_t radix_min_f32 = RADIX_MIN_4;
+#include "sort_impl.h"
+#undef ST
+#undef SK
+#undef SKEY
+#undef SN
+#undef SDBITS
+
+#define ST double
+#define SK uint64_t
+#define SKEY(x) pcc_sort_key_f64(x)
+#define SN(f) f##_f64
+#define SDBITS SORT_DBITS_64
+static const size_t radix_min_f64 = RADIX_MIN_8;
+#include "sort_impl.h"
+#undef ST
+#undef SK
+#undef SKEY
+#undef SN
+#undef SDBITS
+
+#define ST pcc_kv
+#define SK uint64_t
+#define SKEY(x) ((x).key)
+#define SN(f) f##_kv
+#define SDBITS SORT_DBITS_64
+static const size_t radix_min_kv = RADIX_MIN_8;
+#include "sort_impl.h"
+#undef ST
+#undef SK
+#undef SKEY
+#undef SN
+#undef SDBITS
+
+size_t pcc_sort_elsize(pcc_sort_type t)
+{
+    static const size_t sizes[PCC_SORT_NTYPES] = {1, 1, 2, 2, 4, 4, 8, 8, 4, 8, sizeof(pcc_kv)};
+    return (unsigned)t < PCC_SORT_NTYPES ? sizes[t] : 0;
+}
+
+int pcc_sort(pcc_pool *pool, pcc_sort_type t, void *data, size_t n, int descending,
+             pcc_sort_algo algo, const _Atomic int *cancel)
+{
+    if ((unsigned)t >= PCC_SORT_NTYPES || (unsigned)algo > PCC_SORT_MERGE)
+        return -EINVAL;
+    sctx c = {pool, pool ? pcc_pool_num_threads(pool) : 1, cancel};
+    switch (t) {
+    case PCC_SORT_I8: return sort_i8(&c, data, n, descending, algo);
+    case PCC_SORT_U8: return sort_u8(&c, data, n, descending, algo);
+    case PCC_SORT_I16: return sort_i16(&c, data, n, descending, algo);
+    case PCC_SORT_U16: return sort_u16(&c, data, n, descending, algo);
+    case PCC_SORT_I32: return sort_i32(&c, data, n, descending, algo);
+    case PCC_SORT_U32: return sort_u32(&c, data, n, descending, algo);
+    case PCC_SORT_I64: return sort_i64(&c, data, n, descending, algo);
+    case PCC_SORT_U64: return sort_u64(&c, data, n, descending, algo);
+    case PCC_SORT_F32: return sort_f32(&c, data, n, descending, algo);
+    case PCC_SORT_F64: return sort_f64(&c, data, n, descending, algo);
+    case PCC_SORT_KV: return sort_kv(&c, data, n, descending, algo);
+    default: return -EINVAL;
+    }
+}

@@ -1,0 +1,20 @@
+/* pyconc binding: what the pool area's files share (pool.c, sort.c). */
+#ifndef PYCONC_MODULE_PARALLEL_H
+#define PYCONC_MODULE_PARALLEL_H
+
+#include "module.h"
+#include "pyconc/pool.h"
+
+/* Indices of the pool area's slots in st->pool[]. */
+enum { PL_POOL_TYPE, PL_GLOBAL };
+
+/* The pool that work from the calling thread runs on: the pool this thread
+ * is a worker of, else the global pool (created on first use, sized by
+ * PYCONC_NUM_THREADS or available_parallelism()).  Returns a borrowed
+ * core pool, or NULL with an exception set. */
+pcc_pool *pcm_current_pool(pcm_state *st);
+
+/* par_sort's functions (sort.c), added to the module by pcm_pool_init. */
+extern PyMethodDef pcm_sort_functions[];
+
+#endif

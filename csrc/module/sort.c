@@ -1,0 +1,323 @@
+/* pyconc binding: the native paths of par_sort (buffers and lists of
+ * ints/floats).  pyconc/_parallel.py decides which path a call takes and
+ * falls back to list.sort for everything else.
+ *
+ * The sort runs on the current pool without the GIL.  From a thread
+ * outside the pool it is submitted as one job and the caller sleeps in
+ * pcm_wait; Ctrl-C sets the kernel's cancel flag, we wait (a few ms) for
+ * the kernel to stop -- it leaves the data a permutation of the input --
+ * and KeyboardInterrupt propagates.
+ */
+#include "parallel.h"
+
+#include "pyconc/sort.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Below this many elements the sort runs inline with the GIL held: a pool
+ * round trip would cost more than the sort. */
+#define INLINE_MAX 2048
+
+typedef struct {
+    pcc_pool *pool;
+    pcc_sort_type type;
+    void *data;
+    size_t n;
+    int desc;
+    pcc_sort_algo algo;
+    _Atomic int cancel;
+    int rc;
+} sort_job;
+
+static void sort_task(void *arg)
+{
+    sort_job *s = arg;
+    s->rc = pcc_sort(s->pool, s->type, s->data, s->n, s->desc, s->algo, &s->cancel);
+}
+
+static int wait_op(void *arg, pcc_deadline_t deadline)
+{
+    return pcc_pool_wait(NULL, (pcc_job *)arg, deadline);
+}
+
+/* Run the sort.  Returns 0, or -1 with an exception set (KeyboardInterrupt:
+ * the data is then a permutation of the input). */
+static int run_sort(pcm_state *st, sort_job *s)
+{
+    atomic_init(&s->cancel, 0);
+    if (s->n <= INLINE_MAX) {
+        s->rc = pcc_sort(NULL, s->type, s->data, s->n, s->desc, s->algo, NULL);
+    } else {
+        pcc_pool *pool = pcm_current_pool(st);
+        if (pool == NULL)
+            return -1;
+        s->pool = pool;
+        if (pcc_pool_current() == pool) {
+            /* already on a worker (inside install): sort right here */
+            Py_BEGIN_ALLOW_THREADS
+            sort_task(s);
+            Py_END_ALLOW_THREADS
+        } else {
+            /* A signal that arrived while we held the GIL in C (no eval
+             * breaker check since) would not interrupt the futex sleep:
+             * run the handlers before starting, so Ctrl-C is never held
+             * up for a whole sort. */
+            if (PyErr_CheckSignals() < 0)
+                return -1;
+            pcc_job job;
+            pcc_job_init(&job, sort_task, s);
+            if (pcc_pool_push(pool, &job) != 0) {
+                PyErr_SetString(PyExc_RuntimeError, "the thread pool is closed");
+                return -1;
+            }
+            if (pcm_wait(wait_op, &job, PCC_FOREVER) == PCM_RAISED) {
+                /* Ctrl-C: stop the kernel, wait for it to let go of the data */
+                atomic_store_explicit(&s->cancel, 1, memory_order_relaxed);
+                Py_BEGIN_ALLOW_THREADS
+                while (pcc_pool_wait(NULL, &job, PCC_FOREVER) != 0)
+                    ;
+                Py_END_ALLOW_THREADS
+                return -1;
+            }
+        }
+    }
+    if (s->rc == -ENOMEM) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (s->rc != 0) {
+        PyErr_Format(PyExc_SystemError, "pyconc: sort kernel failed (%d)", s->rc);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_algo(PyObject *o, pcc_sort_algo *algo)
+{
+    if (o == NULL || o == Py_None) {
+        *algo = PCC_SORT_AUTO;
+        return 0;
+    }
+    const char *s = PyUnicode_Check(o) ? PyUnicode_AsUTF8(o) : NULL;
+    if (s != NULL && strcmp(s, "auto") == 0)
+        *algo = PCC_SORT_AUTO;
+    else if (s != NULL && strcmp(s, "radix") == 0)
+        *algo = PCC_SORT_RADIX;
+    else if (s != NULL && strcmp(s, "merge") == 0)
+        *algo = PCC_SORT_MERGE;
+    else {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "algorithm must be 'auto', 'radix' or 'merge', not %R", o);
+        return -1;
+    }
+    return 0;
+}
+
+/* The element type of a struct-module format (native byte order only). */
+static int format_type(const char *fmt, Py_ssize_t itemsize, pcc_sort_type *t)
+{
+    if (fmt == NULL)
+        fmt = "B";
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    if (*fmt == '@' || *fmt == '=' || *fmt == '>' || *fmt == '!')
+        fmt++;
+#else
+    if (*fmt == '@' || *fmt == '=' || *fmt == '<')
+        fmt++;
+#endif
+    if (fmt[0] == '\0' || fmt[1] != '\0')
+        return -1;
+    int kind; /* 0 signed, 1 unsigned, 2 float */
+    switch (fmt[0]) {
+    case 'b': case 'h': case 'i': case 'l': case 'q': kind = 0; break;
+    case 'B': case 'H': case 'I': case 'L': case 'Q': kind = 1; break;
+    case 'f': case 'd': kind = 2; break;
+    default: return -1;
+    }
+    static const pcc_sort_type ints[2][4] = {
+        {PCC_SORT_I8, PCC_SORT_I16, PCC_SORT_I32, PCC_SORT_I64},
+        {PCC_SORT_U8, PCC_SORT_U16, PCC_SORT_U32, PCC_SORT_U64},
+    };
+    int lg = itemsize == 1 ? 0 : itemsize == 2 ? 1 : itemsize == 4 ? 2 : itemsize == 8 ? 3 : -1;
+    if (lg < 0)
+        return -1;
+    if (kind == 2) {
+        if (itemsize == 4)
+            *t = PCC_SORT_F32;
+        else if (itemsize == 8)
+            *t = PCC_SORT_F64;
+        else
+            return -1;
+        return 0;
+    }
+    *t = ints[kind][lg];
+    return 0;
+}
+
+/* _par_sort_buffer(data, reverse, algorithm=None): sort a writable
+ * C-contiguous one-dimensional buffer in place.  Every check happens
+ * before the data is touched. */
+static PyObject *mod_par_sort_buffer(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "_par_sort_buffer(data, reverse, algorithm=None)");
+        return NULL;
+    }
+    PyObject *obj = args[0];
+    int desc = PyObject_IsTrue(args[1]);
+    if (desc < 0)
+        return NULL;
+    pcc_sort_algo algo;
+    if (parse_algo(nargs == 3 ? args[2] : NULL, &algo) < 0)
+        return NULL;
+    if (!PyObject_CheckBuffer(obj)) {
+        PyErr_Format(PyExc_TypeError,
+                     "par_sort needs a list or a writable buffer (array.array, numpy array, "
+                     "bytearray, memoryview), not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_RECORDS_RO) < 0)
+        return NULL;
+    PyObject *ret = NULL;
+    pcc_sort_type t;
+    if (view.readonly) {
+        PyErr_Format(PyExc_TypeError, "par_sort sorts in place: this %.100s is read-only",
+                     Py_TYPE(obj)->tp_name);
+        goto done;
+    }
+    if (view.ndim > 1) {
+        PyErr_Format(PyExc_ValueError, "par_sort sorts one-dimensional buffers, got ndim=%d",
+                     view.ndim);
+        goto done;
+    }
+    if (!PyBuffer_IsContiguous(&view, 'C')) {
+        PyErr_SetString(PyExc_ValueError, "par_sort needs a C-contiguous buffer (this one is strided)");
+        goto done;
+    }
+    if (format_type(view.format, view.itemsize, &t) < 0) {
+        PyErr_Format(PyExc_TypeError,
+                     "par_sort cannot sort items of format '%.20s' (itemsize %zd); supported: "
+                     "b B h H i I l L q Q f d in native byte order",
+                     view.format ? view.format : "B", view.itemsize);
+        goto done;
+    }
+    sort_job s = {NULL, t, view.buf, (size_t)(view.len / view.itemsize), desc, algo, 0, 0};
+    if (run_sort(pcm_state_of_module(module), &s) < 0)
+        goto done;
+    ret = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&view);
+    return ret;
+}
+
+/* _par_sort_list(list, reverse): if every item is an exact int that fits in
+ * 64 bits, or every item an exact float and none is NaN, sort the list in
+ * place on the pool and return True; otherwise touch nothing and return
+ * False (the caller uses list.sort).  Items are sorted as (key, object)
+ * records, so the list keeps its very objects, stably, in exactly
+ * list.sort's order (reverse too: equal items keep their order).  Like
+ * list.sort, the list looks empty while it is being sorted, and a list
+ * modified meanwhile raises ValueError. */
+static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc);
+
+static PyObject *mod_par_sort_list(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "_par_sort_list(list, reverse)");
+        return NULL;
+    }
+    int desc = PyObject_IsTrue(args[1]);
+    if (desc < 0)
+        return NULL;
+    PyObject *r;
+#ifdef Py_GIL_DISABLED
+    /* like list.sort on free-threaded builds: hold the list's critical
+     * section (suspended while we wait without a thread state) */
+    Py_BEGIN_CRITICAL_SECTION(args[0]);
+#endif
+    r = par_sort_list_impl(module, (PyListObject *)args[0], desc);
+#ifdef Py_GIL_DISABLED
+    Py_END_CRITICAL_SECTION();
+#endif
+    return r;
+}
+
+static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc)
+{
+    Py_ssize_t n = PyList_GET_SIZE(L);
+    if (n < 2)
+        Py_RETURN_TRUE;
+    PyObject *first = L->ob_item[0];
+    int is_int = PyLong_CheckExact(first), is_float = PyFloat_CheckExact(first);
+    if (!is_int && !is_float)
+        Py_RETURN_FALSE;
+    pcc_kv *kv = PyMem_RawMalloc((size_t)n * sizeof *kv);
+    if (kv == NULL)
+        return PyErr_NoMemory();
+    /* no Python code runs in this loop, so the list cannot change under it */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = L->ob_item[i];
+        if (is_int) {
+            if (!PyLong_CheckExact(o))
+                goto not_native;
+            int overflow;
+            long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+            if (overflow)
+                goto not_native;
+            kv[i].key = pcc_sort_key_i64((int64_t)v);
+        } else {
+            if (!PyFloat_CheckExact(o))
+                goto not_native;
+            double d = PyFloat_AS_DOUBLE(o);
+            if (isnan(d))
+                goto not_native; /* list.sort's order with NaN is its own */
+            kv[i].key = pcc_sort_key_f64(d);
+        }
+        kv[i].value = o;
+    }
+    /* Detach the items as list.sort does (Objects/listobject.c): the list
+     * is empty while we sort; whoever changes it meanwhile is detected. */
+    PyObject **saved_items = L->ob_item;
+    Py_ssize_t saved_alloc = L->allocated;
+    Py_SET_SIZE(L, 0);
+    L->ob_item = NULL;
+    L->allocated = -1;
+
+    sort_job s = {NULL, PCC_SORT_KV, kv, (size_t)n, desc, PCC_SORT_AUTO, 0, 0};
+    int rc = run_sort(pcm_state_of_module(module), &s);
+    if (rc == 0)
+        for (Py_ssize_t i = 0; i < n; i++)
+            saved_items[i] = kv[i].value;
+    PyMem_RawFree(kv);
+
+    PyObject **final_items = L->ob_item;
+    Py_ssize_t final_size = Py_SIZE(L);
+    int modified = L->allocated != -1;
+    Py_SET_SIZE(L, n);
+    L->ob_item = saved_items;
+    L->allocated = saved_alloc;
+    if (final_items != NULL) {
+        for (Py_ssize_t i = final_size; --i >= 0;)
+            Py_XDECREF(final_items[i]);
+        PyMem_Free(final_items);
+    }
+    if (rc < 0)
+        return NULL;
+    if (modified) {
+        PyErr_SetString(PyExc_ValueError, "list modified during sort");
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+not_native:
+    PyMem_RawFree(kv);
+    Py_RETURN_FALSE;
+}
+
+PyMethodDef pcm_sort_functions[] = {
+    {"_par_sort_buffer", (PyCFunction)(void (*)(void))mod_par_sort_buffer, METH_FASTCALL, NULL},
+    {"_par_sort_list", (PyCFunction)(void (*)(void))mod_par_sort_list, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};

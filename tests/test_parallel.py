@@ -1,0 +1,300 @@
+"""The pool: ThreadPool, join, scope, spawn, close, Executor, merge_sort."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+import time
+
+import pytest
+
+import pyconc
+from pyconc import Err, Ok, ThreadPool
+
+
+def fib(n: int) -> int:
+    if n < 2:
+        return n
+    a, b = pyconc.join(lambda: fib(n - 1), lambda: fib(n - 2))
+    return a + b
+
+
+def test_join_returns_both_results_in_order():
+    assert pyconc.join(lambda: "a", lambda: "b") == ("a", "b")
+
+
+def test_nested_joins_compute_fib_on_the_global_pool():
+    assert fib(15) == 610
+
+
+def test_nested_joins_inside_a_one_thread_pool_do_not_deadlock():
+    with ThreadPool(1) as pool:
+        assert pool.install(lambda: fib(12)) == 144
+
+
+def test_join_runs_b_on_another_thread_when_a_blocks():
+    # a waits until b has run: only possible if b runs concurrently elsewhere
+    ev = threading.Event()
+    with ThreadPool(2) as pool:
+        a_saw, b_thread = pool.join(lambda: ev.wait(10), lambda: (ev.set(), threading.get_ident())[1])
+    assert a_saw is True and b_thread != threading.get_ident()
+
+
+def test_join_exception_in_a_propagates_after_b_ran():
+    ran = []
+    with pytest.raises(ZeroDivisionError):
+        pyconc.join(lambda: 1 / 0, lambda: ran.append("b"))
+    assert ran == ["b"]
+
+
+def test_join_exception_in_b_propagates_after_a_ran():
+    ran = []
+    with pytest.raises(KeyError):
+        pyconc.join(lambda: ran.append("a"), lambda: {}["missing"])
+    assert ran == ["a"]
+
+
+def test_join_both_raise_a_wins_and_b_is_noted():
+    def b():
+        raise ValueError("from b")
+
+    with pytest.raises(ZeroDivisionError) as info:
+        pyconc.join(lambda: 1 / 0, b)
+    assert any("from b" in n for n in getattr(info.value, "__notes__", []))
+
+
+def test_join_inside_a_pool_worker_propagates_exceptions():
+    with ThreadPool(2) as pool:
+        def body():
+            return pyconc.join(lambda: 1, lambda: [][1])
+        with pytest.raises(IndexError):
+            pool.install(body)
+
+
+def test_join_rejects_non_callables():
+    with pytest.raises(TypeError, match="two callables"):
+        pyconc.join(1, lambda: 2)
+
+
+def test_install_runs_on_a_pool_thread_and_uses_that_pool():
+    with ThreadPool(3) as pool:
+        ident, n = pool.install(lambda: (threading.get_ident(), pyconc.current_num_threads()))
+    assert ident != threading.get_ident()
+    assert n == 3
+
+
+def test_install_propagates_the_exception_with_its_traceback():
+    def boom():
+        raise RuntimeError("inside")
+
+    with ThreadPool(1) as pool:
+        with pytest.raises(RuntimeError, match="inside") as info:
+            pool.install(boom)
+    assert "boom" in str(info.traceback[-1].name)
+
+
+def test_thousands_of_spawns_each_run_exactly_once():
+    counts = [0] * 5000
+    lock = threading.Lock()
+
+    def work(i):
+        with lock:
+            counts[i] += 1
+        return i * 2
+
+    with ThreadPool(2) as pool:
+        handles = [pool.spawn(work, i) for i in range(5000)]
+        results = [h.join(timeout=60) for h in handles]
+    assert results == [Ok(i * 2) for i in range(5000)]
+    assert counts == [1] * 5000
+
+
+def test_spawn_passes_args_and_kwargs_and_captures_errors():
+    with ThreadPool(2) as pool:
+        assert pool.spawn(lambda a, b=0: a + b, 1, b=2).join() == Ok(3)
+        r = pool.spawn(lambda: 1 / 0).join()
+    assert r.is_err() and isinstance(r.err(), ZeroDivisionError)
+
+
+def test_close_completes_pending_work_and_rejects_new_work():
+    started = threading.Event()
+    release = threading.Event()
+    pool = ThreadPool(1)
+    first = pool.spawn(lambda: (started.set(), release.wait(10))[1])
+    pending = [pool.spawn(lambda i=i: i) for i in range(100)]
+    assert started.wait(10)
+    closer = pyconc.spawn(pool.close)
+    time.sleep(0.05)
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.spawn(lambda: None)
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.join(lambda: None, lambda: None)
+    release.set()
+    assert closer.join(timeout=30).is_ok()
+    assert first.join() == Ok(True)
+    assert [h.join() for h in pending] == [Ok(i) for i in range(100)]
+    assert pool.closed and "closed" in repr(pool)
+
+
+def test_close_from_inside_the_pool_is_refused_without_deadlock():
+    pool = ThreadPool(1)
+    with pytest.raises(RuntimeError, match="wait for itself"):
+        pool.install(pool.close)
+    pool.close()
+
+
+def test_pool_scope_waits_for_every_job_and_raises_the_first_error():
+    done = []
+    with ThreadPool(2) as pool:
+        with pytest.raises(ValueError, match="job 3"):
+            with pool.scope() as s:
+                for i in range(10):
+                    def job(i=i):
+                        time.sleep(0.001)
+                        done.append(i)
+                        if i == 3:
+                            raise ValueError("job 3")
+                    s.spawn(job)
+    assert sorted(done) == list(range(10))
+
+
+def test_threadpool_validates_num_threads():
+    with pytest.raises(ValueError):
+        ThreadPool(0)
+    with pytest.raises(TypeError):
+        ThreadPool("2")
+    with pytest.raises(TypeError):
+        ThreadPool(True)
+
+
+def test_current_num_threads_is_the_global_pool_size_outside_any_pool():
+    assert pyconc.current_num_threads() == pyconc._core._global_pool().num_threads >= 1
+
+
+def test_global_pool_size_comes_from_PYCONC_NUM_THREADS():
+    import subprocess
+    import sys
+
+    code = "import pyconc; print(pyconc.current_num_threads(), pyconc.ThreadPool().num_threads)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ, "PYCONC_NUM_THREADS": "3"}, timeout=60)
+    assert out.stdout.split() == ["3", "3"], out.stderr
+
+
+def test_idle_pool_threads_use_no_cpu():
+    import resource
+
+    with ThreadPool(2) as pool:
+        pool.install(lambda: None)
+        time.sleep(0.05)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        time.sleep(0.3)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert cpu < 0.1
+
+
+def test_executor_submit_map_and_shutdown():
+    with pyconc.Executor(2) as ex:
+        assert isinstance(ex, cf.Executor)
+        f = ex.submit(pow, 2, 8)
+        assert f.result(timeout=30) == 256
+        assert list(ex.map(lambda x: x * x, range(50))) == [x * x for x in range(50)]
+        bad = ex.submit(lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            bad.result(timeout=30)
+    with pytest.raises(RuntimeError):
+        ex.submit(pow, 2, 2)
+
+
+def test_executor_shutdown_cancel_futures_cancels_queued_work():
+    gate = threading.Event()
+    started = threading.Event()
+    ex = pyconc.Executor(1)
+    first = ex.submit(lambda: (started.set(), gate.wait(10))[1])
+    assert started.wait(10)
+    queued = [ex.submit(lambda: "ran") for _ in range(20)]
+    ex.shutdown(wait=False, cancel_futures=True)
+    gate.set()
+    assert first.result(timeout=30) is True
+    assert all(f.cancelled() for f in queued)
+
+
+def test_merge_sort_sorts_in_place_and_handles_large_and_edge_inputs():
+    import random
+
+    xs = [random.randrange(1000) for _ in range(20000)]
+    assert pyconc.merge_sort(list(xs)) == sorted(xs)
+    assert pyconc.merge_sort([]) == []
+    assert pyconc.merge_sort([1]) == [1]
+
+
+def test_ctrl_c_interrupts_install_promptly_and_the_job_finishes_alone(interrupt_main):
+    from conftest import assert_prompt
+
+    finished = threading.Event()
+
+    def slow():
+        time.sleep(1.0)
+        finished.set()
+        return "late"
+
+    with ThreadPool(1) as pool:
+        with interrupt_main(0.1) as irq:
+            with pytest.raises(KeyboardInterrupt):
+                pool.install(slow)
+        assert_prompt(irq)
+        assert finished.wait(10)  # the abandoned job ran to its end on the pool
+
+
+def test_ctrl_c_interrupts_a_join_waiting_for_b(interrupt_main):
+    from conftest import assert_prompt
+
+    b_started = threading.Event()
+
+    def b():
+        b_started.set()
+        time.sleep(1.0)
+        return "b"
+
+    def a():
+        assert b_started.wait(10)  # b is running on a pool thread: we will wait for it
+        return "a"
+
+    with ThreadPool(2) as pool:
+        with interrupt_main(0.2) as irq:
+            with pytest.raises(KeyboardInterrupt):
+                pool.join(a, b)
+        assert_prompt(irq)
+
+
+def test_joins_and_sorts_from_several_threads_at_once_are_all_correct():
+    import numpy as np
+    from conftest import run_threads
+
+    def body(i):
+        a = np.random.default_rng(i).integers(-10**9, 10**9, 300_000)
+        want = np.sort(a, kind="stable")
+        pyconc.par_sort(a)
+        return fib(12), bool(np.array_equal(a, want))
+
+    assert run_threads(body, 4) == [(144, True)] * 4
+
+
+def test_repr_shows_live_state():
+    pool = ThreadPool(2)
+    r = repr(pool)
+    assert r.startswith("ThreadPool(num_threads=2, queued=") and "open" in r
+    pool.close()
+    assert "closed" in repr(pool)
+
+
+def test_scope_inside_a_one_thread_pool_helps_instead_of_deadlocking():
+    def body():
+        out = []
+        with pool.scope() as s:
+            for i in range(20):
+                s.spawn(out.append, i)
+        return sorted(out)
+
+    with ThreadPool(1) as pool:
+        assert pool.install(body) == list(range(20))
