@@ -82,6 +82,11 @@ int pcm_duration_ns(PyObject *seconds, const char *what, int64_t *ns)
 int pcm_wait(pcm_blocking_fn op, void *arg, pcc_deadline_t deadline)
 {
     int rc;
+    /* A signal that arrived while we held the GIL (no sleep to interrupt
+     * then) would otherwise only be noticed when the wait ends: run the
+     * handlers first.  Cheap: a flag check off the main thread. */
+    if (PyErr_CheckSignals() < 0)
+        return PCM_RAISED;
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
         rc = op(arg, deadline);
