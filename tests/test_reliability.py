@@ -48,7 +48,11 @@ def assert_flat(step, rounds: int, batch: int, tol_kib: int = 4096, tol_traced: 
     finally:
         tracemalloc.stop()
     assert grown_traced < tol_traced, f"traced memory grew by {grown_traced} bytes"
-    assert grown_rss < tol_kib, f"RSS grew by {grown_rss} KiB"
+    # Under AddressSanitizer freed memory sits in a quarantine, so RSS grows
+    # without any leak: there only the traced allocations are checked (and
+    # ASan itself reports invalid frees).  CI's ASan run sets this variable.
+    if not os.environ.get("PYCONC_SANITIZED"):
+        assert grown_rss < tol_kib, f"RSS grew by {grown_rss} KiB"
 
 
 # ---- leaks -------------------------------------------------------------------
