@@ -69,7 +69,7 @@ def par_sort(data: Any, *, key: Optional[Callable[[Any], Any]] = None, reverse: 
     if fmt not in tuple("bBhHiIlLqQfd"):
         raise TypeError(f"par_sort cannot sort items of format {view.format!r}")
     values = sorted(view.tolist(), key=key, reverse=reverse)
-    view.cast("B").cast(fmt)[:] = _array_of(fmt, values)  # type: ignore[call-overload]
+    view.cast("B").cast(fmt)[:] = _array_of(fmt, values)  # type: ignore[call-overload,unused-ignore]
 
 
 def _array_of(fmt: str, values: List[Any]) -> Any:

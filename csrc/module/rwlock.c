@@ -235,7 +235,7 @@ static PyObject *rwguard_repr(RwGuardObject *g)
 
 #define GUARD_COMMON_METHODS                                                        \
     {"unlock", (PyCFunction)rwguard_unlock, METH_NOARGS,                            \
-     "unlock()\n--\n\nRelease the lock now; using the guard afterwards raises UseAfterDrop."}, \
+     "unlock($self)\n--\n\nRelease the lock now; using the guard afterwards raises UseAfterDrop."}, \
     {"__enter__", rwguard_enter, METH_NOARGS, NULL}
 
 static PyMethodDef read_guard_methods[] = {
@@ -566,26 +566,26 @@ static PyObject *rwlock_repr(RwLockObject *l)
 
 static PyMethodDef rwlock_methods[] = {
     {"read", (PyCFunction)(void (*)(void))rwlock_read, METH_FASTCALL | METH_KEYWORDS,
-     "read(timeout=None)\n--\n\n"
+     "read($self, timeout=None)\n--\n\n"
      "Shared access: an RwLockReadGuard.  Waits while a writer holds or waits\n"
      "for the lock (writers are not starved), except that a thread already\n"
      "holding a read guard is granted another at once.  PoisonError (with the\n"
      "guard) if a writer raised; DeadlockError if this thread holds the write\n"
      "guard; LockTimeoutError on timeout.  GIL released; Ctrl-C interrupts."},
     {"write", (PyCFunction)(void (*)(void))rwlock_write, METH_FASTCALL | METH_KEYWORDS,
-     "write(timeout=None)\n--\n\n"
+     "write($self, timeout=None)\n--\n\n"
      "Exclusive access: an RwLockWriteGuard.  DeadlockError if this thread\n"
      "holds a read or write guard of this lock."},
     {"try_read", (PyCFunction)rwlock_try_read, METH_NOARGS,
-     "try_read()\n--\n\nA read guard now, or WouldBlock."},
+     "try_read($self)\n--\n\nA read guard now, or WouldBlock."},
     {"try_write", (PyCFunction)rwlock_try_write, METH_NOARGS,
-     "try_write()\n--\n\nA write guard now, or WouldBlock."},
+     "try_write($self)\n--\n\nA write guard now, or WouldBlock."},
     {"is_poisoned", (PyCFunction)rwlock_is_poisoned, METH_NOARGS,
-     "is_poisoned()\n--\n\nTrue if a writer raised while holding the lock."},
+     "is_poisoned($self)\n--\n\nTrue if a writer raised while holding the lock."},
     {"clear_poison", (PyCFunction)rwlock_clear_poison, METH_NOARGS,
-     "clear_poison()\n--\n\nMark the value as consistent again."},
+     "clear_poison($self)\n--\n\nMark the value as consistent again."},
     {"into_inner", (PyCFunction)rwlock_into_inner, METH_NOARGS,
-     "into_inner()\n--\n\nTake the value out and retire the lock (PoisonError carrying the\n"
+     "into_inner($self)\n--\n\nTake the value out and retire the lock (PoisonError carrying the\n"
      "value if poisoned)."},
     {NULL, NULL, 0, NULL},
 };

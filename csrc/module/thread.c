@@ -103,7 +103,7 @@ static Py_hash_t thread_hash(ThreadObject *self)
 
 static PyMethodDef thread_methods[] = {
     {"unpark", (PyCFunction)thread_unpark, METH_NOARGS,
-     "unpark()\n--\n\nWake the thread if it is parked, or make its next park() return at once."},
+     "unpark($self)\n--\n\nWake the thread if it is parked, or make its next park() return at once."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -423,18 +423,18 @@ static PyObject *handle_repr(HandleObject *self)
 
 static PyMethodDef handle_methods[] = {
     {"join", (PyCFunction)(void (*)(void))handle_join, METH_FASTCALL | METH_KEYWORDS,
-     "join(timeout=None)\n--\n\n"
+     "join($self, timeout=None)\n--\n\n"
      "Wait for the thread to finish and return its Result: Ok(return value)\n"
      "or Err(exception).  Raises JoinTimeoutError (a TimeoutError) if the\n"
      "timeout passes first; the thread keeps running.  Joining again returns\n"
      "the same Result.  The GIL is released while waiting and Ctrl-C\n"
      "interrupts the wait."},
     {"_add_done_callback", (PyCFunction)handle_add_done_callback, METH_O,
-     "_add_done_callback(fn)\n--\n\nCall fn(result) once the work finished (at once if it has);\n"
+     "_add_done_callback($self, fn, /)\n--\n\nCall fn(result) once the work finished (at once if it has);\n"
      "fn runs on the finishing thread, so it must only hand the result over\n"
      "(e.g. loop.call_soon_threadsafe)."},
     {"is_finished", (PyCFunction)handle_is_finished, METH_NOARGS,
-     "is_finished()\n--\n\nTrue once the thread has finished running its function."},
+     "is_finished($self)\n--\n\nTrue once the thread has finished running its function."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -856,7 +856,7 @@ static PyMethodDef thread_functions[] = {
      "timeout passes, or Ctrl-C.  Like Rust's park it may return spuriously,\n"
      "so call it in a loop that re-checks a condition.  Releases the GIL."},
     {"sleep", (PyCFunction)mod_sleep, METH_O,
-     "sleep(seconds)\n--\n\nSleep without the GIL; Ctrl-C interrupts it."},
+     "sleep(seconds, /)\n--\n\nSleep without the GIL; Ctrl-C interrupts it."},
     {"yield_now", (PyCFunction)mod_yield_now, METH_NOARGS,
      "yield_now()\n--\n\nGive up the CPU (and the GIL) to other threads."},
     {"available_parallelism", (PyCFunction)mod_available_parallelism, METH_NOARGS,
