@@ -238,6 +238,8 @@ class Executor(_cf.Executor):
         self._pending: "set[_cf.Future[Any]]" = set()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> "_cf.Future[Any]":
+        """Schedule ``fn(*args, **kwargs)`` on the pool; return its ``Future``.
+        Raises ``RuntimeError`` after ``shutdown()``."""
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -262,6 +264,8 @@ class Executor(_cf.Executor):
             return fut
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Refuse new work and close the pool; with ``wait`` block until the
+        queued work is done; ``cancel_futures`` cancels what has not started."""
         with self._lock:
             self._shutdown = True
             if cancel_futures:

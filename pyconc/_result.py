@@ -268,5 +268,14 @@ _T = TypeVar("_T")
 _E = TypeVar("_E")
 
 Result = Union[Ok[_T], Err[_E]]
-"""``Result[T, E]``: the type ``Ok[T] | Err[E]`` (for annotations; match on
-``Ok``/``Err`` or call ``is_ok()``)."""
+_RESULT_DOC = """``Result[T, E]``: the type ``Ok[T] | Err[E]``, for annotations::
+
+    def parse(s: str) -> Result[int, str]:
+        return Ok(int(s)) if s.isdigit() else Err(f"not a number: {s!r}")
+
+``isinstance`` needs a variant (``Ok`` or ``Err``); or match on them.
+"""
+try:
+    Result.__doc__ = _RESULT_DOC
+except (AttributeError, TypeError):  # an interpreter whose Union aliases are immutable
+    pass

@@ -44,7 +44,9 @@ static PyMethodDef bres_methods[] = {
 };
 
 static PyType_Slot bres_slots[] = {
-    {Py_tp_doc, "What Barrier.wait() returns; is_leader() is True for one thread per round."},
+    {Py_tp_doc, "What Barrier.wait() returns; is_leader() is True for one thread per round.\n\n"
+                "    >>> pyconc.Barrier(1).wait().is_leader()\n"
+                "    True\n"},
     {Py_tp_dealloc, bres_dealloc},
     {Py_tp_repr, bres_repr},
     {Py_tp_methods, bres_methods},

@@ -580,18 +580,29 @@ static PyMethodDef pool_methods[] = {
      "runs before the threads exit).  The handle's .thread is None.  Do not\n"
      "block a pool thread on a handle of its own pool (a 1-thread pool would\n"
      "deadlock); use join() for fork-join inside the pool.\n\n"
-     "    >>> pool.spawn(pow, 2, 10).join()\n    Ok(1024)\n"},
+     "    >>> with pyconc.ThreadPool(2) as pool:\n"
+     "    ...     pool.spawn(pow, 2, 10).join()\n"
+     "    Ok(1024)\n"},
     {"join", (PyCFunction)(void (*)(void))pool_join, METH_FASTCALL,
      "join($self, a, b, /)\n--\n\n"
      "rayon::join on this pool: run a() and b() potentially in parallel and\n"
      "return (a(), b()).  Both always run; if either raises, the first\n"
      "exception (a's if both did) propagates after both finished.\n\n"
-     "    >>> pool.join(lambda: 1, lambda: 2)\n    (1, 2)\n"},
+     "    >>> with pyconc.ThreadPool(2) as pool:\n"
+     "    ...     pool.join(lambda: 1, lambda: 2)\n"
+     "    (1, 2)\n"},
     {"scope", (PyCFunction)pool_scope, METH_NOARGS,
      "scope($self)\n--\n\n"
      "A context manager: s.spawn(f, ...) queues f on the pool; leaving the\n"
      "block waits for every spawned job; the first exception propagates.\n\n"
-     "    >>> with pool.scope() as s:\n    ...     s.spawn(work, 1)\n"},
+     "    >>> squares = [0] * 4\n"
+     "    >>> def work(i):\n"
+     "    ...     squares[i] = i * i\n"
+     "    >>> with pyconc.ThreadPool(2) as pool, pool.scope() as s:\n"
+     "    ...     for i in range(4):\n"
+     "    ...         _ = s.spawn(work, i)\n"
+     "    >>> squares\n"
+     "    [0, 1, 4, 9]\n"},
     {"close", (PyCFunction)(void (*)(void))pool_close, METH_VARARGS | METH_KEYWORDS,
      "close($self, *, wait=True)\n--\n\n"
      "Stop accepting work: later spawn/install/join raise RuntimeError.\n"
@@ -719,7 +730,10 @@ static PyMethodDef pool_functions[] = {
     {"current_num_threads", (PyCFunction)mod_current_num_threads, METH_NOARGS,
      "current_num_threads()\n--\n\n"
      "The number of threads of the current pool: the pool this code runs on,\n"
-     "else the global pool (PYCONC_NUM_THREADS, else available_parallelism())."},
+     "else the global pool (PYCONC_NUM_THREADS, else available_parallelism()).\n\n"
+     "    >>> with pyconc.ThreadPool(3) as pool:\n"
+     "    ...     pool.install(pyconc.current_num_threads)\n"
+     "    3\n"},
     {"_global_pool", (PyCFunction)mod_global_pool, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

@@ -267,7 +267,11 @@ static PyGetSetDef write_guard_getset[] = {
 
 static PyType_Slot read_guard_slots[] = {
     {Py_tp_doc, "Shared access to an RwLock's value (from RwLock.read()); `.value` is\n"
-                "read-only.  A context manager; unlock() releases it."},
+                "read-only.  A context manager; unlock() releases it.\n\n"
+                "    >>> lock = pyconc.RwLock([1, 2])\n"
+                "    >>> with lock.read() as r1, lock.read() as r2:   # many readers at once\n"
+                "    ...     r1.value == r2.value\n"
+                "    True\n"},
     {Py_tp_traverse, rwguard_traverse},
     {Py_tp_clear, rwguard_clear},
     {Py_tp_dealloc, rwguard_dealloc},
@@ -279,7 +283,12 @@ static PyType_Slot read_guard_slots[] = {
 
 static PyType_Slot write_guard_slots[] = {
     {Py_tp_doc, "Exclusive access to an RwLock's value (from RwLock.write()); `.value`\n"
-                "reads and replaces it.  An exception escaping its `with` block poisons."},
+                "reads and replaces it.  An exception escaping its `with` block poisons.\n\n"
+                "    >>> lock = pyconc.RwLock(5)\n"
+                "    >>> with lock.write() as w:\n"
+                "    ...     w.value += 1\n"
+                "    >>> lock.into_inner()\n"
+                "    6\n"},
     {Py_tp_traverse, rwguard_traverse},
     {Py_tp_clear, rwguard_clear},
     {Py_tp_dealloc, rwguard_dealloc},

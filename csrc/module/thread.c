@@ -849,18 +849,28 @@ static PyMethodDef thread_functions[] = {
      "    >>> pyconc.spawn(pow, 2, 10).join()\n    Ok(1024)\n"},
     {"_spawn", (PyCFunction)(void (*)(void))mod_spawn_builder, METH_FASTCALL, NULL},
     {"current", (PyCFunction)mod_current, METH_NOARGS,
-     "current()\n--\n\nThe Thread running this code."},
+     "current()\n--\n\nThe Thread running this code (Rust's thread::current()).\n\n"
+     "    >>> pyconc.current().name\n    'main'\n"
+     "    >>> pyconc.spawn(lambda: pyconc.current().name).join()\n    Ok(None)\n"},
     {"park", (PyCFunction)(void (*)(void))mod_park, METH_VARARGS | METH_KEYWORDS,
      "park(timeout=None)\n--\n\n"
      "Block until this thread's token is available (Thread.unpark), the\n"
      "timeout passes, or Ctrl-C.  Like Rust's park it may return spuriously,\n"
-     "so call it in a loop that re-checks a condition.  Releases the GIL."},
+     "so call it in a loop that re-checks a condition.  Releases the GIL.\n\n"
+     "    >>> me = pyconc.current()\n"
+     "    >>> h = pyconc.spawn(me.unpark)\n"
+     "    >>> pyconc.park(timeout=5)   # returns once unparked\n"
+     "    >>> h.join()\n    Ok(None)\n"},
     {"sleep", (PyCFunction)mod_sleep, METH_O,
-     "sleep(seconds, /)\n--\n\nSleep without the GIL; Ctrl-C interrupts it."},
+     "sleep(seconds, /)\n--\n\nSleep without the GIL; Ctrl-C interrupts it.  A negative or NaN\n"
+     "duration raises ValueError.\n\n"
+     "    >>> pyconc.sleep(0.01)\n"},
     {"yield_now", (PyCFunction)mod_yield_now, METH_NOARGS,
-     "yield_now()\n--\n\nGive up the CPU (and the GIL) to other threads."},
+     "yield_now()\n--\n\nGive up the CPU (and the GIL) to other threads.\n\n"
+     "    >>> pyconc.yield_now()\n"},
     {"available_parallelism", (PyCFunction)mod_available_parallelism, METH_NOARGS,
-     "available_parallelism()\n--\n\nHow many threads can run at once (CPUs this process may use)."},
+     "available_parallelism()\n--\n\nHow many threads can run at once (CPUs this process may use).\n\n"
+     "    >>> pyconc.available_parallelism() >= 1\n    True\n"},
     {"_wait_starting", (PyCFunction)mod_wait_starting, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };
