@@ -1,6 +1,6 @@
 # Type stubs for pyconc's compiled core (csrc/module/*.c).
 #
-# Generics follow Rust's: Sender[_T], Receiver[_T], Mutex[_T], Arc[_T], ...
+# Generics follow Rust's: Sender[T], Receiver[T], Mutex[T], Arc[T], ...
 # Variance is what the operations allow: a Receiver/JoinHandle/Arc only hands
 # values out (covariant), a Sender only takes them in (contravariant), a
 # Mutex/RwLock/OnceLock does both (invariant).
@@ -10,11 +10,13 @@
 # while `tx: Sender[int]; rx: Receiver[int]; tx, rx = pyconc.channel()` (or a
 # return annotation) makes them `int` channels; `Mutex()` is a `Mutex[None]`.
 #
+# The C types are not subscriptable at runtime (no __class_getitem__ yet):
+# write `Sender[int]` in annotations under `from __future__ import annotations`.
+#
 # tests/test_typing.py checks that this file and the runtime module declare the
 # same names and methods, and runs `mypy --strict` on examples/, pyconc/ and
 # tests/typing/check_api.py.
-from types import TracebackType
-from typing import Any, Callable, Generator, Generic, Iterator, Optional, Tuple, Union, final
+from typing import Any, Callable, Generator, Generic, Optional, Tuple, Union, final
 
 from typing_extensions import Self, TypeVar
 
@@ -30,7 +32,6 @@ _B = TypeVar("_B")
 _TAny = TypeVar("_TAny", default=Any)
 _TNone = TypeVar("_TNone", default=None)
 
-_ExcInfo = Tuple[Optional[type[BaseException]], Optional[BaseException], Optional[TracebackType]]
 
 # ---- threads -----------------------------------------------------------------
 
