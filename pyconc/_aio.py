@@ -20,7 +20,7 @@ from typing import Any, Generator, Tuple
 
 from . import _core
 
-__all__: list = []
+__all__: list[str] = []
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
 _hubs_lock = threading.Lock()

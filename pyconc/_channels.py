@@ -5,4 +5,4 @@ from __future__ import annotations
 
 from ._core import Receiver, Sender, channel, select, sync_channel
 
-__all__: list = ["channel", "sync_channel", "Sender", "Receiver", "select"]
+__all__: list[str] = ["channel", "sync_channel", "Sender", "Receiver", "select"]

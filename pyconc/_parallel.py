@@ -69,7 +69,7 @@ def par_sort(data: Any, *, key: Optional[Callable[[Any], Any]] = None, reverse: 
     if fmt not in tuple("bBhHiIlLqQfd"):
         raise TypeError(f"par_sort cannot sort items of format {view.format!r}")
     values = sorted(view.tolist(), key=key, reverse=reverse)
-    view.cast("B").cast(fmt)[:] = _array_of(fmt, values)  # type: ignore[call-overload]
+    view.cast("B").cast(fmt)[:] = _array_of(fmt, values)  # type: ignore[call-overload,unused-ignore]
 
 
 def _array_of(fmt: str, values: List[Any]) -> Any:
@@ -238,6 +238,8 @@ class Executor(_cf.Executor):
         self._pending: "set[_cf.Future[Any]]" = set()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> "_cf.Future[Any]":
+        """Schedule ``fn(*args, **kwargs)`` on the pool; return its ``Future``.
+        Raises ``RuntimeError`` after ``shutdown()``."""
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -262,6 +264,8 @@ class Executor(_cf.Executor):
             return fut
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Refuse new work and close the pool; with ``wait`` block until the
+        queued work is done; ``cancel_futures`` cancels what has not started."""
         with self._lock:
             self._shutdown = True
             if cancel_futures:

@@ -15,16 +15,25 @@ from typing import Any, Callable, Generic, NoReturn, TypeVar, Union
 
 from ._errors import UnwrapError
 
-T = TypeVar("T")
-E = TypeVar("E")
+T = TypeVar("T", covariant=True)
+E = TypeVar("E", covariant=True)
 U = TypeVar("U")
 F = TypeVar("F")
+R = TypeVar("R")
 
 __all__ = ["Ok", "Err", "Result"]
 
 
 class Ok(Generic[T]):
-    """The success variant: ``Ok(value)``."""
+    """The success variant: ``Ok(value)``.
+
+        >>> r = pyconc.Ok(42)
+        >>> r.is_ok(), r.unwrap(), r.map(str)
+        (True, 42, Ok('42'))
+        >>> match r:
+        ...     case pyconc.Ok(v): print("got", v)
+        got 42
+    """
 
     __slots__ = ("_value",)
     __match_args__ = ("value",)
@@ -35,6 +44,7 @@ class Ok(Generic[T]):
 
     @property
     def value(self) -> T:
+        """The value (what ``match r: case Ok(v)`` binds)."""
         return self._value
 
     def __setattr__(self, name: str, value: Any) -> NoReturn:
@@ -61,9 +71,11 @@ class Ok(Generic[T]):
         return (Ok, (self._value,))
 
     def is_ok(self) -> bool:
+        """True: this is an ``Ok``."""
         return True
 
     def is_err(self) -> bool:
+        """False: this is not an ``Err``."""
         return False
 
     def ok(self) -> T:
@@ -71,30 +83,39 @@ class Ok(Generic[T]):
         return self._value
 
     def err(self) -> None:
+        """``None`` (the error of an ``Err``)."""
         return None
 
     def unwrap(self) -> T:
+        """The value (an ``Err`` raises instead)."""
         return self._value
 
     def expect(self, msg: str) -> T:
+        """The value (an ``Err`` raises ``UnwrapError(msg)`` instead)."""
         return self._value
 
     def unwrap_err(self) -> NoReturn:
+        """Raises ``UnwrapError``: an ``Ok`` has no error."""
         raise UnwrapError(f"called unwrap_err() on {self!r}")
 
-    def unwrap_or(self, default: Any) -> T:
+    def unwrap_or(self, default: object) -> T:
+        """The value (``default`` is for an ``Err``)."""
         return self._value
 
-    def unwrap_or_else(self, f: Callable[[Any], Any]) -> T:
+    def unwrap_or_else(self, f: Callable[[Any], object]) -> T:
+        """The value (``f(error)`` is for an ``Err``)."""
         return self._value
 
     def map(self, f: Callable[[T], U]) -> "Ok[U]":
+        """``Ok(f(value))``."""
         return Ok(f(self._value))
 
-    def map_err(self, f: Callable[[Any], Any]) -> "Ok[T]":
+    def map_err(self, f: Callable[[Any], object]) -> "Ok[T]":
+        """This ``Ok`` itself (``f`` maps an ``Err``'s error)."""
         return self
 
-    def and_then(self, f: Callable[[T], Any]) -> Any:
+    def and_then(self, f: Callable[[T], R]) -> R:
+        """``f(value)``, which should return a Result (Rust's ``and_then``)."""
         return f(self._value)
 
 
@@ -106,6 +127,14 @@ class Err(Generic[E]):
     An ``Err`` that a pyconc thread produced and that is garbage-collected
     without ever being inspected emits a ``RuntimeWarning`` naming the lost
     exception (like asyncio's "exception was never retrieved").
+
+        >>> r = pyconc.spawn(lambda: 1 / 0).join()
+        >>> r.is_err(), type(r.err()).__name__
+        (True, 'ZeroDivisionError')
+        >>> r.unwrap_or(0)
+        0
+        >>> pyconc.Err("nope").map_err(str.upper)
+        Err('NOPE')
     """
 
     __slots__ = ("_error", "_unseen")
@@ -118,8 +147,8 @@ class Err(Generic[E]):
         object.__setattr__(self, "_unseen", False)
 
     @classmethod
-    def _from_thread(cls, error: E) -> "Err[E]":
-        self = cls(error)
+    def _from_thread(cls, error: F) -> "Err[F]":
+        self = Err(error)
         object.__setattr__(self, "_unseen", True)
         return self
 
@@ -139,6 +168,7 @@ class Err(Generic[E]):
 
     @property
     def error(self) -> E:
+        """The error (what ``match r: case Err(e)`` binds)."""
         self._seen()
         return self._error
 
@@ -168,22 +198,28 @@ class Err(Generic[E]):
         return (Err, (self._error,))
 
     def is_ok(self) -> bool:
+        """False: this is not an ``Ok``."""
         self._seen()
         return False
 
     def is_err(self) -> bool:
+        """True: this is an ``Err``."""
         self._seen()
         return True
 
     def ok(self) -> None:
+        """``None`` (the value of an ``Ok``)."""
         self._seen()
         return None
 
     def err(self) -> E:
+        """The error."""
         self._seen()
         return self._error
 
     def unwrap(self) -> NoReturn:
+        """Raise the error itself if it is an exception (traceback intact),
+        else ``UnwrapError``."""
         self._seen()
         err = self._error
         if isinstance(err, BaseException):
@@ -191,6 +227,7 @@ class Err(Generic[E]):
         raise UnwrapError(f"called unwrap() on {self!r}")
 
     def expect(self, msg: str) -> NoReturn:
+        """Raise ``UnwrapError(f"{msg}: {error!r}")``, chained to the error."""
         self._seen()
         err = self._error
         if isinstance(err, BaseException):
@@ -198,28 +235,47 @@ class Err(Generic[E]):
         raise UnwrapError(f"{msg}: {err!r}")
 
     def unwrap_err(self) -> E:
+        """The error."""
         self._seen()
         return self._error
 
     def unwrap_or(self, default: U) -> U:
+        """``default``."""
         self._seen()
         return default
 
     def unwrap_or_else(self, f: Callable[[E], U]) -> U:
+        """``f(error)``."""
         self._seen()
         return f(self._error)
 
-    def map(self, f: Callable[[Any], Any]) -> "Err[E]":
+    def map(self, f: Callable[[Any], object]) -> "Err[E]":
+        """This ``Err`` itself (``f`` maps an ``Ok``'s value)."""
         self._seen()
         return self
 
     def map_err(self, f: Callable[[E], F]) -> "Err[F]":
+        """``Err(f(error))``."""
         self._seen()
         return Err(f(self._error))
 
-    def and_then(self, f: Callable[[Any], Any]) -> "Err[E]":
+    def and_then(self, f: Callable[[Any], object]) -> "Err[E]":
+        """This ``Err`` itself (``f`` is for an ``Ok``)."""
         self._seen()
         return self
 
+_T = TypeVar("_T")
+_E = TypeVar("_E")
 
-Result = Union[Ok[T], Err[E]]
+Result = Union[Ok[_T], Err[_E]]
+_RESULT_DOC = """``Result[T, E]``: the type ``Ok[T] | Err[E]``, for annotations::
+
+    def parse(s: str) -> Result[int, str]:
+        return Ok(int(s)) if s.isdigit() else Err(f"not a number: {s!r}")
+
+``isinstance`` needs a variant (``Ok`` or ``Err``); or match on them.
+"""
+try:
+    Result.__doc__ = _RESULT_DOC
+except (AttributeError, TypeError):  # an interpreter whose Union aliases are immutable
+    pass

@@ -26,7 +26,7 @@ from ._core import (
 )
 from ._errors import LockTimeoutError
 
-__all__: list = [
+__all__: list[str] = [
     "Arc", "Weak", "Mutex", "MutexGuard", "RwLock", "RwLockReadGuard", "RwLockWriteGuard",
     "Condvar", "Barrier", "BarrierWaitResult", "OnceLock", "AtomicInt", "AtomicBool",
     "LockTimeoutError",

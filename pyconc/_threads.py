@@ -54,7 +54,7 @@ def _add_note(exc: BaseException, note: str) -> None:
         notes = getattr(exc, "__notes__", None)
         if notes is None:
             notes = []
-            exc.__notes__ = notes  # type: ignore[attr-defined]
+            setattr(exc, "__notes__", notes)
         notes.append(note)
 
 
@@ -67,6 +67,14 @@ class Scope:
     others, the first exception propagates, with the rest attached as
     notes.  If the block itself raised, that exception propagates and the
     threads' exceptions are attached to it as notes.
+
+        >>> data = [1, 2, 3]
+        >>> with pyconc.scope() as s:
+        ...     h = s.spawn(sum, data)
+        ...     s.spawn(data.append, 4).join()
+        Ok(None)
+        >>> h.join().unwrap() in (6, 10)
+        True
     """
 
     __slots__ = ("_handles", "_lock", "_open")
@@ -77,7 +85,9 @@ class Scope:
         self._open = True
 
     def spawn(self, f: Callable[..., Any], /, *args: Any, **kwargs: Any) -> JoinHandle[Any]:
-        """Start ``f(*args, **kwargs)`` on a thread that the scope will join."""
+        """Start ``f(*args, **kwargs)`` on a thread that the scope will join;
+        return its JoinHandle (joining it by hand is allowed).  Raises
+        ``RuntimeError`` once the with-block has ended."""
         with self._lock:
             if not self._open:
                 raise RuntimeError("this scope has ended: spawn inside the with-block")
@@ -126,11 +136,14 @@ class Scope:
 
 
 def scope() -> Scope:
-    """Start a scope for threads that must finish before the block ends::
+    """Start a scope for threads that must finish before the block ends
+    (Rust's ``thread::scope``); see :class:`Scope`.
 
-        with pyconc.scope() as s:
-            s.spawn(work, 1)
-            s.spawn(work, 2)
-        # both threads have finished here
+        >>> results = []
+        >>> with pyconc.scope() as s:
+        ...     for i in range(3):
+        ...         _ = s.spawn(results.append, i)
+        >>> sorted(results)   # every scoped thread has finished here
+        [0, 1, 2]
     """
     return Scope()

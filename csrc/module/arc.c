@@ -353,26 +353,26 @@ static PyObject *arc_call(PyObject *self, PyObject *args, PyObject *kwargs)
 
 static PyMethodDef arc_methods[] = {
     {"clone", (PyCFunction)arc_clone, METH_NOARGS,
-     "clone()\n--\n\nAnother strong handle to the same value (Rust: Arc::clone)."},
+     "clone($self)\n--\n\nAnother strong handle to the same value (Rust: Arc::clone)."},
     {"__copy__", (PyCFunction)arc_clone, METH_NOARGS, "Same as clone()."},
     {"get", (PyCFunction)arc_get, METH_NOARGS,
-     "get()\n--\n\nThe shared value itself (for operators and item access)."},
+     "get($self)\n--\n\nThe shared value itself (for operators and item access)."},
     {"drop", (PyCFunction)arc_drop, METH_NOARGS,
-     "drop()\n--\n\nRelease this handle now; the value is released with the last one.\n"
+     "drop($self)\n--\n\nRelease this handle now; the value is released with the last one.\n"
      "Using the handle afterwards raises UseAfterDrop."},
     {"__enter__", (PyCFunction)arc_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))arc_exit, METH_FASTCALL, "Drop this handle."},
     {"strong_count", (PyCFunction)arc_strong_count, METH_NOARGS,
-     "strong_count()\n--\n\nArc.strong_count(a): how many Arc handles share the value."},
+     "strong_count($self)\n--\n\nArc.strong_count(a): how many Arc handles share the value."},
     {"weak_count", (PyCFunction)arc_weak_count, METH_NOARGS,
-     "weak_count()\n--\n\nArc.weak_count(a): how many Weak handles point at it."},
+     "weak_count($self)\n--\n\nArc.weak_count(a): how many Weak handles point at it."},
     {"downgrade", (PyCFunction)arc_downgrade, METH_NOARGS,
-     "downgrade()\n--\n\nArc.downgrade(a): a Weak handle that does not keep the value alive."},
+     "downgrade($self)\n--\n\nArc.downgrade(a): a Weak handle that does not keep the value alive."},
     {"try_unwrap", (PyCFunction)arc_try_unwrap, METH_NOARGS,
-     "try_unwrap()\n--\n\nArc.try_unwrap(a): Ok(value) if a is the only strong handle (a is\n"
+     "try_unwrap($self)\n--\n\nArc.try_unwrap(a): Ok(value) if a is the only strong handle (a is\n"
      "then dropped), else Err(a) (nothing changes)."},
     {"ptr_eq", (PyCFunction)arc_ptr_eq, METH_O,
-     "ptr_eq(other)\n--\n\nArc.ptr_eq(a, b): True if both handles share one allocation."},
+     "ptr_eq($self, other, /)\n--\n\nArc.ptr_eq(a, b): True if both handles share one allocation."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -476,11 +476,11 @@ static PyObject *weak_repr(WeakObject *w)
 
 static PyMethodDef weak_methods[] = {
     {"upgrade", (PyCFunction)weak_upgrade, METH_NOARGS,
-     "upgrade()\n--\n\nA new Arc to the value, or None if it was already released."},
+     "upgrade($self)\n--\n\nA new Arc to the value, or None if it was already released."},
     {"strong_count", (PyCFunction)weak_strong_count, METH_NOARGS,
-     "strong_count()\n--\n\nWeak.strong_count(w): the number of Arc handles left."},
+     "strong_count($self)\n--\n\nWeak.strong_count(w): the number of Arc handles left."},
     {"weak_count", (PyCFunction)weak_weak_count, METH_NOARGS,
-     "weak_count()\n--\n\nWeak.weak_count(w): the number of Weak handles (0 once the value is gone)."},
+     "weak_count($self)\n--\n\nWeak.weak_count(w): the number of Weak handles (0 once the value is gone)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -228,25 +228,25 @@ static PyObject *ai_repr(AtomicIntObject *a)
 
 #define ONE_ARG(name, fn, doc) {name, (PyCFunction)fn, METH_O, doc}
 static PyMethodDef ai_methods[] = {
-    {"load", (PyCFunction)ai_load, METH_NOARGS, "load()\n--\n\nThe current value."},
-    ONE_ARG("store", ai_store, "store(v)\n--\n\nReplace the value."),
-    ONE_ARG("swap", ai_swap, "swap(v)\n--\n\nReplace the value; return the previous one."),
+    {"load", (PyCFunction)ai_load, METH_NOARGS, "load($self)\n--\n\nThe current value."},
+    ONE_ARG("store", ai_store, "store($self, v, /)\n--\n\nReplace the value."),
+    ONE_ARG("swap", ai_swap, "swap($self, v, /)\n--\n\nReplace the value; return the previous one."),
     ONE_ARG("fetch_add", ai_fetch_add,
-            "fetch_add(v)\n--\n\nAdd v; return the previous value.  OverflowError (nothing\n"
+            "fetch_add($self, v, /)\n--\n\nAdd v; return the previous value.  OverflowError (nothing\n"
             "changes) if the result would not fit 64 bits.\n\n"
             "    >>> n = pyconc.AtomicInt(5)\n    >>> n.fetch_add(2), n.load()\n    (5, 7)\n"),
-    ONE_ARG("fetch_sub", ai_fetch_sub, "fetch_sub(v)\n--\n\nSubtract v; return the previous value."),
-    ONE_ARG("fetch_and", ai_fetch_and, "fetch_and(v)\n--\n\nBitwise and; return the previous value."),
-    ONE_ARG("fetch_or", ai_fetch_or, "fetch_or(v)\n--\n\nBitwise or; return the previous value."),
-    ONE_ARG("fetch_xor", ai_fetch_xor, "fetch_xor(v)\n--\n\nBitwise xor; return the previous value."),
-    ONE_ARG("fetch_max", ai_fetch_max, "fetch_max(v)\n--\n\nStore max(value, v); return the previous value."),
-    ONE_ARG("fetch_min", ai_fetch_min, "fetch_min(v)\n--\n\nStore min(value, v); return the previous value."),
+    ONE_ARG("fetch_sub", ai_fetch_sub, "fetch_sub($self, v, /)\n--\n\nSubtract v; return the previous value."),
+    ONE_ARG("fetch_and", ai_fetch_and, "fetch_and($self, v, /)\n--\n\nBitwise and; return the previous value."),
+    ONE_ARG("fetch_or", ai_fetch_or, "fetch_or($self, v, /)\n--\n\nBitwise or; return the previous value."),
+    ONE_ARG("fetch_xor", ai_fetch_xor, "fetch_xor($self, v, /)\n--\n\nBitwise xor; return the previous value."),
+    ONE_ARG("fetch_max", ai_fetch_max, "fetch_max($self, v, /)\n--\n\nStore max(value, v); return the previous value."),
+    ONE_ARG("fetch_min", ai_fetch_min, "fetch_min($self, v, /)\n--\n\nStore min(value, v); return the previous value."),
     {"compare_exchange", (PyCFunction)(void (*)(void))ai_compare_exchange, METH_FASTCALL,
-     "compare_exchange(current, new)\n--\n\n"
+     "compare_exchange($self, current, new, /)\n--\n\n"
      "If the value is `current`, store `new` and return Ok(current); otherwise\n"
      "change nothing and return Err(actual value)."},
     ONE_ARG("fetch_update", ai_fetch_update,
-            "fetch_update(f)\n--\n\n"
+            "fetch_update($self, f, /)\n--\n\n"
             "Atomically replace the value v with f(v) (a CAS loop: f may be called\n"
             "again if another thread changed the value meanwhile).  Returns\n"
             "Ok(previous), or Err(current) if f returned None (nothing changed)."),
@@ -395,17 +395,17 @@ static PyObject *ab_repr(AtomicBoolObject *a)
 }
 
 static PyMethodDef ab_methods[] = {
-    {"load", (PyCFunction)ab_load, METH_NOARGS, "load()\n--\n\nThe current value."},
-    ONE_ARG("store", ab_store, "store(v)\n--\n\nReplace the value (a bool)."),
-    ONE_ARG("swap", ab_swap, "swap(v)\n--\n\nReplace the value; return the previous one."),
-    ONE_ARG("fetch_and", ab_fetch_and, "fetch_and(v)\n--\n\nLogical and; return the previous value."),
-    ONE_ARG("fetch_nand", ab_fetch_nand, "fetch_nand(v)\n--\n\nLogical nand; return the previous value."),
-    ONE_ARG("fetch_or", ab_fetch_or, "fetch_or(v)\n--\n\nLogical or; return the previous value."),
-    ONE_ARG("fetch_xor", ab_fetch_xor, "fetch_xor(v)\n--\n\nLogical xor; return the previous value."),
+    {"load", (PyCFunction)ab_load, METH_NOARGS, "load($self)\n--\n\nThe current value."},
+    ONE_ARG("store", ab_store, "store($self, v, /)\n--\n\nReplace the value (a bool)."),
+    ONE_ARG("swap", ab_swap, "swap($self, v, /)\n--\n\nReplace the value; return the previous one."),
+    ONE_ARG("fetch_and", ab_fetch_and, "fetch_and($self, v, /)\n--\n\nLogical and; return the previous value."),
+    ONE_ARG("fetch_nand", ab_fetch_nand, "fetch_nand($self, v, /)\n--\n\nLogical nand; return the previous value."),
+    ONE_ARG("fetch_or", ab_fetch_or, "fetch_or($self, v, /)\n--\n\nLogical or; return the previous value."),
+    ONE_ARG("fetch_xor", ab_fetch_xor, "fetch_xor($self, v, /)\n--\n\nLogical xor; return the previous value."),
     {"compare_exchange", (PyCFunction)(void (*)(void))ab_compare_exchange, METH_FASTCALL,
-     "compare_exchange(current, new)\n--\n\nOk(current) if swapped, else Err(actual)."},
+     "compare_exchange($self, current, new, /)\n--\n\nOk(current) if swapped, else Err(actual)."},
     ONE_ARG("fetch_update", ab_fetch_update,
-            "fetch_update(f)\n--\n\nCAS loop storing f(v); Ok(previous), or Err(current) if f\n"
+            "fetch_update($self, f, /)\n--\n\nCAS loop storing f(v); Ok(previous), or Err(current) if f\n"
             "returned None."),
     {NULL, NULL, 0, NULL},
 };

@@ -39,12 +39,14 @@ static void bres_dealloc(BarrierResultObject *r)
 
 static PyMethodDef bres_methods[] = {
     {"is_leader", (PyCFunction)bres_is_leader, METH_NOARGS,
-     "is_leader()\n--\n\nTrue for exactly one thread per round: the last to arrive."},
+     "is_leader($self)\n--\n\nTrue for exactly one thread per round: the last to arrive."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyType_Slot bres_slots[] = {
-    {Py_tp_doc, "What Barrier.wait() returns; is_leader() is True for one thread per round."},
+    {Py_tp_doc, "What Barrier.wait() returns; is_leader() is True for one thread per round.\n\n"
+                "    >>> pyconc.Barrier(1).wait().is_leader()\n"
+                "    True\n"},
     {Py_tp_dealloc, bres_dealloc},
     {Py_tp_repr, bres_repr},
     {Py_tp_methods, bres_methods},
@@ -143,7 +145,7 @@ static PyObject *barrier_get_n(BarrierObject *b, void *Py_UNUSED(c))
 
 static PyMethodDef barrier_methods[] = {
     {"wait", (PyCFunction)barrier_wait, METH_NOARGS,
-     "wait()\n--\n\n"
+     "wait($self)\n--\n\n"
      "Block until n threads have called wait(); returns a BarrierWaitResult\n"
      "whose is_leader() is True for exactly one of them.  The barrier is then\n"
      "ready for the next round.  The GIL is released while waiting; Ctrl-C\n"

@@ -502,21 +502,21 @@ static PyType_Spec tryiter_spec = {
 
 #define END_COMMON_METHODS(KIND)                                                                 \
     {"clone", (PyCFunction)end_clone, METH_NOARGS,                                               \
-     "clone()\n--\n\nAnother " KIND " of the same channel (copy.copy does the same)."},          \
+     "clone($self)\n--\n\nAnother " KIND " of the same channel (copy.copy does the same)."},          \
     {"__copy__", (PyCFunction)end_clone, METH_NOARGS, NULL},                                     \
     {"__deepcopy__", (PyCFunction)end_deepcopy, METH_O, NULL},                                   \
     {"close", (PyCFunction)end_close, METH_NOARGS,                                               \
-     "close()\n--\n\nDrop this handle (only this one; the channel disconnects when the\n"        \
+     "close($self)\n--\n\nDrop this handle (only this one; the channel disconnects when the\n"        \
      "last " KIND " is gone).  Closing twice is allowed; any other use of a\n"                   \
      "closed handle raises UseAfterDrop."},                                                      \
     {"__enter__", (PyCFunction)end_enter, METH_NOARGS, NULL},                                    \
     {"__exit__", (PyCFunction)end_exit, METH_VARARGS, NULL},                                     \
     {"is_disconnected", (PyCFunction)end_is_disconnected, METH_NOARGS,                           \
-     "is_disconnected()\n--\n\nTrue once every Sender or every Receiver is gone."}
+     "is_disconnected($self)\n--\n\nTrue once every Sender or every Receiver is gone."}
 
 static PyMethodDef sender_methods[] = {
     {"send", (PyCFunction)(void (*)(void))sender_send, METH_FASTCALL | METH_KEYWORDS,
-     "send(value, /, timeout=None)\n--\n\n"
+     "send($self, value, /, timeout=None)\n--\n\n"
      "Send value, blocking while the channel is full (a rendezvous channel\n"
      "blocks until a receiver takes it).  Raises SendError once every\n"
      "Receiver is gone and SendTimeoutError when the timeout passes; both\n"
@@ -524,12 +524,12 @@ static PyMethodDef sender_methods[] = {
      "waits; Ctrl-C interrupts the wait and the value was not sent.\n\n"
      "    >>> tx, rx = pyconc.channel(); tx.send(1); rx.recv()\n    1"},
     {"try_send", (PyCFunction)sender_try_send, METH_O,
-     "try_send(value, /)\n--\n\n"
+     "try_send($self, value, /)\n--\n\n"
      "Send without blocking.  Raises Full (channel full, or on a rendezvous\n"
      "channel no receiver waiting) or SendError (disconnected), both with\n"
      "the value in .value."},
     {"send_async", (PyCFunction)sender_send_async, METH_O,
-     "send_async(value, /)\n--\n\n"
+     "send_async($self, value, /)\n--\n\n"
      "Awaitable send for asyncio: waits (without blocking the event loop)\n"
      "while a bounded channel is full, or on a rendezvous channel until a\n"
      "receiver takes the value.  Raises SendError (with .value) once every\n"
@@ -545,21 +545,21 @@ static PyMethodDef sender_methods[] = {
 
 static PyMethodDef receiver_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))receiver_recv, METH_FASTCALL | METH_KEYWORDS,
-     "recv(timeout=None)\n--\n\n"
+     "recv($self, timeout=None)\n--\n\n"
      "Receive the next message, blocking while the channel is empty.\n"
      "Messages queued before the last Sender went are still delivered;\n"
      "then RecvError.  RecvTimeoutError when the timeout passes.  Releases\n"
      "the GIL only while it waits; Ctrl-C interrupts it (nothing is lost).\n\n"
      "    >>> tx, rx = pyconc.sync_channel(1); tx.send('x'); rx.recv(timeout=1)\n    'x'"},
     {"try_recv", (PyCFunction)receiver_try_recv, METH_NOARGS,
-     "try_recv()\n--\n\nReceive without blocking: raises Empty (nothing queued, senders\n"
+     "try_recv($self)\n--\n\nReceive without blocking: raises Empty (nothing queued, senders\n"
      "alive) or RecvError (empty and disconnected)."},
     {"try_iter", (PyCFunction)receiver_try_iter, METH_NOARGS,
-     "try_iter()\n--\n\nAn iterator over the messages queued now; it never blocks and\n"
+     "try_iter($self)\n--\n\nAn iterator over the messages queued now; it never blocks and\n"
      "stops at the first Empty or disconnect.\n\n"
      "    >>> tx, rx = pyconc.channel(); tx.send(1); tx.send(2); list(rx.try_iter())\n    [1, 2]"},
     {"recv_async", (PyCFunction)receiver_recv_async, METH_NOARGS,
-     "recv_async()\n--\n\n"
+     "recv_async($self)\n--\n\n"
      "Awaitable recv for asyncio: waits (without blocking the event loop)\n"
      "for the next message; raises RecvError once the channel is empty and\n"
      "every Sender is gone.  Cancelling it (task.cancel(), asyncio.wait_for,\n"
@@ -698,7 +698,7 @@ static PyMethodDef channel_functions[] = {
      "blocks; recv() blocks until a message arrives.\n\n"
      "    >>> tx, rx = pyconc.channel()\n    >>> tx.send(42); rx.recv()\n    42"},
     {"sync_channel", (PyCFunction)mod_sync_channel, METH_O,
-     "sync_channel(bound)\n--\n\n"
+     "sync_channel(bound, /)\n--\n\n"
      "A new bounded channel holding at most `bound` messages: returns\n"
      "(Sender, Receiver); send() blocks while it is full.  bound=0 makes a\n"
      "rendezvous channel: each send waits for a receiver to take the value.\n"

@@ -295,7 +295,7 @@ static PyObject *cv_repr(CondvarObject *cv)
 
 static PyMethodDef cv_methods[] = {
     {"wait", (PyCFunction)cv_wait, METH_O,
-     "wait(guard)\n--\n\n"
+     "wait($self, guard, /)\n--\n\n"
      "Release the guard's mutex, sleep until notified, re-lock, and return the\n"
      "same guard.  Wake-ups can be spurious: re-check the condition (or use\n"
      "wait_while).  Raises PoisonError carrying the guard if the mutex was\n"
@@ -304,21 +304,21 @@ static PyMethodDef cv_methods[] = {
      "    >>> with m.lock() as g:\n    ...     while not g.value:\n"
      "    ...         g = cv.wait(g)\n"},
     {"wait_while", (PyCFunction)(void (*)(void))cv_wait_while, METH_FASTCALL,
-     "wait_while(guard, predicate)\n--\n\n"
+     "wait_while($self, guard, predicate, /)\n--\n\n"
      "Wait while predicate(guard.value) is true (checked before the first\n"
      "wait and after every wake-up); returns the guard."},
     {"wait_timeout", (PyCFunction)(void (*)(void))cv_wait_timeout, METH_FASTCALL,
-     "wait_timeout(guard, seconds)\n--\n\n"
+     "wait_timeout($self, guard, seconds, /)\n--\n\n"
      "Like wait, for at most `seconds`; returns (guard, timed_out)."},
     {"wait_timeout_while", (PyCFunction)(void (*)(void))cv_wait_timeout_while, METH_FASTCALL,
-     "wait_timeout_while(guard, seconds, predicate)\n--\n\n"
+     "wait_timeout_while($self, guard, seconds, predicate, /)\n--\n\n"
      "Wait while predicate(guard.value) is true, for at most `seconds`;\n"
      "returns (guard, timed_out) where timed_out means the predicate was\n"
      "still true when time ran out."},
     {"notify_one", (PyCFunction)cv_notify_one, METH_NOARGS,
-     "notify_one()\n--\n\nWake one waiting thread (if any)."},
+     "notify_one($self)\n--\n\nWake one waiting thread (if any)."},
     {"notify_all", (PyCFunction)cv_notify_all, METH_NOARGS,
-     "notify_all()\n--\n\nWake every waiting thread."},
+     "notify_all($self)\n--\n\nWake every waiting thread."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -211,7 +211,7 @@ static PyObject *guard_repr(MutexGuardObject *g)
 
 static PyMethodDef guard_methods[] = {
     {"unlock", (PyCFunction)guard_unlock, METH_NOARGS,
-     "unlock()\n--\n\nRelease the lock now (Rust: drop(guard)).  Using the guard afterwards\n"
+     "unlock($self)\n--\n\nRelease the lock now (Rust: drop(guard)).  Using the guard afterwards\n"
      "raises UseAfterDrop."},
     {"__enter__", guard_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))guard_exit, METH_FASTCALL,
@@ -405,7 +405,7 @@ static PyObject *mutex_is_locked(MutexObject *m, PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef mutex_methods[] = {
     {"lock", (PyCFunction)(void (*)(void))mutex_lock, METH_FASTCALL | METH_KEYWORDS,
-     "lock(timeout=None)\n--\n\n"
+     "lock($self, timeout=None)\n--\n\n"
      "Block until the lock is free, take it, and return a MutexGuard.\n"
      "Raises PoisonError (err.into_inner() is the guard) if a thread raised\n"
      "while holding it, DeadlockError if this thread already holds it,\n"
@@ -413,18 +413,18 @@ static PyMethodDef mutex_methods[] = {
      "released while waiting; Ctrl-C interrupts the wait.\n\n"
      "    >>> with m.lock() as g:\n    ...     g.value += 1\n"},
     {"try_lock", (PyCFunction)mutex_try_lock, METH_NOARGS,
-     "try_lock()\n--\n\nLock without waiting: a MutexGuard, or WouldBlock if the lock is held\n"
+     "try_lock($self)\n--\n\nLock without waiting: a MutexGuard, or WouldBlock if the lock is held\n"
      "(also by this thread)."},
     {"is_poisoned", (PyCFunction)mutex_is_poisoned, METH_NOARGS,
-     "is_poisoned()\n--\n\nTrue if a thread raised while holding the lock."},
+     "is_poisoned($self)\n--\n\nTrue if a thread raised while holding the lock."},
     {"clear_poison", (PyCFunction)mutex_clear_poison, METH_NOARGS,
-     "clear_poison()\n--\n\nMark the value as consistent again."},
+     "clear_poison($self)\n--\n\nMark the value as consistent again."},
     {"into_inner", (PyCFunction)mutex_into_inner, METH_NOARGS,
-     "into_inner()\n--\n\nLock, take the value out and retire the Mutex (later use raises\n"
+     "into_inner($self)\n--\n\nLock, take the value out and retire the Mutex (later use raises\n"
      "UseAfterDrop).  On a poisoned Mutex raises PoisonError whose into_inner()\n"
      "is the value."},
     {"is_locked", (PyCFunction)mutex_is_locked, METH_NOARGS,
-     "is_locked()\n--\n\nTrue while some thread holds the lock (a snapshot)."},
+     "is_locked($self)\n--\n\nTrue while some thread holds the lock (a snapshot)."},
     {NULL, NULL, 0, NULL},
 };
 

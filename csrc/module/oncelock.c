@@ -146,14 +146,14 @@ static PyObject *once_repr(OnceObject *o)
 
 static PyMethodDef once_methods[] = {
     {"get", (PyCFunction)once_get, METH_NOARGS,
-     "get()\n--\n\nThe value, or None while the cell is empty (never blocks)."},
+     "get($self)\n--\n\nThe value, or None while the cell is empty (never blocks)."},
     {"is_set", (PyCFunction)once_is_set, METH_NOARGS,
-     "is_set()\n--\n\nTrue once a value is stored."},
+     "is_set($self)\n--\n\nTrue once a value is stored."},
     {"set", (PyCFunction)once_set, METH_O,
-     "set(value)\n--\n\nStore value; raises AlreadySet (err.value is the refused value) if\n"
+     "set($self, value, /)\n--\n\nStore value; raises AlreadySet (err.value is the refused value) if\n"
      "the cell is full.  Waits if another thread is initialising it."},
     {"get_or_init", (PyCFunction)once_get_or_init, METH_O,
-     "get_or_init(f)\n--\n\n"
+     "get_or_init($self, f, /)\n--\n\n"
      "The value; if empty, call f() to make it.  f runs once even when many\n"
      "threads race (the others wait, GIL released).  If f raises, the\n"
      "exception propagates and the cell stays empty and usable.\n\n"

@@ -566,40 +566,51 @@ static PyObject *pool_repr(PoolObject *self)
 
 static PyMethodDef pool_methods[] = {
     {"install", (PyCFunction)pool_install, METH_O,
-     "install(f)\n--\n\n"
+     "install($self, f, /)\n--\n\n"
      "Run f() on one of the pool's threads and return its result (its\n"
      "exception propagates).  par_sort, join and current_num_threads called\n"
      "inside f use this pool.  Ctrl-C interrupts the wait (f keeps running).\n\n"
      "    >>> with pyconc.ThreadPool(2) as pool:\n"
      "    ...     pool.install(pyconc.current_num_threads)\n    2\n"},
     {"spawn", (PyCFunction)(void (*)(void))pool_spawn, METH_VARARGS | METH_KEYWORDS,
-     "spawn(f, /, *args, **kwargs)\n--\n\n"
+     "spawn($self, f, /, *args, **kwargs)\n--\n\n"
      "Queue f(*args, **kwargs) on the pool; return a JoinHandle whose join()\n"
      "gives Ok(value) or Err(exception).  Raises RuntimeError once the pool\n"
      "is closed (jobs already on the pool may still spawn: their sub-work\n"
      "runs before the threads exit).  The handle's .thread is None.  Do not\n"
      "block a pool thread on a handle of its own pool (a 1-thread pool would\n"
      "deadlock); use join() for fork-join inside the pool.\n\n"
-     "    >>> pool.spawn(pow, 2, 10).join()\n    Ok(1024)\n"},
+     "    >>> with pyconc.ThreadPool(2) as pool:\n"
+     "    ...     pool.spawn(pow, 2, 10).join()\n"
+     "    Ok(1024)\n"},
     {"join", (PyCFunction)(void (*)(void))pool_join, METH_FASTCALL,
-     "join(a, b)\n--\n\n"
+     "join($self, a, b, /)\n--\n\n"
      "rayon::join on this pool: run a() and b() potentially in parallel and\n"
      "return (a(), b()).  Both always run; if either raises, the first\n"
      "exception (a's if both did) propagates after both finished.\n\n"
-     "    >>> pool.join(lambda: 1, lambda: 2)\n    (1, 2)\n"},
+     "    >>> with pyconc.ThreadPool(2) as pool:\n"
+     "    ...     pool.join(lambda: 1, lambda: 2)\n"
+     "    (1, 2)\n"},
     {"scope", (PyCFunction)pool_scope, METH_NOARGS,
-     "scope()\n--\n\n"
+     "scope($self)\n--\n\n"
      "A context manager: s.spawn(f, ...) queues f on the pool; leaving the\n"
      "block waits for every spawned job; the first exception propagates.\n\n"
-     "    >>> with pool.scope() as s:\n    ...     s.spawn(work, 1)\n"},
+     "    >>> squares = [0] * 4\n"
+     "    >>> def work(i):\n"
+     "    ...     squares[i] = i * i\n"
+     "    >>> with pyconc.ThreadPool(2) as pool, pool.scope() as s:\n"
+     "    ...     for i in range(4):\n"
+     "    ...         _ = s.spawn(work, i)\n"
+     "    >>> squares\n"
+     "    [0, 1, 4, 9]\n"},
     {"close", (PyCFunction)(void (*)(void))pool_close, METH_VARARGS | METH_KEYWORDS,
-     "close(*, wait=True)\n--\n\n"
+     "close($self, *, wait=True)\n--\n\n"
      "Stop accepting work: later spawn/install/join raise RuntimeError.\n"
      "Work already queued still runs to completion (its handles get their\n"
      "real Ok/Err); with wait=True, return once it has and the threads\n"
      "have exited.  Idempotent; Ctrl-C interrupts the wait."},
     {"current_num_threads", (PyCFunction)pool_current_num_threads, METH_NOARGS,
-     "current_num_threads()\n--\n\nThe number of threads in this pool."},
+     "current_num_threads($self)\n--\n\nThe number of threads in this pool."},
     {"_help_until", (PyCFunction)pool_help_until, METH_O, NULL},
     {"__enter__", (PyCFunction)pool_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)pool_exit, METH_VARARGS, NULL},
@@ -709,7 +720,7 @@ static PyObject *mod_global_pool(PyObject *module, PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef pool_functions[] = {
     {"join", (PyCFunction)(void (*)(void))mod_join, METH_FASTCALL,
-     "join(a, b)\n--\n\n"
+     "join(a, b, /)\n--\n\n"
      "rayon::join: run a() and b() potentially in parallel on the current\n"
      "pool (the global one outside any pool) and return (a(), b()).  The\n"
      "calling thread runs a itself; b runs on a pool thread, or here too if\n"
@@ -719,7 +730,10 @@ static PyMethodDef pool_functions[] = {
     {"current_num_threads", (PyCFunction)mod_current_num_threads, METH_NOARGS,
      "current_num_threads()\n--\n\n"
      "The number of threads of the current pool: the pool this code runs on,\n"
-     "else the global pool (PYCONC_NUM_THREADS, else available_parallelism())."},
+     "else the global pool (PYCONC_NUM_THREADS, else available_parallelism()).\n\n"
+     "    >>> with pyconc.ThreadPool(3) as pool:\n"
+     "    ...     pool.install(pyconc.current_num_threads)\n"
+     "    3\n"},
     {"_global_pool", (PyCFunction)mod_global_pool, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

@@ -235,7 +235,7 @@ static PyObject *rwguard_repr(RwGuardObject *g)
 
 #define GUARD_COMMON_METHODS                                                        \
     {"unlock", (PyCFunction)rwguard_unlock, METH_NOARGS,                            \
-     "unlock()\n--\n\nRelease the lock now; using the guard afterwards raises UseAfterDrop."}, \
+     "unlock($self)\n--\n\nRelease the lock now; using the guard afterwards raises UseAfterDrop."}, \
     {"__enter__", rwguard_enter, METH_NOARGS, NULL}
 
 static PyMethodDef read_guard_methods[] = {
@@ -267,7 +267,11 @@ static PyGetSetDef write_guard_getset[] = {
 
 static PyType_Slot read_guard_slots[] = {
     {Py_tp_doc, "Shared access to an RwLock's value (from RwLock.read()); `.value` is\n"
-                "read-only.  A context manager; unlock() releases it."},
+                "read-only.  A context manager; unlock() releases it.\n\n"
+                "    >>> lock = pyconc.RwLock([1, 2])\n"
+                "    >>> with lock.read() as r1, lock.read() as r2:   # many readers at once\n"
+                "    ...     r1.value == r2.value\n"
+                "    True\n"},
     {Py_tp_traverse, rwguard_traverse},
     {Py_tp_clear, rwguard_clear},
     {Py_tp_dealloc, rwguard_dealloc},
@@ -279,7 +283,12 @@ static PyType_Slot read_guard_slots[] = {
 
 static PyType_Slot write_guard_slots[] = {
     {Py_tp_doc, "Exclusive access to an RwLock's value (from RwLock.write()); `.value`\n"
-                "reads and replaces it.  An exception escaping its `with` block poisons."},
+                "reads and replaces it.  An exception escaping its `with` block poisons.\n\n"
+                "    >>> lock = pyconc.RwLock(5)\n"
+                "    >>> with lock.write() as w:\n"
+                "    ...     w.value += 1\n"
+                "    >>> lock.into_inner()\n"
+                "    6\n"},
     {Py_tp_traverse, rwguard_traverse},
     {Py_tp_clear, rwguard_clear},
     {Py_tp_dealloc, rwguard_dealloc},
@@ -566,26 +575,26 @@ static PyObject *rwlock_repr(RwLockObject *l)
 
 static PyMethodDef rwlock_methods[] = {
     {"read", (PyCFunction)(void (*)(void))rwlock_read, METH_FASTCALL | METH_KEYWORDS,
-     "read(timeout=None)\n--\n\n"
+     "read($self, timeout=None)\n--\n\n"
      "Shared access: an RwLockReadGuard.  Waits while a writer holds or waits\n"
      "for the lock (writers are not starved), except that a thread already\n"
      "holding a read guard is granted another at once.  PoisonError (with the\n"
      "guard) if a writer raised; DeadlockError if this thread holds the write\n"
      "guard; LockTimeoutError on timeout.  GIL released; Ctrl-C interrupts."},
     {"write", (PyCFunction)(void (*)(void))rwlock_write, METH_FASTCALL | METH_KEYWORDS,
-     "write(timeout=None)\n--\n\n"
+     "write($self, timeout=None)\n--\n\n"
      "Exclusive access: an RwLockWriteGuard.  DeadlockError if this thread\n"
      "holds a read or write guard of this lock."},
     {"try_read", (PyCFunction)rwlock_try_read, METH_NOARGS,
-     "try_read()\n--\n\nA read guard now, or WouldBlock."},
+     "try_read($self)\n--\n\nA read guard now, or WouldBlock."},
     {"try_write", (PyCFunction)rwlock_try_write, METH_NOARGS,
-     "try_write()\n--\n\nA write guard now, or WouldBlock."},
+     "try_write($self)\n--\n\nA write guard now, or WouldBlock."},
     {"is_poisoned", (PyCFunction)rwlock_is_poisoned, METH_NOARGS,
-     "is_poisoned()\n--\n\nTrue if a writer raised while holding the lock."},
+     "is_poisoned($self)\n--\n\nTrue if a writer raised while holding the lock."},
     {"clear_poison", (PyCFunction)rwlock_clear_poison, METH_NOARGS,
-     "clear_poison()\n--\n\nMark the value as consistent again."},
+     "clear_poison($self)\n--\n\nMark the value as consistent again."},
     {"into_inner", (PyCFunction)rwlock_into_inner, METH_NOARGS,
-     "into_inner()\n--\n\nTake the value out and retire the lock (PoisonError carrying the\n"
+     "into_inner($self)\n--\n\nTake the value out and retire the lock (PoisonError carrying the\n"
      "value if poisoned)."},
     {NULL, NULL, 0, NULL},
 };

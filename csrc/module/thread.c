@@ -103,7 +103,7 @@ static Py_hash_t thread_hash(ThreadObject *self)
 
 static PyMethodDef thread_methods[] = {
     {"unpark", (PyCFunction)thread_unpark, METH_NOARGS,
-     "unpark()\n--\n\nWake the thread if it is parked, or make its next park() return at once."},
+     "unpark($self)\n--\n\nWake the thread if it is parked, or make its next park() return at once."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -423,18 +423,18 @@ static PyObject *handle_repr(HandleObject *self)
 
 static PyMethodDef handle_methods[] = {
     {"join", (PyCFunction)(void (*)(void))handle_join, METH_FASTCALL | METH_KEYWORDS,
-     "join(timeout=None)\n--\n\n"
+     "join($self, timeout=None)\n--\n\n"
      "Wait for the thread to finish and return its Result: Ok(return value)\n"
      "or Err(exception).  Raises JoinTimeoutError (a TimeoutError) if the\n"
      "timeout passes first; the thread keeps running.  Joining again returns\n"
      "the same Result.  The GIL is released while waiting and Ctrl-C\n"
      "interrupts the wait."},
     {"_add_done_callback", (PyCFunction)handle_add_done_callback, METH_O,
-     "_add_done_callback(fn)\n--\n\nCall fn(result) once the work finished (at once if it has);\n"
+     "_add_done_callback($self, fn, /)\n--\n\nCall fn(result) once the work finished (at once if it has);\n"
      "fn runs on the finishing thread, so it must only hand the result over\n"
      "(e.g. loop.call_soon_threadsafe)."},
     {"is_finished", (PyCFunction)handle_is_finished, METH_NOARGS,
-     "is_finished()\n--\n\nTrue once the thread has finished running its function."},
+     "is_finished($self)\n--\n\nTrue once the thread has finished running its function."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -849,18 +849,28 @@ static PyMethodDef thread_functions[] = {
      "    >>> pyconc.spawn(pow, 2, 10).join()\n    Ok(1024)\n"},
     {"_spawn", (PyCFunction)(void (*)(void))mod_spawn_builder, METH_FASTCALL, NULL},
     {"current", (PyCFunction)mod_current, METH_NOARGS,
-     "current()\n--\n\nThe Thread running this code."},
+     "current()\n--\n\nThe Thread running this code (Rust's thread::current()).\n\n"
+     "    >>> pyconc.current().name\n    'main'\n"
+     "    >>> pyconc.spawn(lambda: pyconc.current().name).join()\n    Ok(None)\n"},
     {"park", (PyCFunction)(void (*)(void))mod_park, METH_VARARGS | METH_KEYWORDS,
      "park(timeout=None)\n--\n\n"
      "Block until this thread's token is available (Thread.unpark), the\n"
      "timeout passes, or Ctrl-C.  Like Rust's park it may return spuriously,\n"
-     "so call it in a loop that re-checks a condition.  Releases the GIL."},
+     "so call it in a loop that re-checks a condition.  Releases the GIL.\n\n"
+     "    >>> me = pyconc.current()\n"
+     "    >>> h = pyconc.spawn(me.unpark)\n"
+     "    >>> pyconc.park(timeout=5)   # returns once unparked\n"
+     "    >>> h.join()\n    Ok(None)\n"},
     {"sleep", (PyCFunction)mod_sleep, METH_O,
-     "sleep(seconds)\n--\n\nSleep without the GIL; Ctrl-C interrupts it."},
+     "sleep(seconds, /)\n--\n\nSleep without the GIL; Ctrl-C interrupts it.  A negative or NaN\n"
+     "duration raises ValueError.\n\n"
+     "    >>> pyconc.sleep(0.01)\n"},
     {"yield_now", (PyCFunction)mod_yield_now, METH_NOARGS,
-     "yield_now()\n--\n\nGive up the CPU (and the GIL) to other threads."},
+     "yield_now()\n--\n\nGive up the CPU (and the GIL) to other threads.\n\n"
+     "    >>> pyconc.yield_now()\n"},
     {"available_parallelism", (PyCFunction)mod_available_parallelism, METH_NOARGS,
-     "available_parallelism()\n--\n\nHow many threads can run at once (CPUs this process may use)."},
+     "available_parallelism()\n--\n\nHow many threads can run at once (CPUs this process may use).\n\n"
+     "    >>> pyconc.available_parallelism() >= 1\n    True\n"},
     {"_wait_starting", (PyCFunction)mod_wait_starting, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };

@@ -9,7 +9,7 @@ from pyconc import Err, Ok
 TITLE = "Threads in Rust: creating and joining threads"
 
 
-def example() -> object:
+def example() -> tuple[str, object]:
     """The article's first program: spawn a thread, match on handle.join()."""
     handle = pyconc.spawn(lambda: "code executed in the new thread")
     match handle.join():
@@ -17,11 +17,12 @@ def example() -> object:
             return ("ok", result)
         case Err(e):
             return ("err", e)
+    raise AssertionError("unreachable: a Result is Ok or Err")
 
 
 def run(out: Callable[..., None]) -> None:
     out("handle = pyconc.spawn(f); match handle.join(): case Ok(result) / case Err(_)")
-    kind, value = example()  # type: ignore[misc]
+    kind, value = example()
     assert kind == "ok"
     out(f"  Ok(result) -> {value!r}")
     failing = pyconc.spawn(lambda: 1 / 0).join()

@@ -17,15 +17,16 @@ def example() -> int:
     for _ in range(10):
         c = counter.clone()
 
-        def body(counter: Arc = c) -> None:
+        def body(counter: Arc[Mutex[int]] = c) -> None:
             with counter.lock() as val:  # let mut val = counter.lock().unwrap();
                 val.value += 1  # *val += 1;
 
         handles.append(pyconc.spawn(body))
     for handle in handles:
         handle.join().unwrap()
-    with counter.lock() as g:
-        return g.value
+    with counter.lock() as g:  # auto-deref through the Arc (typed Any)
+        total: int = g.value
+    return total
 
 
 def run(out: Callable[..., None]) -> None:

@@ -10,7 +10,7 @@ from pyconc import Receiver, RecvError
 TITLE = "Concurrency patterns: channels coordinating tasks with deadlines"
 
 
-def worker(receiver: Receiver, say: Callable[[str], None]) -> None:
+def worker(receiver: Receiver[float], say: Callable[[str], None]) -> None:
     """The article's worker: receives deadlines (monotonic seconds)."""
     while True:
         try:

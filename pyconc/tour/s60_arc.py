@@ -32,12 +32,12 @@ def example(file_paths: List[str]) -> List[str]:
     """One thread per file reads its lines and extends the shared vector
     under the lock.  Returns the collected lines (file order varies), after
     dropping the Arc and showing that using it again is an error."""
-    shared_data = Arc(Mutex([]))
+    shared_data: Arc[Mutex[List[str]]] = Arc(Mutex([]))
     handles = []
     for file_path in file_paths:
         shared = shared_data.clone()
 
-        def body(file_path: str = file_path, shared_data: Arc = shared) -> None:
+        def body(file_path: str = file_path, shared_data: Arc[Mutex[List[str]]] = shared) -> None:
             with open(file_path) as f:  # File::open(file_path).expect(...)
                 lines = f.read().splitlines()  # BufReader::new(file).lines()
             with shared_data.lock() as data:  # let mut data = shared_data.lock().unwrap();

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 import pyconc
-from pyconc import Err, Ok, RecvError
+from pyconc import Err, Ok, RecvError, SendError
 
 TITLE = "Error handling in concurrent code: Result from join, errors from send/recv"
 
@@ -28,8 +28,10 @@ def example(receiver_gone: bool = False) -> str:
                 return f"Result: {rx.recv()}"
             except RecvError as e:
                 return f"Error receiving result: {e!r}"
-        case Err(e):
+        case Err(SendError() as e):
             return f"Error sending result: {e!r} (value {e.value!r})"
+        case Err(e):
+            return f"Error in the thread: {e!r}"
     raise AssertionError("unreachable")
 
 

@@ -9,7 +9,7 @@ from pyconc import Arc, Condvar, Mutex
 TITLE = "Testing concurrent code: three threads take turns with a Condvar"
 
 
-def count_to_10(shared_data: Arc, thread_num: int, turns: List[int]) -> None:
+def count_to_10(shared_data: Arc[Tuple[Mutex[int], Condvar]], thread_num: int, turns: List[int]) -> None:
     """The article's function: count while it is this thread's turn
     (count % 3 == thread_num), otherwise wait on the condvar."""
     mutex, cvar = shared_data.get()  # let &(ref mutex, ref cvar) = &*shared_data;

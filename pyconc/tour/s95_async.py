@@ -74,15 +74,15 @@ async def join_two() -> Tuple[object, object]:
     """task::spawn twice, then tokio::join!(handle1, handle2)."""
     handle1 = pyconc.spawn(_expensive, 200_000)
     handle2 = pyconc.spawn(_other_expensive, 200_000)
-    result1, result2 = await asyncio.gather(handle1, handle2)  # type: ignore[call-overload,unused-ignore]
+    result1, result2 = await asyncio.gather(handle1, handle2)
     return result1, result2
 
 
-async def channel_to_coroutine(n: int = 5) -> list:
+async def channel_to_coroutine(n: int = 5) -> list[str]:
     """Threads send, a coroutine receives with `async for` (tokio::sync::mpsc)."""
     tx, rx = pyconc.sync_channel(2)
 
-    def worker(tx: pyconc.Sender, i: int) -> None:
+    def worker(tx: pyconc.Sender[str], i: int) -> None:
         with tx:
             tx.send(f"job {i} done")
 
