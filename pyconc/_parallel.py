@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, List, Optional
 
 from . import _core
 from ._core import ThreadPool, current_num_threads, join
-from ._threads import _add_note
+from ._threads import _ScopeBase
 
 __all__ = ["ThreadPool", "join", "current_num_threads", "par_sort", "par_sorted",
            "merge_sort", "Executor"]
@@ -142,7 +142,7 @@ def _merge_sort_par(arr: List[Any], lo: int, hi: int, depth: int) -> None:
 # ---------------------------------------------------------------------------
 
 
-class PoolScope:
+class PoolScope(_ScopeBase):
     """The ``s`` of ``with pool.scope() as s`` (rayon's ``scope``).
 
     ``s.spawn(f, ...)`` queues ``f`` on the pool and returns its JoinHandle;
@@ -154,62 +154,22 @@ class PoolScope:
     so it works even on a one-thread pool.
     """
 
-    __slots__ = ("_pool", "_handles", "_lock", "_open")
+    __slots__ = ("_pool",)
+    _noun = "job"
 
     def __init__(self, pool: ThreadPool) -> None:
+        super().__init__()
         self._pool = pool
-        self._handles: List[Any] = []
-        self._lock = _threading.Lock()
-        self._open = True
 
-    def spawn(self, f: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            if not self._open:
-                raise RuntimeError("this scope has ended: spawn inside the with-block")
-            h = self._pool.spawn(f, *args, **kwargs)
-            self._handles.append(h)
-        return h
+    def _start(self, f: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        return self._pool.spawn(f, *args, **kwargs)
 
-    def _join_all(self) -> List[BaseException]:
-        errors: List[BaseException] = []
-        joined = 0
-        while True:
-            with self._lock:
-                if joined == len(self._handles):
-                    self._open = False
-                    break
-                batch = self._handles[joined:]
-            for h in batch:
-                by_hand = h._joined
-                # inside the pool, help run its jobs instead of blocking a thread
-                self._pool._help_until(h)
-                r = h.join()
-                if not by_hand and r.is_err():
-                    errors.append(r.err())
-            joined += len(batch)
-        return errors
+    def _wait(self, h: Any) -> None:
+        # inside the pool, help run its jobs instead of blocking a thread
+        self._pool._help_until(h)
 
     def __enter__(self) -> "PoolScope":
         return self
-
-    def __exit__(self, et: Any, ev: Optional[BaseException], tb: Any) -> None:
-        errors = self._join_all()
-        if ev is not None:
-            for e in errors:
-                _add_note(ev, f"a scoped job also raised {e!r}")
-            return None
-        if errors:
-            first = errors[0]
-            for e in errors[1:]:
-                _add_note(first, f"another scoped job also raised {e!r}")
-            raise first
-        return None
-
-    def __repr__(self) -> str:
-        with self._lock:
-            n = len(self._handles)
-            running = sum(1 for h in self._handles if not h.is_finished())
-        return f"PoolScope(jobs={n}, running={running})"
 
 
 class Executor(_cf.Executor):

@@ -58,7 +58,76 @@ def _add_note(exc: BaseException, note: str) -> None:
         notes.append(note)
 
 
-class Scope:
+class _ScopeBase:
+    """What every scope shares (threads' and pools'): spawn while open, then
+    wait for everything on leaving, reporting the outcomes nobody joined.
+    Subclasses provide `_start(f, args, kwargs) -> JoinHandle`, may override
+    `_wait(handle)`, and name their work in `_noun`."""
+
+    __slots__ = ("_handles", "_lock", "_open")
+    _noun = "thread"
+
+    def __init__(self) -> None:
+        self._handles: List[JoinHandle[Any]] = []
+        self._lock = threading.Lock()
+        self._open = True
+
+    def _start(self, f: Callable[..., Any], args: Any, kwargs: Any) -> JoinHandle[Any]:
+        raise NotImplementedError  # pragma: no cover - every subclass defines it
+
+    def _wait(self, h: JoinHandle[Any]) -> None:
+        """Hook run before joining each handle (a pool scope helps its pool)."""
+
+    def spawn(self, f: Callable[..., Any], /, *args: Any, **kwargs: Any) -> JoinHandle[Any]:
+        """Start ``f(*args, **kwargs)`` as work that the scope will wait for;
+        return its JoinHandle (joining it by hand is allowed).  Raises
+        ``RuntimeError`` once the with-block has ended."""
+        with self._lock:
+            if not self._open:
+                raise RuntimeError("this scope has ended: spawn inside the with-block")
+            h = self._start(f, args, kwargs)
+            self._handles.append(h)
+        return h
+
+    def _join_all(self) -> List[BaseException]:
+        errors: List[BaseException] = []
+        joined = 0
+        while True:
+            with self._lock:
+                if joined == len(self._handles):
+                    self._open = False
+                    break
+                batch = self._handles[joined:]
+            for h in batch:
+                by_hand = h._joined
+                self._wait(h)
+                r = h.join()
+                if not by_hand and isinstance(r, Err):
+                    errors.append(r.error)
+            joined += len(batch)
+        return errors
+
+    def __exit__(self, et: Any, ev: Optional[BaseException], tb: Any) -> None:
+        errors = self._join_all()
+        if ev is not None:
+            for e in errors:
+                _add_note(ev, f"a scoped {self._noun} also raised {e!r}")
+            return None
+        if errors:
+            first = errors[0]
+            for e in errors[1:]:
+                _add_note(first, f"another scoped {self._noun} also raised {e!r}")
+            raise first
+        return None
+
+    def __repr__(self) -> str:
+        with self._lock:
+            n = len(self._handles)
+            running = sum(1 for h in self._handles if not h.is_finished())
+        return f"{type(self).__name__}({self._noun}s={n}, running={running})"
+
+
+class Scope(_ScopeBase):
     """The ``s`` of ``with pyconc.scope() as s`` (Rust's ``thread::scope``).
 
     ``s.spawn(f, ...)`` starts a scoped thread; scoped threads may spawn
@@ -77,62 +146,13 @@ class Scope:
         True
     """
 
-    __slots__ = ("_handles", "_lock", "_open")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self._handles: List[JoinHandle[Any]] = []
-        self._lock = threading.Lock()
-        self._open = True
-
-    def spawn(self, f: Callable[..., Any], /, *args: Any, **kwargs: Any) -> JoinHandle[Any]:
-        """Start ``f(*args, **kwargs)`` on a thread that the scope will join;
-        return its JoinHandle (joining it by hand is allowed).  Raises
-        ``RuntimeError`` once the with-block has ended."""
-        with self._lock:
-            if not self._open:
-                raise RuntimeError("this scope has ended: spawn inside the with-block")
-            h = _core.spawn(f, *args, **kwargs)
-            self._handles.append(h)
-        return h
-
-    def _join_all(self) -> List[BaseException]:
-        errors: List[BaseException] = []
-        joined = 0
-        while True:
-            with self._lock:
-                if joined == len(self._handles):
-                    self._open = False
-                    break
-                batch = self._handles[joined:]
-            for h in batch:
-                by_hand = h._joined
-                r = h.join()
-                if not by_hand and isinstance(r, Err):
-                    errors.append(r.error)
-            joined += len(batch)
-        return errors
+    def _start(self, f: Callable[..., Any], args: Any, kwargs: Any) -> JoinHandle[Any]:
+        return _core.spawn(f, *args, **kwargs)
 
     def __enter__(self) -> "Scope":
         return self
-
-    def __exit__(self, et: Any, ev: Optional[BaseException], tb: Any) -> None:
-        errors = self._join_all()
-        if ev is not None:
-            for e in errors:
-                _add_note(ev, f"a scoped thread also raised {e!r}")
-            return None
-        if errors:
-            first = errors[0]
-            for e in errors[1:]:
-                _add_note(first, f"another scoped thread also raised {e!r}")
-            raise first
-        return None
-
-    def __repr__(self) -> str:
-        with self._lock:
-            n = len(self._handles)
-            running = sum(1 for h in self._handles if not h.is_finished())
-        return f"Scope(threads={n}, running={running})"
 
 
 def scope() -> Scope:
