@@ -316,17 +316,31 @@ static int op_abandon(aio_op *op)
     return sent;
 }
 
+/* The slots that _aio_register fills (GETHUB, CANCELLED) are read as
+ * strong references under this lock, so a registration replacing them
+ * cannot free one that another thread is about to call (no GIL). */
+static pthread_mutex_t aio_reg_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static PyObject *aio_slot(pcm_state *st, int idx)
+{
+    pthread_mutex_lock(&aio_reg_mu);
+    PyObject *o = Py_XNewRef(st->aio[idx]);
+    pthread_mutex_unlock(&aio_reg_mu);
+    return o;
+}
+
 static int bind_hub(aio_op *op, PyObject **loop)
 {
     pcm_state *st = pcm_state_of_type(Py_TYPE(op));
     if (st == NULL)
         return -1;
-    PyObject *get = st->aio[PCM_AIO_GETHUB];
+    PyObject *get = aio_slot(st, PCM_AIO_GETHUB);
     if (get == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "pyconc._aio is not initialized");
         return -1;
     }
     PyObject *pair = PyObject_CallNoArgs(get); /* (loop, hub); RuntimeError outside a loop */
+    Py_DECREF(get);
     if (pair == NULL)
         return -1;
     if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
@@ -375,7 +389,7 @@ static PyObject *raise_for(aio_op *op, int rc)
 /* One step of the operation (the task sent None).  Returns PYGEN_RETURN
  * with *result the outcome, PYGEN_NEXT with *result a future to wait on,
  * or PYGEN_ERROR with an exception set. */
-static PySendResult op_step(aio_op *op, PyObject **result)
+static PySendResult op_step_locked(aio_op *op, PyObject **result)
 {
     *result = NULL;
     if (op->finished) {
@@ -475,6 +489,18 @@ static PySendResult op_step(aio_op *op, PyObject **result)
     }
 }
 
+/* An op is meant for one task, but nothing stops two threads from driving
+ * or closing the same op object: its state (finished, registered, fut,
+ * the offered value's reference) changes only in its critical section. */
+static PySendResult op_step(aio_op *op, PyObject **result)
+{
+    PySendResult r;
+    PCM_CS_BEGIN(op);
+    r = op_step_locked(op, result);
+    PCM_CS_END();
+    return r;
+}
+
 static PySendResult op_am_send(aio_op *op, PyObject *arg, PyObject **result)
 {
     (void)arg; /* asyncio sends None; the value carries no meaning here */
@@ -532,11 +558,17 @@ static PyObject *op_throw(aio_op *op, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(exc);
         return NULL;
     }
-    if (!op->finished) {
-        int sent = op_abandon(op);
+    int sent = 0;
+    PCM_CS_BEGIN(op);
+    if (!op->finished)
+        sent = op_abandon(op);
+    PCM_CS_END();
+    if (sent) {
         pcm_state *st = pcm_state_of_type(Py_TYPE(op));
-        PyObject *cancelled = st ? st->aio[PCM_AIO_CANCELLED] : NULL;
-        if (sent && cancelled && PyObject_TypeCheck(exc, (PyTypeObject *)cancelled)) {
+        PyObject *cancelled = st ? aio_slot(st, PCM_AIO_CANCELLED) : NULL;
+        int is_cancel = cancelled && PyObject_TypeCheck(exc, (PyTypeObject *)cancelled);
+        Py_XDECREF(cancelled);
+        if (is_cancel) {
             /* A receiver took the rendezvous value before the cancellation
              * reached us: the send happened, so say so (see the top). */
             Py_DECREF(exc);
@@ -551,8 +583,10 @@ static PyObject *op_throw(aio_op *op, PyObject *const *args, Py_ssize_t nargs)
 
 static PyObject *op_close(aio_op *op, PyObject *Py_UNUSED(ignored))
 {
+    PCM_CS_BEGIN(op);
     if (!op->finished)
         op_abandon(op);
+    PCM_CS_END();
     Py_RETURN_NONE;
 }
 
@@ -661,8 +695,13 @@ static PyObject *mod_aio_register(PyObject *module, PyObject *const *args, Py_ss
         return NULL;
     }
     pcm_state *st = pcm_state_of_module(module);
-    Py_XSETREF(st->aio[PCM_AIO_GETHUB], Py_NewRef(args[0]));
-    Py_XSETREF(st->aio[PCM_AIO_CANCELLED], Py_NewRef(args[1]));
+    pthread_mutex_lock(&aio_reg_mu);
+    PyObject *old_get = st->aio[PCM_AIO_GETHUB], *old_cancelled = st->aio[PCM_AIO_CANCELLED];
+    st->aio[PCM_AIO_GETHUB] = Py_NewRef(args[0]);
+    st->aio[PCM_AIO_CANCELLED] = Py_NewRef(args[1]);
+    pthread_mutex_unlock(&aio_reg_mu);
+    Py_XDECREF(old_get); /* outside the lock: may run arbitrary code */
+    Py_XDECREF(old_cancelled);
     Py_RETURN_NONE;
 }
 

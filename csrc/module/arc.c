@@ -145,7 +145,10 @@ static void arc_dealloc(ArcObject *a)
  * if dropped. */
 static ArcInner *arc_inner(ArcObject *a)
 {
-    ArcInner *in = a->inner;
+    ArcInner *in;
+    PCM_CS_BEGIN(a); /* a->inner is swapped to NULL under it by a drop */
+    in = a->inner;
+    PCM_CS_END();
     if (in == NULL)
         use_after_drop((PyObject *)a, "Arc");
     return in;
@@ -184,10 +187,8 @@ static PyObject *arc_drop(ArcObject *a, PyObject *Py_UNUSED(ignored))
 
 static PyObject *arc_enter(ArcObject *a, PyObject *Py_UNUSED(ignored))
 {
-    if (a->inner == NULL) {
-        use_after_drop((PyObject *)a, "Arc");
+    if (arc_inner(a) == NULL)
         return NULL;
-    }
     return Py_NewRef(a);
 }
 

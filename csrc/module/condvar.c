@@ -77,16 +77,27 @@ static MutexGuardObject *check_guard(pcm_state *st, PyObject *obj, uint64_t me)
 static int wait_once(CondvarObject *cv, MutexGuardObject *g, uint64_t me, pcc_deadline_t deadline)
 {
     MutexObject *m = g->mutex;
+    PyObject *old_bound = NULL;
+    PCM_CS_BEGIN(cv);
     if (cv->bound != (PyObject *)m) {
-        PCM_CS_BEGIN(cv);
-        Py_XSETREF(cv->bound, Py_NewRef(m));
-        PCM_CS_END();
+        old_bound = cv->bound;
+        cv->bound = Py_NewRef(m);
     }
-    PyObject *pend = m->pending_cv; /* we are the holder: ours to deliver */
+    PCM_CS_END();
+    Py_XDECREF(old_bound);
+    PyObject *pend;
+    sleep_arg a;
+    /* Steal the delayed wake-up and unlock in one critical section of the
+     * mutex (see pcm_mutex_release). */
+    PCM_CS_BEGIN(m);
+    pend = m->pending_cv; /* we are the holder: ours to deliver */
     m->pending_cv = NULL;
-    sleep_arg a = {&cv->cv, pcc_condvar_prepare(&cv->cv),
-                   pend ? &((CondvarObject *)pend)->cv : NULL, m->pending_all};
+    a.cv = &cv->cv;
+    a.ticket = pcc_condvar_prepare(&cv->cv);
+    a.pending = pend ? &((CondvarObject *)pend)->cv : NULL;
+    a.pending_all = m->pending_all;
     pcc_mutex_unlock(&m->mu);
+    PCM_CS_END();
     int rc = pcm_wait(cv_sleep_op, &a, deadline); /* runs the op at least once */
     Py_XDECREF(pend);
     pcc_condvar_finish(&cv->cv);
@@ -109,14 +120,16 @@ static int check_poison(pcm_state *st, MutexGuardObject *g)
 /* predicate(guard.value) -> 1 (keep waiting), 0, or -1 with an exception. */
 static int call_predicate(MutexGuardObject *g, PyObject *pred)
 {
-    PyObject *v = g->mutex->value;
+    PyObject *v;
+    PCM_CS_BEGIN(g->mutex);
+    v = Py_XNewRef(g->mutex->value);
+    PCM_CS_END();
     if (v == NULL) {
         pcm_state *st = pcm_state_of_type(Py_TYPE(g));
         if (st != NULL)
             PyErr_SetString(st->UseAfterDrop, "the Mutex was consumed by into_inner()");
         return -1;
     }
-    Py_INCREF(v);
     PyObject *r = PyObject_CallOneArg(pred, v);
     Py_DECREF(v);
     if (r == NULL)
@@ -222,21 +235,34 @@ static void cv_notify(CondvarObject *cv, int all)
     bound = Py_XNewRef(cv->bound);
     PCM_CS_END();
     MutexObject *m = (MutexObject *)bound;
-    if (m == NULL || !pcc_mutex_held_by(&m->mu, pcm_thread_id())) {
-        pcc_condvar_wake(&cv->cv, all); /* not the holder: wake now */
-        Py_XDECREF(bound);
+    if (m == NULL) {
+        pcc_condvar_wake(&cv->cv, all); /* nobody waited yet: wake now */
         return;
     }
-    if (m->pending_cv == (PyObject *)cv) {
-        m->pending_all |= all;
-    } else {
-        if (m->pending_cv != NULL) { /* another Condvar's: deliver it now */
-            pcm_condvar_wake(m->pending_cv, m->pending_all);
-            Py_DECREF(m->pending_cv);
+    PyObject *other = NULL;
+    int delayed = 0;
+    /* In the mutex's critical section, like pcm_mutex_release, which
+     * takes the delayed wake-up and unlocks in one: a notify racing a
+     * release by another thread (a guard unlocked elsewhere) is either
+     * picked up or sees the lock free and wakes now. */
+    PCM_CS_BEGIN(m);
+    if (pcc_mutex_held_by(&m->mu, pcm_thread_id())) {
+        delayed = 1;
+        if (m->pending_cv == (PyObject *)cv) {
+            m->pending_all |= all;
+        } else {
+            if (m->pending_cv != NULL) { /* another Condvar's: deliver it now */
+                pcm_condvar_wake(m->pending_cv, m->pending_all);
+                other = m->pending_cv;
+            }
+            m->pending_cv = Py_NewRef(cv);
+            m->pending_all = all;
         }
-        m->pending_cv = Py_NewRef(cv);
-        m->pending_all = all;
     }
+    PCM_CS_END();
+    if (!delayed)
+        pcc_condvar_wake(&cv->cv, all); /* not the holder: wake now */
+    Py_XDECREF(other);
     Py_DECREF(bound);
 }
 

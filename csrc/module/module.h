@@ -19,6 +19,20 @@
 
 #define PCM_AREA_SLOTS 16
 
+/* A per-object critical section on free-threaded builds (3.13t+), a plain
+ * block with the GIL (which already serializes the code inside).  Use it
+ * where a PyObject field is read by one thread and replaced by another.
+ * The section may be suspended while the thread blocks (it releases its
+ * thread state), so never hold one across a pcm_wait.  No `return` inside:
+ * leave through the end. */
+#if defined(Py_GIL_DISABLED)
+#define PCM_CS_BEGIN(o) Py_BEGIN_CRITICAL_SECTION(o)
+#define PCM_CS_END() Py_END_CRITICAL_SECTION()
+#else
+#define PCM_CS_BEGIN(o) {
+#define PCM_CS_END() }
+#endif
+
 typedef struct pcm_state {
     /* exceptions, from pyconc/_errors.py */
     PyObject *PyconcError, *ChannelError, *SendError, *RecvError, *Empty, *Full,

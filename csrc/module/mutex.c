@@ -66,10 +66,17 @@ void pcm_mutex_reacquire(MutexObject *m, uint64_t me)
 
 void pcm_mutex_release(MutexObject *m)
 {
-    PyObject *cv = m->pending_cv; /* taken while still the holder */
-    int all = m->pending_all;
+    PyObject *cv;
+    int all;
+    /* Taken while still the holder, and unlocked in the same critical
+     * section: a Condvar notify by the holder (cv_notify, also in it) either
+     * lands before we take the delayed wake-up or sees the lock free. */
+    PCM_CS_BEGIN(m);
+    cv = m->pending_cv;
+    all = m->pending_all;
     m->pending_cv = NULL;
     pcc_mutex_unlock(&m->mu);
+    PCM_CS_END();
     if (cv != NULL) {
         pcm_condvar_wake(cv, all);
         Py_DECREF(cv);
@@ -125,6 +132,10 @@ static void guard_dealloc(MutexGuardObject *g)
     Py_DECREF(tp);
 }
 
+/* Is the guard usable?  Call inside PCM_CS_BEGIN(g->mutex): m->value is
+ * only read or replaced in the mutex's critical section, so a guard shared
+ * by threads (one unlocking or assigning while another reads) never sees a
+ * value that is being freed.  Returns 0, or -1 with UseAfterDrop set. */
 static int guard_check(MutexGuardObject *g)
 {
     if (!atomic_load_explicit(&g->locked, memory_order_relaxed)) {
@@ -144,9 +155,12 @@ static int guard_check(MutexGuardObject *g)
 
 static PyObject *guard_get_value(MutexGuardObject *g, void *Py_UNUSED(c))
 {
-    if (guard_check(g) < 0)
-        return NULL;
-    return Py_NewRef(g->mutex->value);
+    PyObject *v = NULL;
+    PCM_CS_BEGIN(g->mutex);
+    if (guard_check(g) == 0)
+        v = Py_NewRef(g->mutex->value);
+    PCM_CS_END();
+    return v;
 }
 
 static int guard_set_value(MutexGuardObject *g, PyObject *v, void *Py_UNUSED(c))
@@ -155,12 +169,17 @@ static int guard_set_value(MutexGuardObject *g, PyObject *v, void *Py_UNUSED(c))
         PyErr_SetString(PyExc_TypeError, "a MutexGuard's value cannot be deleted");
         return -1;
     }
-    if (guard_check(g) < 0)
-        return -1;
-    PyObject *old = g->mutex->value;
-    g->mutex->value = Py_NewRef(v);
-    Py_DECREF(old);
-    return 0;
+    PyObject *old = NULL;
+    int rc = -1;
+    PCM_CS_BEGIN(g->mutex);
+    if (guard_check(g) == 0) {
+        old = g->mutex->value;
+        g->mutex->value = Py_NewRef(v);
+        rc = 0;
+    }
+    PCM_CS_END();
+    Py_XDECREF(old); /* outside: may run arbitrary code */
+    return rc;
 }
 
 static PyObject *guard_unlock(MutexGuardObject *g, PyObject *Py_UNUSED(ignored))
@@ -201,9 +220,13 @@ static PyObject *guard_get_mutex(MutexGuardObject *g, void *Py_UNUSED(c))
 
 static PyObject *guard_repr(MutexGuardObject *g)
 {
-    if (!atomic_load_explicit(&g->locked, memory_order_relaxed) || g->mutex->value == NULL)
+    PyObject *v = NULL;
+    PCM_CS_BEGIN(g->mutex);
+    if (atomic_load_explicit(&g->locked, memory_order_relaxed))
+        v = Py_XNewRef(g->mutex->value);
+    PCM_CS_END();
+    if (v == NULL)
         return PyUnicode_FromString("MutexGuard(<unlocked>)");
-    PyObject *v = Py_NewRef(g->mutex->value);
     PyObject *r = PyUnicode_FromFormat("MutexGuard(%R)", v);
     Py_DECREF(v);
     return r;
@@ -367,9 +390,12 @@ static PyObject *mutex_into_inner(MutexObject *m, PyObject *Py_UNUSED(ignored))
         return NULL;
     if (pcm_mutex_acquire(st, m, pcm_thread_id(), PCC_FOREVER) < 0)
         return NULL;
-    PyObject *value = m->value; /* the reference moves to the caller */
+    PyObject *value;
+    PCM_CS_BEGIN(m);
+    value = m->value; /* the reference moves to the caller */
     m->value = NULL;
     atomic_store_explicit(&m->retired, 1, memory_order_relaxed);
+    PCM_CS_END();
     int poisoned = pcc_mutex_is_poisoned(&m->mu);
     pcm_mutex_release(m);
     if (poisoned) {
@@ -389,7 +415,10 @@ static PyObject *mutex_repr(MutexObject *m)
     /* Like Rust's Debug: show the value only if the lock is free right now. */
     if (pcc_mutex_try_lock(&m->mu) != 0)
         return PyUnicode_FromFormat("Mutex(<locked>, poisoned=%s)", p);
-    PyObject *v = Py_XNewRef(m->value);
+    PyObject *v;
+    PCM_CS_BEGIN(m);
+    v = Py_XNewRef(m->value);
+    PCM_CS_END();
     pcc_mutex_unlock(&m->mu);
     if (v == NULL)
         return PyUnicode_FromString("Mutex(<consumed>)");

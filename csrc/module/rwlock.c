@@ -141,6 +141,10 @@ static void rwguard_dealloc(RwGuardObject *g)
     Py_DECREF(tp);
 }
 
+/* Is the guard usable?  Call inside PCM_CS_BEGIN(g->lock): l->value is only
+ * read or replaced in the lock object's critical section, so a guard shared
+ * by threads (one unlocking or assigning while another reads) never sees a
+ * value that is being freed.  Returns 0, or -1 with UseAfterDrop set. */
 static int rwguard_check(RwGuardObject *g)
 {
     pcm_state *st;
@@ -159,9 +163,12 @@ static int rwguard_check(RwGuardObject *g)
 
 static PyObject *rwguard_get_value(RwGuardObject *g, void *Py_UNUSED(c))
 {
-    if (rwguard_check(g) < 0)
-        return NULL;
-    return Py_NewRef(g->lock->value);
+    PyObject *v = NULL;
+    PCM_CS_BEGIN(g->lock);
+    if (rwguard_check(g) == 0)
+        v = Py_NewRef(g->lock->value);
+    PCM_CS_END();
+    return v;
 }
 
 static int read_guard_set_value(RwGuardObject *g, PyObject *v, void *Py_UNUSED(c))
@@ -179,12 +186,17 @@ static int write_guard_set_value(RwGuardObject *g, PyObject *v, void *Py_UNUSED(
         PyErr_SetString(PyExc_TypeError, "a guard's value cannot be deleted");
         return -1;
     }
-    if (rwguard_check(g) < 0)
-        return -1;
-    PyObject *old = g->lock->value;
-    g->lock->value = Py_NewRef(v);
-    Py_DECREF(old);
-    return 0;
+    PyObject *old = NULL;
+    int rc = -1;
+    PCM_CS_BEGIN(g->lock);
+    if (rwguard_check(g) == 0) {
+        old = g->lock->value;
+        g->lock->value = Py_NewRef(v);
+        rc = 0;
+    }
+    PCM_CS_END();
+    Py_XDECREF(old); /* outside: may run arbitrary code */
+    return rc;
 }
 
 static PyObject *rwguard_unlock(RwGuardObject *g, PyObject *Py_UNUSED(ignored))
@@ -225,9 +237,13 @@ static PyObject *rwguard_get_locked(RwGuardObject *g, void *Py_UNUSED(c))
 static PyObject *rwguard_repr(RwGuardObject *g)
 {
     const char *name = is_write_guard(g) ? "RwLockWriteGuard" : "RwLockReadGuard";
-    if (!atomic_load_explicit(&g->locked, memory_order_relaxed) || g->lock->value == NULL)
+    PyObject *v = NULL;
+    PCM_CS_BEGIN(g->lock);
+    if (atomic_load_explicit(&g->locked, memory_order_relaxed))
+        v = Py_XNewRef(g->lock->value);
+    PCM_CS_END();
+    if (v == NULL)
         return PyUnicode_FromFormat("%s(<unlocked>)", name);
-    PyObject *v = Py_NewRef(g->lock->value);
     PyObject *r = PyUnicode_FromFormat("%s(%R)", name, v);
     Py_DECREF(v);
     return r;
@@ -539,9 +555,12 @@ static PyObject *rwlock_into_inner(RwLockObject *l, PyObject *Py_UNUSED(ignored)
         PyErr_SetString(st->UseAfterDrop, "the RwLock was consumed by into_inner()");
         return NULL;
     }
-    PyObject *value = l->value;
+    PyObject *value;
+    PCM_CS_BEGIN(l);
+    value = l->value;
     l->value = NULL;
     atomic_store_explicit(&l->retired, 1, memory_order_relaxed);
+    PCM_CS_END();
     int poisoned = (int)atomic_load(&l->rw.poisoned);
     pcc_rwlock_write_unlock(&l->rw);
     if (poisoned) {
@@ -562,7 +581,10 @@ static PyObject *rwlock_repr(RwLockObject *l)
         return PyUnicode_FromFormat("RwLock(<write-locked>, poisoned=%s)", p);
     if (pcc_rwlock_try_read(&l->rw, 1) != 0)
         return PyUnicode_FromFormat("RwLock(<locked>, poisoned=%s)", p);
-    PyObject *v = Py_XNewRef(l->value);
+    PyObject *v;
+    PCM_CS_BEGIN(l);
+    v = Py_XNewRef(l->value);
+    PCM_CS_END();
     pcc_rwlock_read_unlock(&l->rw);
     if (v == NULL)
         return PyUnicode_FromString("RwLock(<consumed>)");

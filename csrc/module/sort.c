@@ -245,6 +245,70 @@ static PyObject *mod_par_sort_list(PyObject *module, PyObject *const *args, Py_s
     return r;
 }
 
+#ifdef Py_GIL_DISABLED
+/* The free-threaded list path.  Detaching the item array as list.sort does
+ * is not possible here: on these builds the array carries a hidden header
+ * and other threads read it without a lock (it must be freed through
+ * CPython's delayed-free machinery, which an extension cannot reach), so
+ * freeing a replacement array that another thread installed while we slept
+ * would corrupt the heap.  Instead the list stays as it is while we sort a
+ * copy of its (key, item) pairs; the critical section is suspended while
+ * we wait, so another thread may change the list.  Afterwards (critical
+ * section held again) the list must still hold the very same items with
+ * the same values at the same places -- then the sorted permutation is
+ * written back with atomic stores (lock-free readers see one item or the
+ * other, never a torn pointer) -- else ValueError, as list.sort raises,
+ * and the list keeps the other thread's changes. */
+static PyObject *par_sort_list_ft(PyObject *module, PyListObject *L, pcc_kv *kv, Py_ssize_t n,
+                                  int desc, int is_int)
+{
+    pcc_kv *orig = PyMem_RawMalloc((size_t)n * sizeof *orig);
+    if (orig == NULL) {
+        PyMem_RawFree(kv);
+        return PyErr_NoMemory();
+    }
+    memcpy(orig, kv, (size_t)n * sizeof *orig);
+    sort_job s = {NULL, PCC_SORT_KV, kv, (size_t)n, desc, PCC_SORT_AUTO, 0, 0};
+    int rc = run_sort(pcm_state_of_module(module), &s);
+    int modified = 0;
+    if (rc == 0) {
+        /* Same pointer *and* same type and key: an item freed meanwhile
+         * and another allocated at its address (ABA) is caught by its key;
+         * an equal-keyed int/float in its place is interchangeable. */
+        modified = PyList_GET_SIZE(L) != n;
+        for (Py_ssize_t i = 0; !modified && i < n; i++) {
+            PyObject *o = L->ob_item[i];
+            if (o != orig[i].value) {
+                modified = 1;
+            } else if (is_int) {
+                if (!PyLong_CheckExact(o)) {
+                    modified = 1;
+                    break;
+                }
+                int overflow;
+                long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+                modified = overflow || pcc_sort_key_i64((int64_t)v) != orig[i].key;
+            } else {
+                modified = !PyFloat_CheckExact(o) ||
+                           pcc_sort_key_f64(PyFloat_AS_DOUBLE(o)) != orig[i].key;
+            }
+        }
+        if (!modified)
+            for (Py_ssize_t i = 0; i < n; i++)
+                _Py_atomic_store_ptr_release(&L->ob_item[i], kv[i].value);
+    }
+    PyMem_RawFree(orig);
+    PyMem_RawFree(kv);
+    if (rc < 0)
+        return NULL;
+    if (modified) {
+        PyErr_SetString(PyExc_ValueError, "list modified during sort");
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+#endif
+
 static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc)
 {
     Py_ssize_t n = PyList_GET_SIZE(L);
@@ -278,6 +342,9 @@ static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc)
         }
         kv[i].value = o;
     }
+#ifdef Py_GIL_DISABLED
+    return par_sort_list_ft(module, L, kv, n, desc, is_int);
+#else
     /* Detach the items as list.sort does (Objects/listobject.c): the list
      * is empty while we sort; whoever changes it meanwhile is detected. */
     PyObject **saved_items = L->ob_item;
@@ -311,6 +378,7 @@ static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc)
         return NULL;
     }
     Py_RETURN_TRUE;
+#endif
 not_native:
     PyMem_RawFree(kv);
     Py_RETURN_FALSE;

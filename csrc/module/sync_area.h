@@ -35,13 +35,6 @@ enum {
     S_NSLOTS
 };
 
-#if defined(Py_GIL_DISABLED)
-#define PCM_CS_BEGIN(o) Py_BEGIN_CRITICAL_SECTION(o)
-#define PCM_CS_END() Py_END_CRITICAL_SECTION()
-#else
-#define PCM_CS_BEGIN(o) {
-#define PCM_CS_END() }
-#endif
 
 /* The calling thread's id as a lock owner (never 0). */
 static inline uint64_t pcm_thread_id(void)
