@@ -694,3 +694,250 @@ main()
         assert "RuntimeError: boom" in r.stderr
     else:
         assert r.stderr == ""
+
+
+# ---- random fault schedule ---------------------------------------------------------
+
+FAULT_SECONDS = stress_scale(3000, 500) / 1000  # 3 s at scale 1
+
+
+class Boom(Exception):
+    """Raised on purpose inside a critical section."""
+
+
+def _noop() -> None:
+    pass
+
+
+def _run_pending_signal_handlers() -> None:
+    """Let the interpreter run the handlers of signals already delivered
+    (it does so at function entries and loop back-edges)."""
+    for _ in range(10):
+        _noop()
+
+
+def _interrupt_blocked_wait(rng, wait_fn) -> None:
+    """Block in wait_fn (which can only end by an interrupt) and Ctrl-C it
+    after a random delay: KeyboardInterrupt must come out."""
+    main_ident = threading.main_thread().ident
+    timer = threading.Timer(rng.uniform(0, 0.02),
+                            lambda: signal.pthread_kill(main_ident, signal.SIGINT))
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            timer.start()  # (it may fire before the wait begins: also fine)
+            wait_fn()
+            time.sleep(5)  # only reached if the wait returned: the sleep gets the interrupt
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, old)
+
+
+def test_random_fault_schedule_keeps_every_invariant():
+    """For a few seconds, epochs of producers/consumers on a random channel
+    flavour, with faults at random points: endpoints dropped and re-cloned,
+    whole receiving sides dropped while messages are queued or senders wait,
+    exceptions raised inside Mutex critical sections (poisoning it), short
+    timeouts, and Ctrl-C delivered to the main thread while it blocks in
+    recv (handled, the wait resumes) and in recv/lock/Condvar/Barrier waits
+    that only an interrupt can end.  After each epoch: every message was
+    received exactly once, or handed back to its sender by SendError, or
+    released by the channel because every receiver was dropped; nothing
+    else; no lock left held; every thread finished (none stuck)."""
+    import random
+
+    seed = int(os.environ.get("PYCONC_FAULT_SEED", str(time.time_ns() % 100000)))
+    rng = random.Random(seed)
+    main_ident = threading.main_thread().ident
+    interrupts_handled = [0]
+
+    def counting_handler(signum, frame):
+        interrupts_handled[0] += 1
+
+    end = time.monotonic() + FAULT_SECONDS
+    epochs = 0
+    totals = {"received": 0, "returned": 0, "released": 0}
+    stuck_holder = pyconc.Mutex(0)  # held by a helper thread all along
+    holding, stop_holding = threading.Event(), threading.Event()
+
+    def hold():
+        with stuck_holder.lock():
+            holding.set()
+            stop_holding.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    try:
+        while time.monotonic() < end or epochs < 3:
+            epochs += 1
+            e_seed = rng.randrange(1 << 30)
+            created, returned, released = [], [], []
+
+            class Token:
+                __slots__ = ("id", "seen")
+
+                def __init__(self, i):
+                    self.id = i
+                    self.seen = False
+                    created.append(i)
+
+                def __del__(self):
+                    if not self.seen:
+                        released.append(self.id)
+
+            kind = rng.choice(["unbounded", "bounded", "zero"])
+            tx, rx = (pyconc.channel() if kind == "unbounded" else
+                      pyconc.sync_channel(rng.randint(1, 4) if kind == "bounded" else 0))
+            ledger = pyconc.Mutex([])
+            kill = threading.Event()
+            n_producers, n_consumers, per_producer = 2, 2, rng.randint(50, 300)
+
+            def producer(pid, my):
+                r = random.Random(e_seed + pid)
+                try:
+                    for k in range(per_producer):
+                        tok = Token(pid * 1_000_000 + k)
+                        while True:
+                            try:
+                                my.send(tok, timeout=r.choice([0, 0.0005, 0.005, None]))
+                                break
+                            except pyconc.SendTimeoutError as e:
+                                assert e.value is tok  # handed back: try again
+                            except pyconc.SendError as e:
+                                assert e.value is tok
+                                tok.seen = True
+                                returned.append(tok.id)
+                                return
+                        del tok
+                        if r.random() < 0.03:  # drop this endpoint, keep a new clone
+                            new = my.clone()
+                            my.close()
+                            my = new
+                finally:
+                    my.close()
+
+            def record(r, tok):
+                tok.seen = True
+                try:
+                    with ledger.lock() as g:
+                        g.value.append(tok.id)
+                        if r.random() < 0.03:
+                            raise Boom  # after the append: poisons, loses nothing
+                except Boom:
+                    pass
+                except pyconc.PoisonError as e:
+                    g = e.into_inner()  # the guard: we hold the lock
+                    g.value.append(tok.id)
+                    ledger.clear_poison()
+                    g.unlock()
+
+            def consumer(cid, my):
+                r = random.Random(e_seed + 100 + cid)
+                try:
+                    while not kill.is_set():
+                        try:
+                            tok = my.recv(timeout=r.choice([0, 0.001, 0.01]))
+                        except pyconc.RecvTimeoutError:
+                            continue
+                        except pyconc.RecvError:
+                            return
+                        record(r, tok)
+                        del tok
+                        if r.random() < 0.03:
+                            new = my.clone()
+                            my.close()
+                            my = new
+                finally:
+                    my.close()
+
+            hs = [pyconc.spawn(producer, i, tx.clone()) for i in range(n_producers)]
+            hs += [pyconc.spawn(consumer, i, rx.clone()) for i in range(n_consumers)]
+            tx.close()
+            kill_after = rng.randint(0, per_producer) if rng.random() < 0.35 else None
+
+            # the main thread consumes too, with SIGINTs arriving while it
+            # waits (the handler returns: the wait must resume, losing nothing)
+            old = signal.signal(signal.SIGINT, counting_handler)
+            sender_stop = threading.Event()
+
+            def pester():
+                r = random.Random(e_seed + 999)
+                while not sender_stop.wait(r.uniform(0.0005, 0.005)):
+                    signal.pthread_kill(main_ident, signal.SIGINT)
+
+            pest = threading.Thread(target=pester)
+            pest.start()
+            got = 0
+            try:
+                while True:
+                    if kill_after is not None and got >= kill_after:
+                        kill.set()  # every consumer drops its receiver ...
+                        rx.close()  # ... and so do we: the channel disconnects
+                        break
+                    try:
+                        tok = rx.recv(timeout=0.01)
+                    except pyconc.RecvTimeoutError:
+                        continue
+                    except pyconc.RecvError:
+                        break
+                    record(rng, tok)
+                    del tok
+                    got += 1
+            finally:
+                sender_stop.set()
+                pest.join()
+                _run_pending_signal_handlers()  # the last SIGINT goes to our handler
+                signal.signal(signal.SIGINT, old)
+
+            for h in hs:  # none stuck
+                h.join(timeout=30).unwrap()
+            rx.close()
+            del tx, rx
+            gc.collect()
+
+            ledger.clear_poison()  # a last Boom may have poisoned it
+            received = list(ledger.lock(timeout=5).value)
+            assert not ledger.is_locked()
+            assert len(received) == len(set(received)), "a message was delivered twice"
+            assert len(created) == len(set(created))
+            assert sorted(received + returned + released) == sorted(created), \
+                f"seed {seed}: lost {set(created) - set(received) - set(returned) - set(released)}"
+            if not kill.is_set():
+                assert returned == [] and released == [], "lost messages on a live channel"
+            totals["received"] += len(received)
+            totals["returned"] += len(returned)
+            totals["released"] += len(released)
+
+            # interrupt a wait that nothing else can end, at a random moment
+            what = rng.choice(["recv", "lock", "condvar", "barrier"])
+            if what == "recv":
+                _t, idle_rx = pyconc.channel()
+                _interrupt_blocked_wait(rng, idle_rx.recv)
+                _t.send(1)
+                assert idle_rx.try_recv() == 1
+            elif what == "lock":
+                _interrupt_blocked_wait(rng, stuck_holder.lock)
+                with pytest.raises(pyconc.WouldBlock):
+                    stuck_holder.try_lock()  # still the helper's, not leaked to us
+            elif what == "condvar":
+                m, cv = pyconc.Mutex(0), pyconc.Condvar()
+                g = m.lock()
+                _interrupt_blocked_wait(rng, lambda: cv.wait_while(g, lambda v: True))
+                assert g.locked and m.is_locked()  # re-locked before raising
+                g.unlock()
+                assert not m.is_locked()
+            else:
+                b = pyconc.Barrier(2)
+                _interrupt_blocked_wait(rng, b.wait)
+                h = pyconc.spawn(b.wait)  # the interrupted arrival was withdrawn
+                assert not h.is_finished() or h.join().is_ok()
+                r1 = b.wait()
+                assert h.join(timeout=10).unwrap().is_leader() != r1.is_leader()
+    finally:
+        stop_holding.set()
+        holder.join()
+    print(f"fault schedule (seed {seed}): {epochs} epochs, {totals}, "
+          f"{interrupts_handled[0]} interrupts handled")
+    assert epochs >= 3
+    assert totals["received"] > 0 and interrupts_handled[0] > 0, (totals, interrupts_handled)
