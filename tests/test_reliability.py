@@ -33,6 +33,16 @@ def rss_kib() -> int:
     return pages * resource.getpagesize() // 1024
 
 
+def _under_asan() -> bool:
+    with open("/proc/self/maps") as f:
+        return "libasan" in f.read()
+
+
+# AddressSanitizer keeps freed memory in quarantine (256 MiB by default), so
+# RSS only grows under it: there only the traced-memory bound is checked.
+UNDER_ASAN = _under_asan()
+
+
 def assert_flat(step, rounds: int, batch: int, tol_kib: int = 4096, tol_traced: int = 256 * 1024):
     """Run step() `batch` times per round; after a warm-up round, neither the
     traced Python allocations nor the RSS may keep growing beyond the
@@ -53,7 +63,8 @@ def assert_flat(step, rounds: int, batch: int, tol_kib: int = 4096, tol_traced: 
     finally:
         tracemalloc.stop()
     assert grown_traced < tol_traced, f"traced memory grew by {grown_traced} bytes"
-    assert grown_rss < tol_kib, f"RSS grew by {grown_rss} KiB"
+    if not UNDER_ASAN:
+        assert grown_rss < tol_kib, f"RSS grew by {grown_rss} KiB"
 
 
 # ---- leaks -------------------------------------------------------------------
@@ -147,7 +158,7 @@ def test_try_send_try_recv_and_select_do_not_leak():
             tx.send(p)
             assert pyconc.select(rx) == (0, p)
 
-    assert_ops_flat(body, total=500_000)  # 3 raise per round: 500k ops at scale 1
+    assert_ops_flat(body, total=300_000)  # raising costs ~3 us: 300k ops at scale 1
     del tx, rx
     assert refs(p) == before, "a reference to the payload leaked"
 
@@ -175,7 +186,7 @@ def test_failed_sends_give_the_value_back_without_leaking():
             except pyconc.SendError as e:
                 assert e.value is p
 
-    assert_ops_flat(body, total=200_000)  # raising costs ~3 us: 200k at scale 1
+    assert_ops_flat(body, total=150_000)  # all raise (~3 us each): 150k at scale 1
     del tx, rx, dead_tx, dead_rx
     assert refs(p) == before, "a reference to the payload leaked"
 
@@ -186,7 +197,7 @@ def test_endpoint_clone_and_close_do_not_leak():
     tx, rx = pyconc.channel()
 
     def body(n):
-        for _ in range(n // 2):
+        for _ in range(n // 6):  # clone, send, close, clone, recv, drop
             t2 = tx.clone()
             t2.send(p)
             t2.close()
