@@ -28,6 +28,13 @@ int pcm_mutex_acquire(pcm_state *st, MutexObject *m, uint64_t me, pcc_deadline_t
                             "never return (release the first guard before locking again)");
             return -1;
         }
+        if (pcm_thread_id_is_ghost(atomic_load_explicit(&m->mu.owner, memory_order_relaxed))) {
+            PyErr_SetString(st->DeadlockError,
+                            "the Mutex was held by another thread when this process was forked: "
+                            "that thread does not exist in the child, so the lock can never be "
+                            "released (create locks anew after os.fork())");
+            return -1;
+        }
         int rc = pcm_wait(mutex_lock_op, &m->mu, deadline);
         if (rc == PCM_RAISED)
             return -1;
@@ -439,7 +446,9 @@ static PyMethodDef mutex_methods[] = {
      "Raises PoisonError (err.into_inner() is the guard) if a thread raised\n"
      "while holding it, DeadlockError if this thread already holds it,\n"
      "LockTimeoutError (a TimeoutError) when the timeout passes.  The GIL is\n"
-     "released while waiting; Ctrl-C interrupts the wait.\n\n"
+     "released while waiting; Ctrl-C interrupts the wait.  In a child of\n"
+     "os.fork(), a Mutex that another thread held at the fork can never be\n"
+     "released: lock() raises DeadlockError instead of waiting forever.\n\n"
      "    >>> with m.lock() as g:\n    ...     g.value += 1\n"},
     {"try_lock", (PyCFunction)mutex_try_lock, METH_NOARGS,
      "try_lock($self)\n--\n\nLock without waiting: a MutexGuard, or WouldBlock if the lock is held\n"

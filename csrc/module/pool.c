@@ -15,6 +15,8 @@
 
 #include "pyconc/thread.h"
 
+#include "fork.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,7 +310,21 @@ typedef struct {
     int nthreads;
     int is_global; /* the global pool lives until the process ends */
     _Atomic int closed;
+    uint64_t fork_gen; /* pcm_fork_generation() when the workers started */
 } PoolObject;
+
+/* A pool started before os.fork() has no threads in the child: refuse to
+ * queue work that would never run (-1, RuntimeError). */
+static int pool_check_fork(PoolObject *self)
+{
+    if (self->fork_gen == pcm_fork_generation())
+        return 0;
+    PyErr_SetString(PyExc_RuntimeError,
+                    "this ThreadPool was started before os.fork(): its threads do not exist "
+                    "in this child process (make a new ThreadPool here; the global pool used by "
+                    "join() and par_sort() is remade automatically)");
+    return -1;
+}
 
 /* PYCONC_NUM_THREADS if it is a positive integer, else the number of CPUs
  * this process may use (rayon ignores a bad RAYON_NUM_THREADS the same
@@ -335,6 +351,7 @@ static PyObject *pool_create(PyTypeObject *tp, int n, int is_global)
     self->nthreads = n;
     self->is_global = is_global;
     atomic_init(&self->closed, 0);
+    self->fork_gen = pcm_fork_generation();
     int rc;
     pcc_pool *p = NULL;
     /* the workers take the GIL as they start: let them */
@@ -392,19 +409,23 @@ static void pool_dealloc(PoolObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
-    if (self->pool != NULL && !self->is_global) {
+    if (self->pool != NULL && !self->is_global && self->fork_gen == pcm_fork_generation()) {
         /* Like dropping a rayon ThreadPool: queued work still runs, the
          * workers then exit on their own and the last one frees the pool.
          * Never wait here (we may be on one of its workers). */
         pcc_pool_shutdown(self->pool);
         pcc_pool_release(self->pool);
     }
+    /* (a pool inherited through fork() is left alone: its workers, which
+     * hold references to it, are gone, and so may be any lock they held) */
     tp->tp_free(self);
     Py_DECREF(tp);
 }
 
 static PyObject *pool_install(PoolObject *self, PyObject *f)
 {
+    if (pool_check_fork(self) < 0)
+        return NULL;
     return install_impl(pcm_state_of_type(Py_TYPE(self)), self->pool, f);
 }
 
@@ -414,6 +435,8 @@ static PyObject *pool_join(PoolObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_Format(PyExc_TypeError, "join() takes exactly 2 arguments (a, b), got %zd", nargs);
         return NULL;
     }
+    if (pool_check_fork(self) < 0)
+        return NULL;
     return join_impl(pcm_state_of_type(Py_TYPE(self)), self->pool, args[0], args[1]);
 }
 
@@ -425,6 +448,8 @@ static PyObject *pool_spawn(PoolObject *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "spawn() missing required argument: 'f'");
         return NULL;
     }
+    if (pool_check_fork(self) < 0)
+        return NULL;
     PyObject *f = PyTuple_GET_ITEM(args, 0);
     if (!PyCallable_Check(f)) {
         PyErr_Format(PyExc_TypeError, "spawn() needs a callable, not %.100s",
@@ -468,6 +493,11 @@ static PyObject *pool_close_impl(PoolObject *self, int wait)
     if (self->is_global) {
         PyErr_SetString(PyExc_RuntimeError, "the global pool cannot be closed");
         return NULL;
+    }
+    if (self->fork_gen != pcm_fork_generation()) {
+        /* inherited through fork(): no workers to stop or wait for */
+        atomic_store_explicit(&self->closed, 1, memory_order_release);
+        Py_RETURN_NONE;
     }
     if (!atomic_exchange_explicit(&self->closed, 1, memory_order_acq_rel))
         pcc_pool_shutdown(self->pool);
@@ -518,6 +548,8 @@ static PyObject *pool_current_num_threads(PoolObject *self, PyObject *Py_UNUSED(
 
 static PyObject *pool_scope(PoolObject *self, PyObject *Py_UNUSED(ignored))
 {
+    if (pool_check_fork(self) < 0)
+        return NULL;
     PyObject *mod = PyImport_ImportModule("pyconc._parallel");
     if (mod == NULL)
         return NULL;
@@ -660,7 +692,16 @@ static PoolObject *global_pool(pcm_state *st)
      * a creation race drops its pool. */
     pthread_mutex_lock(&global_mu);
     PyObject *g = st->pool[PL_GLOBAL];
+    PyObject *stale = NULL;
+    if (g != NULL && ((PoolObject *)g)->fork_gen != pcm_fork_generation()) {
+        /* A child of fork(): the global pool's workers are gone.  Forget it
+         * (its memory is leaked on purpose, see pool_dealloc) and start a
+         * new one below. */
+        stale = g;
+        st->pool[PL_GLOBAL] = g = NULL;
+    }
     pthread_mutex_unlock(&global_mu);
+    Py_XDECREF(stale);
     if (g != NULL)
         return (PoolObject *)g;
     PyObject *mine = pool_create((PyTypeObject *)st->pool[PL_POOL_TYPE], default_num_threads(), 0);
@@ -738,8 +779,14 @@ static PyMethodDef pool_functions[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* fork(): nobody may hold global_mu across it (see fork.c). */
+void pcm_pool_before_fork(void) { pthread_mutex_lock(&global_mu); }
+void pcm_pool_after_fork_parent(void) { pthread_mutex_unlock(&global_mu); }
+void pcm_pool_after_fork_child(void) { pthread_mutex_init(&global_mu, NULL); }
+
 int pcm_pool_init(PyObject *module, pcm_state *st)
 {
+    pcm_fork_install();
     st->pool[PL_POOL_TYPE] = pcm_add_type(module, &pool_spec, NULL);
     if (st->pool[PL_POOL_TYPE] == NULL)
         return -1;

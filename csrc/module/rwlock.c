@@ -58,6 +58,17 @@ static uint32_t tbl_count(RwLockObject *l, uint64_t tid)
     return n;
 }
 
+/* 1 if a thread that did not survive a fork holds a read lock. */
+static int tbl_has_ghost(RwLockObject *l)
+{
+    int found = 0;
+    tbl_lock(l);
+    for (Py_ssize_t i = 0; i < l->nreaders && !found; i++)
+        found = pcm_thread_id_is_ghost(l->readers[i].tid);
+    pcc_mutex_unlock(&l->tbl_lock);
+    return found;
+}
+
 /* Returns 0, or -1 (no memory; no exception set: the caller raises). */
 static int tbl_add(RwLockObject *l, uint64_t tid)
 {
@@ -452,6 +463,20 @@ static int check_self_deadlock(pcm_state *st, RwLockObject *l, uint64_t me, int 
                         "never return");
         return -1;
     }
+    if (pcm_thread_id_is_ghost(atomic_load_explicit(&l->rw.writer, memory_order_relaxed))) {
+        PyErr_SetString(st->DeadlockError,
+                        "the RwLock was write-locked by another thread when this process was "
+                        "forked: that thread does not exist in the child, so the lock can never "
+                        "be released (create locks anew after os.fork())");
+        return -1;
+    }
+    if (write && pcm_fork_generation() != 0 && tbl_has_ghost(l)) {
+        PyErr_SetString(st->DeadlockError,
+                        "the RwLock was read-locked by another thread when this process was "
+                        "forked: that thread does not exist in the child, so write() would "
+                        "wait forever (create locks anew after os.fork())");
+        return -1;
+    }
     uint32_t mine = tbl_count(l, me);
     if (write && mine > 0) {
         PyErr_SetString(st->DeadlockError,
@@ -606,7 +631,13 @@ static PyMethodDef rwlock_methods[] = {
     {"write", (PyCFunction)(void (*)(void))rwlock_write, METH_FASTCALL | METH_KEYWORDS,
      "write($self, timeout=None)\n--\n\n"
      "Exclusive access: an RwLockWriteGuard.  DeadlockError if this thread\n"
-     "holds a read or write guard of this lock."},
+     "holds a read or write guard of this lock.\n\n"
+     "After os.fork(): in the child, read() and write() raise DeadlockError\n"
+     "if another thread held the write guard at the fork, and write() does\n"
+     "if another thread held a read guard (those threads do not exist in the\n"
+     "child, so the lock could never be released).  A writer that was only\n"
+     "*waiting* at the fork still holds readers back: make locks anew in the\n"
+     "child."},
     {"try_read", (PyCFunction)rwlock_try_read, METH_NOARGS,
      "try_read($self)\n--\n\nA read guard now, or WouldBlock."},
     {"try_write", (PyCFunction)rwlock_try_write, METH_NOARGS,

@@ -1,8 +1,8 @@
 /* pyconc binding: what the sync area's types share (one .c per type, and
  * sync.c, the area init, calling each type's init).
  *
- * Locks are owned by *threads*: the owner is the OS thread id
- * (PyThread_get_thread_ident), never "whoever holds the GIL".  Every object
+ * Locks are owned by *threads*: the owner is a pyconc thread id
+ * (pcm_thread_id, fork.h), never "whoever holds the GIL".  Every object
  * protects its own state with the core's atomics and locks; where a Python
  * object's field is read and replaced by different threads (an Arc handle
  * being dropped while used), a critical section guards it on free-threaded
@@ -36,11 +36,10 @@ enum {
 };
 
 
-/* The calling thread's id as a lock owner (never 0). */
-static inline uint64_t pcm_thread_id(void)
-{
-    return (uint64_t)PyThread_get_thread_ident();
-}
+/* pcm_thread_id(): the calling thread's id as a lock owner (never 0, never
+ * reused; a lock held at fork() by a thread that did not survive it is
+ * detected through it: see fork.h). */
+#include "fork.h"
 
 /* ---- Mutex and MutexGuard (mutex.c), shared with Condvar ---------------- */
 

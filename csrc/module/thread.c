@@ -13,6 +13,8 @@
 
 #include <string.h>
 
+#include "fork.h"
+
 enum { T_THREAD_TYPE, T_HANDLE_TYPE, T_CURRENT_KEY, T_MAIN_IDENT };
 
 /* Threads spawned whose thread state does not exist yet.  At interpreter
@@ -223,6 +225,7 @@ typedef struct {
     _Atomic int cb_lock;
     int fired;                 /* the callbacks have been (or are being) called */
     PyObject *callbacks;       /* list of callables, or NULL */
+    uint64_t fork_gen;         /* pcm_fork_generation() at creation */
 } HandleObject;
 
 static void cb_lock(HandleObject *h)
@@ -315,6 +318,12 @@ static PyObject *handle_join_impl(HandleObject *self, pcc_deadline_t deadline)
             return NULL;
         if (me == self->thread) {
             PyErr_SetString(st->DeadlockError, "a thread cannot join itself");
+            return NULL;
+        }
+        if (self->fork_gen != pcm_fork_generation()) {
+            PyErr_SetString(st->DeadlockError,
+                            "this thread was started before os.fork() and had not finished: it "
+                            "does not exist in this child process, so it can never be joined");
             return NULL;
         }
         int rc = pcm_wait(join_op, &self->done->ev, deadline);
@@ -428,7 +437,9 @@ static PyMethodDef handle_methods[] = {
      "or Err(exception).  Raises JoinTimeoutError (a TimeoutError) if the\n"
      "timeout passes first; the thread keeps running.  Joining again returns\n"
      "the same Result.  The GIL is released while waiting and Ctrl-C\n"
-     "interrupts the wait."},
+     "interrupts the wait.  In a child of os.fork(), joining a thread that\n"
+     "was still running at the fork raises DeadlockError (it does not exist\n"
+     "there)."},
     {"_add_done_callback", (PyCFunction)handle_add_done_callback, METH_O,
      "_add_done_callback($self, fn, /)\n--\n\nCall fn(result) once the work finished (at once if it has);\n"
      "fn runs on the finishing thread, so it must only hand the result over\n"
@@ -602,6 +613,7 @@ static HandleObject *handle_alloc(pcm_state *st, PyObject *thread)
     atomic_init(&h->cb_lock, 0);
     h->fired = 0;
     h->callbacks = NULL;
+    h->fork_gen = pcm_fork_generation();
     PyObject_GC_Track(h);
     if (h->done == NULL) {
         Py_DECREF(h);

@@ -1,0 +1,49 @@
+/* pyconc binding: what survives os.fork() (fork.c).
+ *
+ * After fork() only the thread that called it exists in the child.  Locks
+ * that other threads held at that moment stay locked forever, and pools'
+ * worker threads are gone.  Rather than hang, pyconc detects both:
+ *
+ * - Lock owners are pyconc thread ids (pcm_thread_id): a per-thread number
+ *   from a process-wide counter, never reused (unlike pthread_t, which a
+ *   new thread of the child may inherit from a vanished one).  In the child
+ *   every id handed out before the fork, except the forking thread's own,
+ *   belongs to a thread that no longer exists: pcm_thread_id_is_ghost().
+ *   A lock whose recorded owner is such a "ghost" can never be released,
+ *   so Mutex.lock() and RwLock.read()/write() raise DeadlockError.
+ * - pcm_fork_generation() counts the forks this process descends from; a
+ *   ThreadPool remembers the generation it was started in, and the global
+ *   pool is rebuilt on first use in a child.
+ */
+#ifndef PCM_FORK_H
+#define PCM_FORK_H
+
+#include <stdint.h>
+
+extern _Thread_local uint64_t pcm_tl_thread_id;
+uint64_t pcm_thread_id_slow(void);
+
+/* The calling thread's id as a lock owner: never 0, never reused. */
+static inline uint64_t pcm_thread_id(void)
+{
+    uint64_t t = pcm_tl_thread_id;
+    return t != 0 ? t : pcm_thread_id_slow();
+}
+
+/* 1 if `id` was the id of a thread that did not survive a fork into this
+ * process (0 is nobody: never a ghost). */
+int pcm_thread_id_is_ghost(uint64_t id);
+
+/* Number of fork()s between the process that imported pyconc first and this
+ * one (0 in a process that never forked since). */
+uint64_t pcm_fork_generation(void);
+
+/* Register the atfork handlers (once per process; idempotent). */
+void pcm_fork_install(void);
+
+/* pool.c's part of the fork handlers (its global-pool mutex). */
+void pcm_pool_before_fork(void);
+void pcm_pool_after_fork_parent(void);
+void pcm_pool_after_fork_child(void);
+
+#endif
