@@ -81,7 +81,10 @@ int pcm_duration_ns(PyObject *seconds, const char *what, int64_t *ns);
 
 /* A blocking operation run without the GIL.  It must not touch any
  * PyObject.  It returns 0 or a negative code; -EINTR means "a signal
- * arrived, run the handlers and call me again". */
+ * arrived, run the handlers and call me again".  It must report its
+ * deadline passing as -ETIMEDOUT (never as success) and be safe to call
+ * again after -ETIMEDOUT too: on the main thread pcm_wait sleeps in slices
+ * and calls it again after each one. */
 typedef int (*pcm_blocking_fn)(void *arg, pcc_deadline_t deadline);
 
 /* Run op(arg, deadline) with the GIL released; on -EINTR re-take the GIL,

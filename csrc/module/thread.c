@@ -765,8 +765,7 @@ static PyObject *mod_current(PyObject *module, PyObject *Py_UNUSED(ignored))
 
 static int park_op(void *arg, pcc_deadline_t deadline)
 {
-    int rc = pcc_park((pcc_parker *)arg, deadline);
-    return rc == -ETIMEDOUT ? 0 : rc;
+    return pcc_park((pcc_parker *)arg, deadline);
 }
 
 static PyObject *mod_park(PyObject *module, PyObject *args, PyObject *kwargs)
@@ -794,9 +793,7 @@ static int sleep_op(void *arg, pcc_deadline_t deadline)
     _Atomic uint32_t *word = arg;
     for (;;) {
         int rc = pcc_wait_on(word, 0, deadline);
-        if (rc == -ETIMEDOUT)
-            return 0;
-        if (rc == -EINTR)
+        if (rc == -ETIMEDOUT || rc == -EINTR)
             return rc;
     }
 }

@@ -79,6 +79,19 @@ int pcm_duration_ns(PyObject *seconds, const char *what, int64_t *ns)
     return seconds_to_ns(seconds, what, ns);
 }
 
+#if PY_VERSION_HEX >= 0x030D0000
+/* Exported by every CPython; since 3.13 declared only in an internal header. */
+PyAPI_FUNC(int) _PyOS_IsMainThread(void);
+#endif
+
+/* The main thread (the one that runs Python's signal handlers) never sleeps
+ * longer than this at a time.  A signal normally interrupts its sleep at
+ * once (EINTR); but one that lands after the handlers were checked and
+ * before the sleep starts would go unnoticed until the wait ends -- forever,
+ * without a timeout.  Waking every slice bounds that: Ctrl-C lands within
+ * 50 ms even then.  Other threads sleep through: they run no handlers. */
+#define PCM_SIGNAL_SLICE_NS (50LL * 1000000)
+
 int pcm_wait(pcm_blocking_fn op, void *arg, pcc_deadline_t deadline)
 {
     int rc;
@@ -87,10 +100,22 @@ int pcm_wait(pcm_blocking_fn op, void *arg, pcc_deadline_t deadline)
      * handlers first.  Cheap: a flag check off the main thread. */
     if (PyErr_CheckSignals() < 0)
         return PCM_RAISED;
+    int main_thread = _PyOS_IsMainThread();
     for (;;) {
+        pcc_deadline_t until = deadline;
+        if (main_thread) {
+            pcc_deadline_t slice = pcc_deadline_after(PCM_SIGNAL_SLICE_NS);
+            if (slice < until)
+                until = slice;
+        }
         Py_BEGIN_ALLOW_THREADS
-        rc = op(arg, deadline);
+        rc = op(arg, until);
         Py_END_ALLOW_THREADS
+        /* A slice ran out before the real deadline: that is a wake-up to
+         * look at the signals, exactly like EINTR (every op may be called
+         * again after either: nothing was consumed). */
+        if (rc == -ETIMEDOUT && until != deadline)
+            rc = -EINTR;
         if (rc != -EINTR)
             return rc;
         /* A signal arrived: run the Python handlers now that we hold the
