@@ -633,6 +633,7 @@ static PyObject *op_repr(aio_op *op)
 }
 
 static PyMethodDef op_methods[] = {
+    PCM_GENERIC_ALIAS_METHOD,
     {"send", (PyCFunction)op_send_meth, METH_O, "Resume the operation (asyncio sends None)."},
     {"throw", (PyCFunction)(void (*)(void))op_throw, METH_FASTCALL,
      "Abandon the operation (unregistering its waiter) and raise the exception."},

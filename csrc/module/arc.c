@@ -353,6 +353,7 @@ static PyObject *arc_call(PyObject *self, PyObject *args, PyObject *kwargs)
 }
 
 static PyMethodDef arc_methods[] = {
+    PCM_GENERIC_ALIAS_METHOD,
     {"clone", (PyCFunction)arc_clone, METH_NOARGS,
      "clone($self)\n--\n\nAnother strong handle to the same value (Rust: Arc::clone)."},
     {"__copy__", (PyCFunction)arc_clone, METH_NOARGS, "Same as clone()."},
@@ -476,6 +477,7 @@ static PyObject *weak_repr(WeakObject *w)
 }
 
 static PyMethodDef weak_methods[] = {
+    PCM_GENERIC_ALIAS_METHOD,
     {"upgrade", (PyCFunction)weak_upgrade, METH_NOARGS,
      "upgrade($self)\n--\n\nA new Arc to the value, or None if it was already released."},
     {"strong_count", (PyCFunction)weak_strong_count, METH_NOARGS,

@@ -515,6 +515,7 @@ static PyType_Spec tryiter_spec = {
      "is_disconnected($self)\n--\n\nTrue once every Sender or every Receiver is gone."}
 
 static PyMethodDef sender_methods[] = {
+    PCM_GENERIC_ALIAS_METHOD,
     {"send", (PyCFunction)(void (*)(void))sender_send, METH_FASTCALL | METH_KEYWORDS,
      "send($self, value, /, timeout=None)\n--\n\n"
      "Send value, blocking while the channel is full (a rendezvous channel\n"
@@ -544,6 +545,7 @@ static PyMethodDef sender_methods[] = {
 };
 
 static PyMethodDef receiver_methods[] = {
+    PCM_GENERIC_ALIAS_METHOD,
     {"recv", (PyCFunction)(void (*)(void))receiver_recv, METH_FASTCALL | METH_KEYWORDS,
      "recv($self, timeout=None)\n--\n\n"
      "Receive the next message, blocking while the channel is empty.\n"

@@ -68,6 +68,11 @@ static inline pcm_state *pcm_state_of_type(PyTypeObject *tp)
  * set. */
 PyObject *pcm_add_type(PyObject *module, PyType_Spec *spec, PyObject *bases);
 
+/* A method-table entry making a type subscriptable at run time
+ * (`Sender[int]`), as its stub declares it generic (PEP 585). */
+#define PCM_GENERIC_ALIAS_METHOD \
+    {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS, PyDoc_STR("See PEP 585")}
+
 /* ---- timeouts and blocking waits (wait.c) ------------------------------ */
 
 /* Parse a `timeout=` argument: None or math.inf -> PCC_FOREVER; a

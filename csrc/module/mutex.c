@@ -240,6 +240,7 @@ static PyObject *guard_repr(MutexGuardObject *g)
 }
 
 static PyMethodDef guard_methods[] = {
+    PCM_GENERIC_ALIAS_METHOD,
     {"unlock", (PyCFunction)guard_unlock, METH_NOARGS,
      "unlock($self)\n--\n\nRelease the lock now (Rust: drop(guard)).  Using the guard afterwards\n"
      "raises UseAfterDrop."},
@@ -440,6 +441,7 @@ static PyObject *mutex_is_locked(MutexObject *m, PyObject *Py_UNUSED(ignored))
 }
 
 static PyMethodDef mutex_methods[] = {
+    PCM_GENERIC_ALIAS_METHOD,
     {"lock", (PyCFunction)(void (*)(void))mutex_lock, METH_FASTCALL | METH_KEYWORDS,
      "lock($self, timeout=None)\n--\n\n"
      "Block until the lock is free, take it, and return a MutexGuard.\n"

@@ -145,6 +145,7 @@ static PyObject *once_repr(OnceObject *o)
 }
 
 static PyMethodDef once_methods[] = {
+    PCM_GENERIC_ALIAS_METHOD,
     {"get", (PyCFunction)once_get, METH_NOARGS,
      "get($self)\n--\n\nThe value, or None while the cell is empty (never blocks)."},
     {"is_set", (PyCFunction)once_is_set, METH_NOARGS,

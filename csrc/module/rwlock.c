@@ -266,12 +266,14 @@ static PyObject *rwguard_repr(RwGuardObject *g)
     {"__enter__", rwguard_enter, METH_NOARGS, NULL}
 
 static PyMethodDef read_guard_methods[] = {
+    PCM_GENERIC_ALIAS_METHOD,
     GUARD_COMMON_METHODS,
     {"__exit__", (PyCFunction)(void (*)(void))read_guard_exit, METH_FASTCALL, "Unlock."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyMethodDef write_guard_methods[] = {
+    PCM_GENERIC_ALIAS_METHOD,
     GUARD_COMMON_METHODS,
     {"__exit__", (PyCFunction)(void (*)(void))write_guard_exit, METH_FASTCALL,
      "Unlock; an exception escaping the block poisons the lock."},
@@ -621,6 +623,7 @@ static PyObject *rwlock_repr(RwLockObject *l)
 }
 
 static PyMethodDef rwlock_methods[] = {
+    PCM_GENERIC_ALIAS_METHOD,
     {"read", (PyCFunction)(void (*)(void))rwlock_read, METH_FASTCALL | METH_KEYWORDS,
      "read($self, timeout=None)\n--\n\n"
      "Shared access: an RwLockReadGuard.  Waits while a writer holds or waits\n"

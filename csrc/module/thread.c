@@ -431,6 +431,7 @@ static PyObject *handle_repr(HandleObject *self)
 }
 
 static PyMethodDef handle_methods[] = {
+    PCM_GENERIC_ALIAS_METHOD,
     {"join", (PyCFunction)(void (*)(void))handle_join, METH_FASTCALL | METH_KEYWORDS,
      "join($self, timeout=None)\n--\n\n"
      "Wait for the thread to finish and return its Result: Ok(return value)\n"
