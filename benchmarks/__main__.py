@@ -87,19 +87,33 @@ def main(argv: List[str] | None = None) -> int:
         out = mod.run(quick=a.quick, write=True)
         benches.extend(out if isinstance(out, list) else [out])
     _progress(len(areas), len(areas), "done", t0)
-    lines = ["# pyconc benchmark results", "", machine_line(), "",
-             f"Mode: {'quick' if a.quick else 'full'}; produced by `python -m benchmarks"
-             f"{' --quick' if a.quick else ''}` in {time.monotonic() - t0:.0f} s.", ""]
     for b in benches:
-        png = plot(b)
-        lines.append(b.markdown().replace("# ", "## ", 1))
-        if png:
-            lines.append(f"![{b.title}]({os.path.basename(png)})\n")
+        plot(b)
+    write_report(f"`python -m benchmarks{' --quick' if a.quick else ''}"
+                 f"{' ' + ' '.join(a.areas) if a.areas else ''}` took {time.monotonic() - t0:.0f} s")
+    return 0
+
+
+def write_report(how: str) -> None:
+    """RESULTS.md: every area's latest table (benchmarks/results/<area>.md,
+    whichever run wrote it) with its plot, in the areas' order."""
+    lines = ["# pyconc benchmark results", "", machine_line(), "",
+             "Each area's table is from its latest run; areas run separately keep "
+             f"their own figures. Last run: {how}.", ""]
+    for area in AREAS:
+        for name in (area, f"{area}_gil_build"):
+            md = os.path.join(RESULTS, f"{name}.md")
+            if not os.path.exists(md):
+                continue
+            with open(md) as f:
+                lines.append(f.read().replace("# ", "## ", 1))
+            png = os.path.join(RESULTS, f"{name}.png")
+            if os.path.exists(png):
+                lines.append(f"![{name}]({name}.png)\n")
     path = os.path.join(RESULTS, "RESULTS.md")
     with open(path, "w") as f:
         f.write("\n".join(lines))
     print(f"wrote {os.path.relpath(path)}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -75,17 +75,16 @@ def peak_memory(n: int) -> Dict[str, float]:
     return out
 
 
-def main() -> None:
-    args = arg_parser(__doc__.splitlines()[0]).parse_args()
-    sizes = [1_000_000] if args.quick else [1_000_000, 10_000_000]
+def run(quick: bool = False, write: bool = True) -> Bench:
+    sizes = [1_000_000] if quick else [1_000_000, 10_000_000]
     nthreads = pyconc.current_num_threads()
     b = Bench("parallel", f"Parallel sort: pyconc.par_sort on {nthreads} threads vs numpy and sorted()",
-              repeat=3 if args.quick else 5)
+              repeat=3 if quick else 5)
     one = pyconc.ThreadPool(1)
     for n in sizes:
         label = f"{n // 1_000_000}M"
         # small cases are cheap: more repeats filter out a shared machine's noise
-        b.repeat = (5 if args.quick else 9) if n < 10_000_000 else 5
+        b.repeat = (5 if quick else 9) if n < 10_000_000 else 5
         for dtype in ("int64", "int32", "float64"):
             for pattern in ("random", "presorted"):
                 a = make(dtype, n, pattern)
@@ -126,10 +125,10 @@ def main() -> None:
         times = {}
         for k in range(1, max(2, nthreads) + 1):
             with pyconc.ThreadPool(k) as pool:
-                def run(a=a, pool=pool) -> None:
+                def sort_on(a=a, pool=pool) -> None:
                     c = a.copy()
                     pool.install(lambda: pyconc.par_sort(c))
-                times[k] = best_time(run, b.repeat)
+                times[k] = best_time(sort_on, b.repeat)
         line = f"| {dtype} {n // 1_000_000}M random | " + " | ".join(
             f"{times[k] * 1e3:.1f} ms ({times[1] / times[k]:.2f}x)" for k in sorted(times)) + " |"
         print(line, flush=True)
@@ -144,12 +143,18 @@ def main() -> None:
                "| method | MiB |", "|---|---|"] + [f"| {k} | {v:.0f} |" for k, v in peak.items()]
     print("\n".join(peak_md), flush=True)
 
-    if not args.no_write:
+    if write:
         os.makedirs(RESULTS, exist_ok=True)
         path = os.path.join(RESULTS, "parallel.md")
         with open(path, "w") as f:
             f.write(b.markdown() + "\n".join(scaling_md + peak_md) + "\n")
         print(f"wrote {os.path.relpath(path)}")
+    return b
+
+
+def main() -> None:
+    args = arg_parser(__doc__.splitlines()[0]).parse_args()
+    run(args.quick, not args.no_write)
 
 
 if __name__ == "__main__":

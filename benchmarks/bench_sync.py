@@ -131,9 +131,8 @@ def condvar_turns(rounds: int):
     return pyconc_turns, std_turns
 
 
-def main(argv=None) -> None:
-    args = arg_parser(__doc__.splitlines()[0]).parse_args(argv)
-    q = args.quick
+def run(quick: bool = False, write: bool = True) -> Bench:
+    q = quick
     b = Bench("sync", "Shared state (Mutex, AtomicInt, Condvar) vs threading", repeat=3 if q else 7)
     n = 50_000 if q else 200_000
     f, g = uncontended(n)
@@ -151,7 +150,13 @@ def main(argv=None) -> None:
     f, g = condvar_turns(r)
     b.case("Condvar 3-thread turns", f, {"threading.Condition": g},
            target=("threading.Condition", 1 / 3), ops=r)
-    b.report(write=not args.no_write)
+    b.report(write=write)
+    return b
+
+
+def main(argv=None) -> None:
+    args = arg_parser(__doc__.splitlines()[0]).parse_args(argv)
+    run(args.quick, not args.no_write)
 
 
 if __name__ == "__main__":
