@@ -58,9 +58,12 @@ class Bench:
 
     def case(self, name: str, pyconc: Callable[[], object], baselines: Dict[str, Callable[[], object]],
              target: Optional[Tuple[str, float]] = None, ops: int = 1, number: int = 1) -> Case:
-        """Time pyconc and each baseline (interleaved, best of `repeat`)."""
+        """Time pyconc and each baseline (one untimed warm-up call each, then
+        interleaved, best of `repeat`)."""
         times: Dict[str, float] = {"pyconc": float("inf"), **{k: float("inf") for k in baselines}}
         fns = {"pyconc": pyconc, **baselines}
+        for fn in fns.values():  # warm-up, untimed: first-call costs (threads, caches)
+            fn()
         for _ in range(self.repeat):
             for k, fn in fns.items():
                 times[k] = min(times[k], best_time(fn, 1, number))

@@ -507,10 +507,11 @@ static void *thread_main(void *arg)
 {
     boot_t boot = *(boot_t *)arg;
     PyMem_RawFree(arg);
-    /* Before 3.13 a cached native thread keeps its thread state between
-     * jobs (creating one costs more than the rest of a short spawn); each
-     * job still starts clean: an empty thread-state dict (threading.local,
-     * current()) and a fresh contextvars Context. */
+    /* A cached native thread keeps its thread state between jobs
+     * (creating one costs more than the rest of a short spawn); each job
+     * still starts clean: an empty thread-state dict (current(), and
+     * threading.local before 3.13), no threading.local data (3.13+, see
+     * below), and a fresh contextvars Context. */
     PyThreadState *ts = PyGILState_GetThisThreadState();
     if (ts != NULL)
         PyEval_RestoreThread(ts);
@@ -563,13 +564,18 @@ static void *thread_main(void *arg)
         PyDict_Clear(dict);
     PyErr_Clear();
 #if PY_VERSION_HEX >= 0x030D0000
-    /* 3.13+ keeps threading.local data in the thread state itself (not in
-     * its dict), so only a new thread state gives the next job clean
-     * thread-locals: delete this one. */
-    PyGILState_Release(PyGILState_UNLOCKED);
-#else
-    (void)PyEval_SaveThread();
+    {
+        /* 3.13+ keys threading.local data by two objects the thread state
+         * holds (created lazily by _thread._local, cleared by
+         * PyThreadState_Clear); dropping them, as PyThreadState_Clear does,
+         * drops this thread's locals, and the next job starts fresh. */
+        PyThreadState *me = PyThreadState_Get();
+        Py_CLEAR(me->threading_local_key);
+        Py_CLEAR(me->threading_local_sentinel);
+        PyErr_Clear();
+    }
 #endif
+    (void)PyEval_SaveThread();
     /* Without the GIL now: joiners wake to a free GIL. */
     pcc_event_set(&done->ev); /* release: publishes result */
     done_decref(done);
