@@ -154,21 +154,31 @@ static ArcInner *arc_inner(ArcObject *a)
     return in;
 }
 
-static PyObject *arc_clone(ArcObject *a, PyObject *Py_UNUSED(ignored))
+/* A new handle of type `tp` on a's inner cell, counted in its strong
+ * (clone) or weak (downgrade) count.  Holding `a` keeps strong above 0, so
+ * the count can be raised without a CAS.  Returns a new reference, or NULL
+ * with an exception set (UseAfterDrop if `a` was dropped). */
+static PyObject *arc_new_handle(ArcObject *a, PyTypeObject *tp, int weak)
 {
     PyObject *r = NULL;
     PCM_CS_BEGIN(a);
     ArcInner *in = a->inner;
     if (in != NULL) {
-        atomic_fetch_add(&in->strong, 1); /* we hold one, so it cannot be 0 */
-        r = arc_wrap(Py_TYPE(a), in);
+        _Atomic int64_t *count = weak ? &in->weak : &in->strong;
+        atomic_fetch_add(count, 1);
+        r = arc_wrap(tp, in);
         if (r == NULL)
-            atomic_fetch_sub(&in->strong, 1);
+            atomic_fetch_sub(count, 1);
     } else {
         use_after_drop((PyObject *)a, "Arc");
     }
     PCM_CS_END();
     return r;
+}
+
+static PyObject *arc_clone(ArcObject *a, PyObject *Py_UNUSED(ignored))
+{
+    return arc_new_handle(a, Py_TYPE(a), 0);
 }
 
 static PyObject *arc_get(ArcObject *a, PyObject *Py_UNUSED(ignored))
@@ -230,19 +240,7 @@ static PyObject *arc_downgrade(ArcObject *a, PyObject *Py_UNUSED(ignored))
     pcm_state *st = pcm_state_of_type(Py_TYPE(a));
     if (st == NULL)
         return NULL;
-    PyObject *r = NULL;
-    PCM_CS_BEGIN(a);
-    ArcInner *in = a->inner;
-    if (in != NULL) {
-        atomic_fetch_add(&in->weak, 1);
-        r = arc_wrap((PyTypeObject *)st->sync[S_WEAK_TYPE], in);
-        if (r == NULL)
-            atomic_fetch_sub(&in->weak, 1);
-    } else {
-        use_after_drop((PyObject *)a, "Arc");
-    }
-    PCM_CS_END();
-    return r;
+    return arc_new_handle(a, (PyTypeObject *)st->sync[S_WEAK_TYPE], 1);
 }
 
 static PyObject *arc_try_unwrap(ArcObject *a, PyObject *Py_UNUSED(ignored))
