@@ -114,6 +114,26 @@ def test_an_operation_is_awaited_once():
     run(main())
 
 
+def test_one_operation_awaited_by_two_tasks_raises_in_the_second():
+    # Regression (issue 11, item 12): the second awaiter stole the first
+    # one's wake-up and left it pending for ever.
+    async def main():
+        tx, rx = pyconc.channel()
+        op = rx.recv_async()
+
+        async def first():
+            return await op
+
+        t1 = asyncio.ensure_future(first())
+        await asyncio.sleep(0.02)
+        with pytest.raises(RuntimeError, match="already awaited"):
+            await op
+        tx.send(5)
+        assert await asyncio.wait_for(t1, 5) == 5
+
+    run(main())
+
+
 def test_async_ops_on_a_closed_handle_raise_use_after_drop():
     tx, rx = pyconc.channel()
     rx.close()

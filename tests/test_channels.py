@@ -55,6 +55,24 @@ def test_sync_channel_non_int_bound_raises_type_error(bad):
         pyconc.sync_channel(bad)
 
 
+class _Index:
+    def __init__(self, n):
+        self.n = n
+
+    def __index__(self):
+        return self.n
+
+
+def test_sync_channel_accepts_any_integer_like_bound_via_index():
+    # Regression (issue 11, item 12): numpy.int64 was rejected as a bound.
+    np = pytest.importorskip("numpy")
+    assert pyconc.sync_channel(np.int64(3))[0].capacity == 3
+    assert pyconc.sync_channel(_Index(5))[0].capacity == 5
+    assert pyconc.sync_channel(np.int64(0))[0].capacity == 0
+    with pytest.raises(ValueError, match="bound"):
+        pyconc.sync_channel(_Index(-1))
+
+
 def test_sync_channel_huge_bound_raises_instead_of_crashing():
     with pytest.raises((ValueError, MemoryError)):
         pyconc.sync_channel(10**30)
@@ -495,3 +513,71 @@ def test_select_does_not_leak_offered_values():
     del v
     gc.collect()
     assert r() is None
+
+
+class _Probe:
+    """A message whose lifetime a weakref can watch."""
+
+
+@pytest.mark.parametrize("flavour", ["unbounded", "bounded"])
+def test_a_receiver_queued_on_its_own_channel_is_collected(flavour):
+    # Regression (issue 11, item 12): a cycle through a queued message was
+    # never collected; the sole open Receiver now reports its queue to the GC.
+    tx, rx = pyconc.channel() if flavour == "unbounded" else pyconc.sync_channel(4)
+    probe = _Probe()
+    watch = weakref.ref(probe)
+    tx.send(rx)
+    tx.send(probe)
+    del rx, probe
+    gc.collect()
+    assert watch() is None
+    assert tx.is_disconnected() and len(tx) == 0
+
+
+def test_a_message_referring_to_its_receiver_is_collected_across_blocks():
+    # More messages than one storage block of the unbounded queue, the cycle
+    # through the last one.
+    tx, rx = pyconc.channel()
+    for i in range(100):
+        tx.send(i)
+    probe = _Probe()
+    probe.rx = rx
+    watch = weakref.ref(probe)
+    tx.send(probe)
+    del rx, probe
+    gc.collect()
+    assert watch() is None
+    assert len(tx) == 0
+
+
+@pytest.mark.parametrize("clone", [False, True])
+def test_collection_never_frees_a_message_a_live_receiver_can_still_read(clone):
+    tx, rx = pyconc.channel()
+    reader = rx.clone() if clone else rx
+    for i in range(70):
+        tx.send(_Probe())
+    probe = _Probe()
+    watch = weakref.ref(probe)
+    tx.send(probe)
+    del probe
+    gc.collect()
+    assert watch() is not None
+    got = [reader.recv() for _ in range(71)]
+    assert got[-1] is watch()
+
+
+def test_with_several_receiver_clones_a_queued_cycle_waits_for_the_handles():
+    # Documented limit: no clone reports the shared queue, so the cycle lives
+    # until a handle closes.
+    tx, rx = pyconc.channel()
+    rx2 = rx.clone()
+    probe = _Probe()
+    probe.rx = rx
+    watch = weakref.ref(probe)
+    tx.send(probe)
+    del probe, rx
+    gc.collect()
+    assert watch() is not None
+    rx2.close()
+    gc.collect()
+    assert watch() is None

@@ -703,3 +703,29 @@ int pcc_chan_is_disconnected(pcc_chan *ch)
 {
     LOCKED_READ(ch, ch->senders == 0 || ch->receivers == 0);
 }
+
+int pcc_chan_visit(pcc_chan *ch, int (*visit)(void *msg, void *ctx), void *ctx)
+{
+    int rc = 0;
+    lock_acquire(&ch->lock);
+    if (ch->kind == PCC_CHAN_BOUNDED) {
+        size_t i = ch->head;
+        for (size_t k = 0; k < ch->len && rc == 0; k++) {
+            rc = visit(ch->ring[i], ctx);
+            if (++i == ch->cap)
+                i = 0;
+        }
+    } else if (ch->kind == PCC_CHAN_UNBOUNDED) {
+        /* Messages sit at hb->slot[hi..] through tb->slot[..ti); a block is
+         * full (PCC_CHAN_BLOCK slots) except the tail one. */
+        size_t left = ch->len;
+        unsigned i = ch->hi;
+        for (chan_block *b = ch->hb; b != NULL && left > 0 && rc == 0; b = b->next, i = 0) {
+            unsigned end = b == ch->tb ? ch->ti : PCC_CHAN_BLOCK;
+            for (; i < end && left > 0 && rc == 0; i++, left--)
+                rc = visit(b->slot[i], ctx);
+        }
+    }
+    lock_release(&ch->lock);
+    return rc;
+}

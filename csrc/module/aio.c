@@ -74,6 +74,7 @@ struct aio_op {
     int kind;          /* OP_RECV, OP_ANEXT, OP_SEND */
     int finished;
     int registered;
+    int awaited;       /* __await__ was called: one awaiter only */
     pcc_waiter waiter;
     pcc_chan_entry entry;
     /* hub ready list (hub->mu) */
@@ -590,8 +591,28 @@ static PyObject *op_close(aio_op *op, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* `await op`: one awaiter per operation.  A second `await` of the same
+ * op (another task) would steal the first one's wake-up and leave it
+ * pending for ever, so it raises instead. */
 static PyObject *op_await(aio_op *op)
 {
+    int finished, awaited;
+    PCM_CS_BEGIN(op);
+    finished = op->finished;
+    awaited = op->awaited;
+    if (!finished && !awaited)
+        op->awaited = 1;
+    PCM_CS_END();
+    if (finished) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse an already awaited channel operation");
+        return NULL;
+    }
+    if (awaited) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this channel operation is already awaited (by another task); "
+                        "call recv_async()/send_async() once per await");
+        return NULL;
+    }
     return Py_NewRef(op);
 }
 
@@ -680,7 +701,7 @@ PyObject *pcm_aio_op_new(pcm_chan_end *end, int kind, PyObject *value)
     op->fut = NULL;
     op->hub = NULL;
     op->kind = kind;
-    op->finished = op->registered = 0;
+    op->finished = op->registered = op->awaited = 0;
     op->rprev = op->rnext = NULL;
     op->in_ready = 0;
     memset(&op->entry, 0, sizeof op->entry);

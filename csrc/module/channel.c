@@ -64,13 +64,48 @@ static int end_close_once(pcm_chan_end *self, int sender)
     return 1;
 }
 
+typedef struct {
+    visitproc visit;
+    void *arg;
+} visit_ctx;
+
+static int visit_msg(void *msg, void *ctx)
+{
+    visit_ctx *v = ctx;
+    return v->visit((PyObject *)msg, v->arg);
+}
+
 static int end_traverse(pcm_chan_end *self, visitproc visit, void *arg)
 {
-    /* Queued messages are owned by the channel, which several handles
-     * share; visiting them from each handle would mislead the GC, so they
-     * are not traversed (like a C queue, a cycle through a queued message
-     * lives until the message is received or the channel dies). */
     Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int receiver_traverse(pcm_chan_end *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    /* Queued messages hold one reference each, owned by the channel, which
+     * several handles share.  The collector must see that reference exactly
+     * once, so only the sole open Receiver reports it: the queue is only
+     * readable through that Receiver, and dropping it (tp_clear) releases
+     * the queue -- so a cycle through a queued message (a Receiver sent on
+     * its own channel, a message that refers to the Receiver) is collected,
+     * as queue.SimpleQueue's are.  With several Receiver clones open no
+     * handle reports the messages and such a cycle lives until a message
+     * is received or the handles close (documented in the README). */
+    if (!atomic_load_explicit(&self->closed, memory_order_acquire) &&
+        pcc_chan_receivers(self->ch) == 1) {
+        visit_ctx v = {visit, arg};
+        return pcc_chan_visit(self->ch, visit_msg, &v);
+    }
+    return 0;
+}
+
+static int receiver_clear(pcm_chan_end *self)
+{
+    /* Only the collector calls this, on an unreachable Receiver: close it,
+     * which releases the queued messages when it is the last one. */
+    end_close_once(self, 0);
     return 0;
 }
 
@@ -606,7 +641,8 @@ static PyType_Slot receiver_slots[] = {
      "goes, queued messages are released at once.  A Receiver is its own\n"
      "iterator (like a file).\n\n"
      "    >>> tx, rx = pyconc.channel(); tx.send(1); tx.close(); list(rx)\n    [1]"},
-    {Py_tp_traverse, end_traverse},
+    {Py_tp_traverse, receiver_traverse},
+    {Py_tp_clear, receiver_clear},
     {Py_tp_dealloc, receiver_dealloc},
     {Py_tp_repr, receiver_repr},
     {Py_tp_methods, receiver_methods},
@@ -669,15 +705,21 @@ static PyObject *mod_channel(PyObject *module, PyObject *Py_UNUSED(ignored))
     return make_pair(module, PCC_CHAN_UNBOUNDED, 0);
 }
 
-static PyObject *mod_sync_channel(PyObject *module, PyObject *bound)
+static PyObject *mod_sync_channel(PyObject *module, PyObject *bound_arg)
 {
-    if (!PyLong_Check(bound) || PyBool_Check(bound)) {
+    /* Any integer-like object (__index__: numpy.int64 too), but not bool. */
+    if (PyBool_Check(bound_arg) || !PyIndex_Check(bound_arg)) {
         PyErr_Format(PyExc_TypeError, "sync_channel() bound must be an int, not %.100s",
-                     Py_TYPE(bound)->tp_name);
+                     Py_TYPE(bound_arg)->tp_name);
         return NULL;
     }
+    PyObject *bound = PyNumber_Index(bound_arg);
+    if (bound == NULL)
+        return NULL;
     int overflow = 0;
     long long n = PyLong_AsLongLongAndOverflow(bound, &overflow);
+    Py_DECREF(bound);
+    bound = bound_arg;
     if (n == -1 && PyErr_Occurred())
         return NULL;
     if (overflow < 0 || (overflow == 0 && n < 0)) {

@@ -77,6 +77,11 @@ size_t pcc_chan_len(pcc_chan *ch);
 size_t pcc_chan_senders(pcc_chan *ch);
 size_t pcc_chan_receivers(pcc_chan *ch);
 int pcc_chan_is_disconnected(pcc_chan *ch);
+/* Call visit(msg, ctx) on every queued message, oldest first, with the
+ * channel's lock held (visit must not call back into the channel nor
+ * block).  Stops at and returns the first non-zero result, else 0.  Used
+ * by the binding's garbage-collector traversal. */
+int pcc_chan_visit(pcc_chan *ch, int (*visit)(void *msg, void *ctx), void *ctx);
 
 /* ---- operations ------------------------------------------------------------ */
 
