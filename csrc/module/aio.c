@@ -370,21 +370,17 @@ static PyObject *raise_for(aio_op *op, int rc)
     pcm_state *st = pcm_state_of_type(Py_TYPE(op));
     if (st == NULL)
         return NULL;
-    if (rc == -ENOMEM)
-        return PyErr_NoMemory();
     if (op->kind == OP_SEND) {
-        if (rc == -EPIPE)
-            return pcm_raise_with_value(st->SendError, "sending on a disconnected channel",
-                                        op->value);
-    } else if (rc == -EPIPE) {
-        if (op->kind == OP_ANEXT)
-            PyErr_SetNone(PyExc_StopAsyncIteration);
-        else
-            PyErr_SetString(st->RecvError, "receiving on an empty and disconnected channel");
+        const pcm_errmap map[] = {{-EPIPE, st->SendError, "sending on a disconnected channel"}};
+        return PCM_RAISE_CODE("async channel send", rc, map, op->value);
+    }
+    if (rc == -EPIPE && op->kind == OP_ANEXT) {
+        PyErr_SetNone(PyExc_StopAsyncIteration);
         return NULL;
     }
-    PyErr_Format(PyExc_SystemError, "async channel operation failed with code %d", rc);
-    return NULL;
+    const pcm_errmap map[] = {
+        {-EPIPE, st->RecvError, "receiving on an empty and disconnected channel"}};
+    return PCM_RAISE_CODE("async channel recv", rc, map, NULL);
 }
 
 /* One step of the operation (the task sent None).  Returns PYGEN_RETURN

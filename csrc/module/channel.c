@@ -245,40 +245,6 @@ static int end_bool(pcm_chan_end *Py_UNUSED(self))
     return 1; /* a handle is a handle, not a container: always truthy */
 }
 
-/* ---- argument parsing ------------------------------------------------------ */
-
-/* f(pos..., timeout=None): `npos` required positionals, then an optional
- * timeout given by position or keyword.  Returns 0, or -1 with TypeError. */
-static int parse_timeout_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-                              PyObject *kwnames, Py_ssize_t npos, PyObject **timeout)
-{
-    *timeout = NULL;
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    if (nargs < npos || nargs > npos + 1) {
-        if (nargs < npos)
-            PyErr_Format(PyExc_TypeError, "%s() missing required argument 'value'", fname);
-        else
-            PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional arguments (%zd given)",
-                         fname, npos + 1, nargs);
-        return -1;
-    }
-    if (nargs == npos + 1)
-        *timeout = args[npos];
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-        if (!PyUnicode_Check(k) || PyUnicode_CompareWithASCIIString(k, "timeout") != 0) {
-            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R", fname, k);
-            return -1;
-        }
-        if (*timeout != NULL) {
-            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument 'timeout'", fname);
-            return -1;
-        }
-        *timeout = args[nargs + i];
-    }
-    return 0;
-}
-
 /* ---- Sender ------------------------------------------------------------------ */
 
 typedef struct {
@@ -305,37 +271,29 @@ static PyObject *send_failed(pcm_chan_end *self, int rc, PyObject *value)
     Py_DECREF(value); /* the caller still holds its own reference */
     if (rc == PCM_RAISED)
         return NULL;
-    if (rc == -ENOMEM)
-        return PyErr_NoMemory();
     pcm_state *st = pcm_state_of_type(Py_TYPE(self));
     if (st == NULL)
         return NULL;
-    switch (rc) {
-    case -EPIPE:
-        return pcm_raise_with_value(st->SendError, "sending on a disconnected channel", value);
-    case -EAGAIN:
-        return pcm_raise_with_value(st->Full, "sending on a full channel", value);
-    case -ETIMEDOUT:
-        return pcm_raise_with_value(st->SendTimeoutError, "timed out waiting on send operation",
-                                    value);
-    default:
-        PyErr_Format(PyExc_SystemError, "channel send failed with code %d", rc);
-        return NULL;
-    }
+    const pcm_errmap map[] = {
+        {-EPIPE, st->SendError, "sending on a disconnected channel"},
+        {-EAGAIN, st->Full, "sending on a full channel"},
+        {-ETIMEDOUT, st->SendTimeoutError, "timed out waiting on send operation"},
+    };
+    return PCM_RAISE_CODE("channel send", rc, map, value);
 }
 
 static PyObject *sender_send(pcm_chan_end *self, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames)
 {
+    static const char *const posnames[] = {"value"};
     PyObject *value, *timeout = NULL;
-    if (nargs != 1 || kwnames != NULL) {
-        if (parse_timeout_args("send", args, nargs, kwnames, 1, &timeout) < 0)
-            return NULL;
-    }
+    if ((nargs != 1 || kwnames != NULL) &&
+        pcm_args_timeout("send", args, nargs, kwnames, 1, posnames, &timeout) < 0)
+        return NULL;
     value = args[0];
     CHECK_OPEN(self);
     pcc_deadline_t deadline = PCC_FOREVER;
-    if (timeout != NULL && timeout != Py_None && pcm_deadline_from_timeout(timeout, &deadline) < 0)
+    if (timeout != NULL && pcm_deadline_from_timeout(timeout, &deadline) < 0)
         return NULL;
     /* Fast path: no blocking, so the GIL stays held (no release/reacquire). */
     Py_INCREF(value);
@@ -369,7 +327,7 @@ static PyObject *recv_common(pcm_chan_end *self, PyObject *timeout, int stop_on_
 {
     CHECK_OPEN(self);
     pcc_deadline_t deadline = PCC_FOREVER;
-    if (timeout != NULL && timeout != Py_None && pcm_deadline_from_timeout(timeout, &deadline) < 0)
+    if (timeout != NULL && pcm_deadline_from_timeout(timeout, &deadline) < 0)
         return NULL;
     void *msg;
     int rc = pcc_chan_try_recv(self->ch, &msg);
@@ -388,13 +346,11 @@ static PyObject *recv_common(pcm_chan_end *self, PyObject *timeout, int stop_on_
     pcm_state *st = pcm_state_of_type(Py_TYPE(self));
     if (st == NULL)
         return NULL;
-    if (rc == -EPIPE)
-        PyErr_SetString(st->RecvError, "receiving on an empty and disconnected channel");
-    else if (rc == -ETIMEDOUT)
-        PyErr_SetString(st->RecvTimeoutError, "timed out waiting on receive operation");
-    else
-        PyErr_Format(PyExc_SystemError, "channel recv failed with code %d", rc);
-    return NULL;
+    const pcm_errmap map[] = {
+        {-EPIPE, st->RecvError, "receiving on an empty and disconnected channel"},
+        {-ETIMEDOUT, st->RecvTimeoutError, "timed out waiting on receive operation"},
+    };
+    return PCM_RAISE_CODE("channel recv", rc, map, NULL);
 }
 
 static PyObject *receiver_recv(pcm_chan_end *self, PyObject *const *args, Py_ssize_t nargs,
@@ -402,7 +358,7 @@ static PyObject *receiver_recv(pcm_chan_end *self, PyObject *const *args, Py_ssi
 {
     PyObject *timeout = NULL;
     if ((nargs != 0 || kwnames != NULL) &&
-        parse_timeout_args("recv", args, nargs, kwnames, 0, &timeout) < 0)
+        pcm_args_timeout("recv", args, nargs, kwnames, 0, NULL, &timeout) < 0)
         return NULL;
     return recv_common(self, timeout, 0);
 }
@@ -421,11 +377,11 @@ static PyObject *try_recv_common(pcm_chan_end *self, int quiet)
     pcm_state *st = pcm_state_of_type(Py_TYPE(self));
     if (st == NULL)
         return NULL;
-    if (rc == -EAGAIN)
-        PyErr_SetString(st->Empty, "receiving on an empty channel");
-    else
-        PyErr_SetString(st->RecvError, "receiving on an empty and disconnected channel");
-    return NULL;
+    const pcm_errmap map[] = {
+        {-EAGAIN, st->Empty, "receiving on an empty channel"},
+        {-EPIPE, st->RecvError, "receiving on an empty and disconnected channel"},
+    };
+    return PCM_RAISE_CODE("channel try_recv", rc, map, NULL);
 }
 
 static PyObject *receiver_try_recv(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
@@ -705,31 +661,12 @@ static PyObject *mod_channel(PyObject *module, PyObject *Py_UNUSED(ignored))
     return make_pair(module, PCC_CHAN_UNBOUNDED, 0);
 }
 
-static PyObject *mod_sync_channel(PyObject *module, PyObject *bound_arg)
+static PyObject *mod_sync_channel(PyObject *module, PyObject *bound)
 {
-    /* Any integer-like object (__index__: numpy.int64 too), but not bool. */
-    if (PyBool_Check(bound_arg) || !PyIndex_Check(bound_arg)) {
-        PyErr_Format(PyExc_TypeError, "sync_channel() bound must be an int, not %.100s",
-                     Py_TYPE(bound_arg)->tp_name);
+    long long n;
+    if (pcm_index_arg(bound, "sync_channel() bound", 0,
+                      (long long)(PY_SSIZE_T_MAX / sizeof(void *)), &n) < 0)
         return NULL;
-    }
-    PyObject *bound = PyNumber_Index(bound_arg);
-    if (bound == NULL)
-        return NULL;
-    int overflow = 0;
-    long long n = PyLong_AsLongLongAndOverflow(bound, &overflow);
-    Py_DECREF(bound);
-    bound = bound_arg;
-    if (n == -1 && PyErr_Occurred())
-        return NULL;
-    if (overflow < 0 || (overflow == 0 && n < 0)) {
-        PyErr_Format(PyExc_ValueError, "sync_channel() bound must be >= 0, got %R", bound);
-        return NULL;
-    }
-    if (overflow > 0 || (unsigned long long)n > (unsigned long long)(PY_SSIZE_T_MAX / sizeof(void *))) {
-        PyErr_Format(PyExc_ValueError, "sync_channel() bound %R is too large", bound);
-        return NULL;
-    }
     if (n == 0)
         return make_pair(module, PCC_CHAN_ZERO, 0);
     return make_pair(module, PCC_CHAN_BOUNDED, (size_t)n);

@@ -73,16 +73,11 @@ PyObject *pcm_add_type(PyObject *module, PyType_Spec *spec, PyObject *bases);
 #define PCM_GENERIC_ALIAS_METHOD \
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS, PyDoc_STR("See PEP 585")}
 
-/* ---- timeouts and blocking waits (wait.c) ------------------------------ */
+/* ---- shared helpers: arguments and timeouts, errors ----------------------- */
+#include "args.h"
+#include "errors.h"
 
-/* Parse a `timeout=` argument: None or math.inf -> PCC_FOREVER; a
- * non-negative real number of seconds -> an absolute deadline (huge values
- * clamp to PCC_FOREVER).  Negative or NaN -> ValueError; other types ->
- * TypeError.  Returns 0, or -1 with an exception set. */
-int pcm_deadline_from_timeout(PyObject *timeout, pcc_deadline_t *deadline);
-/* Same for a required duration (sleep, Condvar.wait_timeout): None is a
- * TypeError. Result in nanoseconds, PCC_FOREVER for inf. */
-int pcm_duration_ns(PyObject *seconds, const char *what, int64_t *ns);
+/* ---- blocking waits (wait.c) ----------------------------------------------- */
 
 /* A blocking operation run without the GIL.  It must not touch any
  * PyObject.  It returns 0 or a negative code; -EINTR means "a signal
@@ -96,7 +91,6 @@ typedef int (*pcm_blocking_fn)(void *arg, pcc_deadline_t deadline);
  * run the signal handlers (PyErr_CheckSignals) and retry with the time
  * left.  Returns op's final code (0, -ETIMEDOUT, ...), or PCM_RAISED with
  * an exception set when a signal handler raised (KeyboardInterrupt). */
-#define PCM_RAISED (-100000)
 int pcm_wait(pcm_blocking_fn op, void *arg, pcc_deadline_t deadline);
 
 /* ---- results and errors --------------------------------------------------- */
@@ -107,10 +101,6 @@ int pcm_wait(pcm_blocking_fn op, void *arg, pcc_deadline_t deadline);
 PyObject *pcm_ok(pcm_state *st, PyObject *value);
 PyObject *pcm_err(pcm_state *st, PyObject *error);
 PyObject *pcm_err_from_thread(pcm_state *st, PyObject *error);
-
-/* Raise exc_type(message) with `value` attached as .value (a new reference
- * is taken).  Always returns NULL. */
-PyObject *pcm_raise_with_value(PyObject *exc_type, const char *message, PyObject *value);
 
 /* ---- threads (thread.c), for other areas --------------------------------- */
 

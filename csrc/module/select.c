@@ -67,16 +67,8 @@ PyObject *pcm_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs, 
 {
     pcm_state *st = pcm_state_of_module(module);
     PyObject *timeout = NULL, *result = NULL;
-    if (kwnames != NULL) {
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
-            PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-            if (!PyUnicode_Check(k) || PyUnicode_CompareWithASCIIString(k, "timeout") != 0) {
-                PyErr_Format(PyExc_TypeError, "select() got an unexpected keyword argument %R", k);
-                return NULL;
-            }
-            timeout = args[nargs + i];
-        }
-    }
+    if (pcm_kwonly_timeout("select", args, nargs, kwnames, &timeout) < 0)
+        return NULL;
     if (nargs == 0) {
         PyErr_SetString(PyExc_ValueError, "select() needs at least one operation");
         return NULL;
@@ -146,12 +138,9 @@ PyObject *pcm_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs, 
             result = Py_BuildValue("(nN)", (Py_ssize_t)a.index, (PyObject *)a.msg);
     } else if (rc == -EPIPE) {
         raise_disconnected(st, ops[a.index].is_send, vals[a.index], a.index);
-    } else if (rc == -ETIMEDOUT) {
-        PyErr_SetString(PyExc_TimeoutError, "select() timed out");
-    } else if (rc == -ENOMEM) {
-        PyErr_NoMemory();
-    } else if (rc != PCM_RAISED) {
-        PyErr_Format(PyExc_SystemError, "select failed with code %d", rc);
+    } else {
+        const pcm_errmap map[] = {{-ETIMEDOUT, PyExc_TimeoutError, "select() timed out"}};
+        PCM_RAISE_CODE("select", rc, map, NULL);
     }
 done_free:
     if (ops != stack_ops)

@@ -87,9 +87,4 @@ int pcm_oncelock_init(PyObject *module, pcm_state *st);
 int pcm_atomic_init(PyObject *module, pcm_state *st);
 int pcm_arc_init(PyObject *module, pcm_state *st);
 
-/* Parse "timeout=None" (one optional positional-or-keyword argument) for a
- * METH_FASTCALL|METH_KEYWORDS method named fname.  Returns 0 or -1. */
-int pcm_parse_timeout_arg(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-                          PyObject *kwnames, pcc_deadline_t *deadline);
-
 #endif

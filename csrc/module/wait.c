@@ -1,83 +1,9 @@
-/* pyconc binding: timeouts and the GIL-releasing wait loop every blocking
- * call goes through (modelled on CPython's acquire_timed). */
+/* pyconc binding: the GIL-releasing wait loop every blocking call goes
+ * through (modelled on CPython's acquire_timed).  Timeouts are parsed in
+ * args.c. */
 #include "module.h"
 
 #include <math.h>
-
-static int seconds_to_ns(PyObject *obj, const char *what, int64_t *ns)
-{
-    double secs;
-    if (PyBool_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a number of seconds or None, not bool", what);
-        return -1;
-    }
-    if (PyLong_Check(obj)) {
-        int overflow = 0;
-        long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
-        if (v == -1 && PyErr_Occurred())
-            return -1;
-        if (overflow < 0 || (overflow == 0 && v < 0)) {
-            PyErr_Format(PyExc_ValueError, "%s must be non-negative, got %R", what, obj);
-            return -1;
-        }
-        if (overflow > 0 || v >= (long long)(PCC_FOREVER / 1000000000)) {
-            *ns = PCC_FOREVER;
-            return 0;
-        }
-        *ns = (int64_t)v * 1000000000;
-        return 0;
-    }
-    if (!(PyFloat_Check(obj) || PyNumber_Check(obj))) {
-        PyErr_Format(PyExc_TypeError, "%s must be a number of seconds or None, not %.100s",
-                     what, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    secs = PyFloat_AsDouble(obj);
-    if (secs == -1.0 && PyErr_Occurred()) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_TypeError, "%s must be a number of seconds or None, not %.100s",
-                         what, Py_TYPE(obj)->tp_name);
-        }
-        return -1;
-    }
-    if (isnan(secs)) {
-        PyErr_Format(PyExc_ValueError, "%s must not be NaN", what);
-        return -1;
-    }
-    if (secs < 0) {
-        PyErr_Format(PyExc_ValueError, "%s must be non-negative, got %R", what, obj);
-        return -1;
-    }
-    if (secs >= (double)(PCC_FOREVER / 1000000000)) {
-        *ns = PCC_FOREVER; /* math.inf and huge values: no deadline */
-        return 0;
-    }
-    *ns = (int64_t)(secs * 1e9);
-    return 0;
-}
-
-int pcm_deadline_from_timeout(PyObject *timeout, pcc_deadline_t *deadline)
-{
-    int64_t ns;
-    if (timeout == NULL || timeout == Py_None) {
-        *deadline = PCC_FOREVER;
-        return 0;
-    }
-    if (seconds_to_ns(timeout, "timeout", &ns) < 0)
-        return -1;
-    *deadline = ns == PCC_FOREVER ? PCC_FOREVER : pcc_deadline_after(ns);
-    return 0;
-}
-
-int pcm_duration_ns(PyObject *seconds, const char *what, int64_t *ns)
-{
-    if (seconds == NULL || seconds == Py_None) {
-        PyErr_Format(PyExc_TypeError, "%s must be a number of seconds, not None", what);
-        return -1;
-    }
-    return seconds_to_ns(seconds, what, ns);
-}
 
 #if PY_VERSION_HEX >= 0x030D0000
 /* Exported by every CPython; since 3.13 declared only in an internal header. */
@@ -123,14 +49,4 @@ int pcm_wait(pcm_blocking_fn op, void *arg, pcc_deadline_t deadline)
         if (PyErr_CheckSignals() < 0)
             return PCM_RAISED;
     }
-}
-
-PyObject *pcm_raise_with_value(PyObject *exc_type, const char *message, PyObject *value)
-{
-    PyObject *exc = PyObject_CallFunction(exc_type, "sO", message, value);
-    if (exc == NULL)
-        return NULL;
-    PyErr_SetObject(exc_type, exc);
-    Py_DECREF(exc);
-    return NULL;
 }
