@@ -75,6 +75,7 @@ PyObject *pcm_add_type(PyObject *module, PyType_Spec *spec, PyObject *bases);
 
 /* ---- shared helpers: arguments and timeouts, errors ----------------------- */
 #include "args.h"
+#include "compat.h"
 #include "errors.h"
 
 /* ---- blocking waits (wait.c) ----------------------------------------------- */

@@ -3,13 +3,6 @@
  * args.c. */
 #include "module.h"
 
-#include <math.h>
-
-#if PY_VERSION_HEX >= 0x030D0000
-/* Exported by every CPython; since 3.13 declared only in an internal header. */
-PyAPI_FUNC(int) _PyOS_IsMainThread(void);
-#endif
-
 /* The main thread (the one that runs Python's signal handlers) never sleeps
  * longer than this at a time.  A signal normally interrupts its sleep at
  * once (EINTR); but one that lands after the handlers were checked and
@@ -26,7 +19,7 @@ int pcm_wait(pcm_blocking_fn op, void *arg, pcc_deadline_t deadline)
      * handlers first.  Cheap: a flag check off the main thread. */
     if (PyErr_CheckSignals() < 0)
         return PCM_RAISED;
-    int main_thread = _PyOS_IsMainThread();
+    int main_thread = pcm_is_main_thread();
     for (;;) {
         pcc_deadline_t until = deadline;
         if (main_thread) {
