@@ -18,6 +18,18 @@
 /* (slots 8 and up: PCM_T_*, module.h) */
 enum { T_THREAD_TYPE, T_HANDLE_TYPE, T_CURRENT_KEY };
 
+/* Once the interpreter is finalizing, a thread other than the one
+ * finalizing can never take the GIL again (CPython ends it when it tries):
+ * a new thread would never run and an unfinished one never finish. */
+static int interpreter_finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
 /* Threads spawned whose thread state does not exist yet.  At interpreter
  * exit (atexit) we wait for it to drop to zero, so no thread first touches
  * the interpreter after it has been torn down. */
@@ -324,6 +336,12 @@ static PyObject *handle_join_impl(HandleObject *self, pcc_deadline_t deadline)
             return NULL;
         if (me == self->thread) {
             PyErr_SetString(st->DeadlockError, "a thread cannot join itself");
+            return NULL;
+        }
+        if (interpreter_finalizing()) {
+            PyErr_SetString(st->DeadlockError,
+                            "the interpreter is shutting down and this thread had not finished: "
+                            "it can no longer run, so it can never be joined");
             return NULL;
         }
         if (self->fork_gen != pcm_fork_generation()) {
@@ -685,6 +703,11 @@ static PyObject *spawn_impl(pcm_state *st, PyObject *func, PyObject *args, PyObj
     if (!PyCallable_Check(func)) {
         PyErr_Format(PyExc_TypeError, "spawn() needs a callable, not %.100s",
                      Py_TYPE(func)->tp_name);
+        return NULL;
+    }
+    if (interpreter_finalizing()) {
+        /* as threading.Thread.start() */
+        PyErr_SetString(PyExc_RuntimeError, "can't start a new thread at interpreter shutdown");
         return NULL;
     }
     PyObject *thread = thread_new_object(st, name);
