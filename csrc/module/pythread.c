@@ -36,9 +36,11 @@
 /* Per OS thread (spawned or pool worker): its threading object and the key
  * it goes under in threading._active. */
 typedef struct {
-    PyObject *obj;    /* strong; NULL until the first job */
-    PyObject *ident;  /* int: threading.get_ident() of this thread */
-    PyObject *active; /* threading._active while registered (strong) */
+    PyObject *obj;        /* strong; NULL until the first job */
+    PyObject *obj_dict;   /* obj.__dict__ (strong): renaming is one dict store */
+    PyObject *ident;      /* int: threading.get_ident() of this thread */
+    PyObject *active;     /* threading._active (strong), kept between jobs */
+    int registered;       /* obj is in active now */
 } pythread_tl;
 
 static _Thread_local pythread_tl tl;
@@ -51,63 +53,88 @@ static void report_unraisable(PyObject *where)
         PyErr_WriteUnraisable(where);
 }
 
+/* Make this thread's threading object (once per OS thread).  0 or -1 with
+ * an exception set. */
+static int pythread_make(pcm_state *st, PyObject *cls, PyObject *name)
+{
+    PyObject *threading = st->threads[PCM_T_THREADING];
+    if (tl.ident == NULL &&
+        (tl.ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident())) == NULL)
+        return -1;
+    if (tl.active == NULL) {
+        /* threading never rebinds _active (fork handling clears and
+         * refills the same dict) */
+        PyObject *active = PyObject_GetAttr(threading, st->threads[PCM_T_ACTIVE_ATTR]);
+        if (active == NULL)
+            return -1;
+        if (!PyDict_Check(active)) {
+            Py_DECREF(active);
+            PyErr_SetString(PyExc_TypeError, "threading._active is not a dict");
+            return -1;
+        }
+        tl.active = active;
+    }
+    PyObject *obj = PyObject_CallOneArg(cls, name);
+    if (obj == NULL)
+        return -1;
+    PyObject *dict = PyObject_GenericGetDict(obj, NULL);
+    if (dict == NULL) {
+        Py_DECREF(obj);
+        return -1;
+    }
+    tl.obj = obj;
+    tl.obj_dict = dict;
+    return 0;
+}
+
 void pcm_pythread_enter(pcm_state *st, PyObject *name, const char *os_name)
 {
     pcc_thread_set_name(os_name);
     PyObject *cls = st->threads[PCM_T_PYTHREAD_CLASS];
-    PyObject *threading = st->threads[PCM_T_THREADING];
-    if (cls == NULL || threading == NULL)
+    if (cls == NULL || st->threads[PCM_T_THREADING] == NULL)
         return;
     if (tl.obj != NULL && !PyObject_TypeCheck(tl.obj, (PyTypeObject *)cls)) {
         /* threading turned it into the _MainThread of a forked child:
          * it is not ours any more */
-        Py_CLEAR(tl.obj);
+        pcm_pythread_forget();
     }
     if (tl.obj == NULL) {
-        if (tl.ident == NULL &&
-            (tl.ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident())) == NULL) {
+        if (pythread_make(st, cls, name) < 0) {
             report_unraisable(cls);
             return;
         }
-        tl.obj = PyObject_CallOneArg(cls, name);
-        if (tl.obj == NULL) {
-            report_unraisable(cls);
-            return;
-        }
-    } else if (PyObject_SetAttr(tl.obj, st->threads[PCM_T_NAME_ATTR], name) < 0) {
+    } else if (PyDict_SetItem(tl.obj_dict, st->threads[PCM_T_NAME_ATTR], name) < 0) {
         report_unraisable(tl.obj);
         return;
     }
-    PyObject *active = PyObject_GetAttr(threading, st->threads[PCM_T_ACTIVE_ATTR]);
-    if (active == NULL || !PyDict_Check(active) || PyDict_SetItem(active, tl.ident, tl.obj) < 0) {
-        report_unraisable(threading);
-        Py_XDECREF(active);
+    if (PyDict_SetItem(tl.active, tl.ident, tl.obj) < 0) {
+        report_unraisable(tl.active);
         return;
     }
-    Py_XSETREF(tl.active, active);
+    tl.registered = 1;
 }
 
 void pcm_pythread_leave(void)
 {
-    PyObject *active = tl.active;
-    if (active == NULL)
+    if (!tl.registered)
         return;
-    tl.active = NULL;
+    tl.registered = 0;
     /* only if it is still ours (threading's fork handling may have
      * replaced it) */
-    PyObject *cur = PyDict_GetItemWithError(active, tl.ident);
-    if (cur != NULL && cur == tl.obj && PyDict_DelItem(active, tl.ident) < 0)
+    PyObject *cur = PyDict_GetItemWithError(tl.active, tl.ident);
+    if (cur != NULL && cur == tl.obj && PyDict_DelItem(tl.active, tl.ident) < 0)
         cur = NULL;
     if (cur == NULL)
-        report_unraisable(active);
-    Py_DECREF(active);
+        report_unraisable(tl.active);
 }
 
 void pcm_pythread_forget(void)
 {
     pcm_pythread_leave();
     Py_CLEAR(tl.obj);
+    Py_CLEAR(tl.obj_dict);
     Py_CLEAR(tl.ident);
+    Py_CLEAR(tl.active);
 }
 
 /* sys.settrace(f) / sys.setprofile(f) through the sys module's own
@@ -134,19 +161,26 @@ void pcm_job_hooks(pcm_state *st)
     PyObject *threading = st->threads[PCM_T_THREADING];
     if (threading == NULL)
         return;
-    /* then what threading gives a new thread (Thread._bootstrap_inner) */
-    PyObject *trace = PyObject_GetAttr(threading, st->threads[PCM_T_TRACE_ATTR]);
-    PyObject *profile = trace ? PyObject_GetAttr(threading, st->threads[PCM_T_PROFILE_ATTR]) : NULL;
+    /* then what threading gives a new thread (Thread._bootstrap_inner);
+     * straight from the module's dict (borrowed), the cheapest read */
+    PyObject *globals = PyModule_GetDict(threading);
+    PyObject *trace = PyDict_GetItemWithError(globals, st->threads[PCM_T_TRACE_ATTR]);
+    PyObject *profile = trace ? PyDict_GetItemWithError(globals, st->threads[PCM_T_PROFILE_ATTR])
+                              : NULL;
     if (trace == NULL || profile == NULL) {
         report_unraisable(threading);
-    } else {
-        if (trace != Py_None)
-            call_sys("settrace", trace);
-        if (profile != Py_None)
-            call_sys("setprofile", profile);
+        return;
     }
-    Py_XDECREF(trace);
-    Py_XDECREF(profile);
+    if (trace == Py_None && profile == Py_None)
+        return;
+    Py_INCREF(trace);
+    Py_INCREF(profile);
+    if (trace != Py_None)
+        call_sys("settrace", trace);
+    if (profile != Py_None)
+        call_sys("setprofile", profile);
+    Py_DECREF(trace);
+    Py_DECREF(profile);
 }
 
 void pcm_job_hooks_clear(void)

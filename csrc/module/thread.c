@@ -11,6 +11,7 @@
 #include "pyconc/park.h"
 #include "pyconc/thread.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "fork.h"
@@ -560,9 +561,15 @@ static void *thread_main(void *arg)
      * the OS thread's name */
     ThreadObject *self_thread = (ThreadObject *)h->thread;
     PyObject *tname = self_thread->name;
-    PyObject *pyname = tname != Py_None ? Py_NewRef(tname)
-                                        : PyUnicode_FromFormat("pyconc-%llu",
-                                                               (unsigned long long)self_thread->id);
+    PyObject *pyname;
+    if (tname != Py_None) {
+        pyname = Py_NewRef(tname);
+    } else {
+        /* "pyconc-<id>"; snprintf costs a tenth of PyUnicode_FromFormat */
+        char buf[32];
+        int n = snprintf(buf, sizeof buf, "pyconc-%llu", (unsigned long long)self_thread->id);
+        pyname = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, buf, n);
+    }
     if (pyname != NULL) {
         pcm_pythread_enter(st, pyname, tname != Py_None ? PyUnicode_AsUTF8(tname) : NULL);
         Py_DECREF(pyname);
