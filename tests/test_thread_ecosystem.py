@@ -234,6 +234,29 @@ def test_threading_settrace_and_setprofile_apply_to_every_kind_of_pyconc_thread(
     assert _EVERYWHERE <= set(seen)
 
 
+def _in_a_threading_thread() -> int:
+    return 1
+
+
+def test_cprofile_sees_calls_in_pyconc_threads_exactly_when_it_sees_a_threading_threads():
+    # cProfile profiles the thread that enabled it (3.11) or, through
+    # sys.monitoring, every thread (3.12+): pyconc threads are no exception
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        t = threading.Thread(target=_in_a_threading_thread)
+        t.start()
+        t.join()
+        pyconc.spawn(_in_spawn).join().unwrap()
+    finally:
+        profiler.disable()
+    names = {func[2] for func in pstats.Stats(profiler).stats}  # type: ignore[attr-defined]
+    assert ("_in_spawn" in names) == ("_in_a_threading_thread" in names)
+
+
 def test_settrace_all_threads_applies_to_threads_started_later():
     # threading.settrace_all_threads is 3.12+; on 3.11 threading.settrace
     # is what sets the hook for threads started later
