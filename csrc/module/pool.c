@@ -150,11 +150,11 @@ static void pyjob_unref(pyjob *j)
 
 static void pyjob_release(void *arg) { pyjob_unref(arg); }
 
-/* The job body: call func with the GIL, keep the outcome. */
 /* Jobs running on this thread, nested ones included (a worker that waits
  * runs other jobs inside the one that waits). */
 static _Thread_local int tl_job_depth;
 
+/* The job body: call func with the GIL, keep the outcome. */
 static void pyjob_run(void *arg)
 {
     pyjob *j = arg;

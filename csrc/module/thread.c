@@ -4,7 +4,11 @@
  * A spawned thread is a native thread from the core (pcc_thread_spawn).  It
  * takes a thread state with PyGILState_Ensure, runs f, stores Ok(value) or
  * Err(exception) in its JoinHandle and sets the handle's completion event.
- * join() waits on that event with the GIL released (pcm_wait).
+ * join() waits on that event with the GIL released (pcm_wait).  While f
+ * runs, the thread is a Python thread to the tools that look at threads
+ * (its name in threading and the OS, threading's trace/profile hooks, the
+ * panic hook for an exception escaping f): pythread.c, shared with the
+ * pool's workers.
  */
 #include "module.h"
 
