@@ -385,7 +385,8 @@ with pyconc.Executor(1) as ex:
 @pytest.mark.parametrize("core", ["ctrace"] + (["sysmon"] if sys.version_info >= (3, 12) else []))
 def test_coverage_reports_every_line_run_in_threads_pool_jobs_executor_jobs_and_join(core,
                                                                                        tmp_path):
-    pytest.importorskip("coverage")  # the test extra installs it
+    import coverage  # noqa: F401  (the test extra installs it)
+
     prog = tmp_path / "prog.py"
     prog.write_text(_COVERAGE_PROGRAM)
     env = {"COVERAGE_CORE": core, "COVERAGE_FILE": str(tmp_path / ".coverage")}
