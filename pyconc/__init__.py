@@ -73,7 +73,7 @@ from ._core import (  # noqa: E402
     spawn,
     yield_now,
 )
-from ._threads import Builder, Scope, scope  # noqa: E402
+from ._threads import Builder, Scope, scope, set_panic_hook, take_panic_hook  # noqa: E402
 
 # Each area re-exports its public names; its __all__ extends ours.
 from . import _aio, _channels, _parallel, _sync  # noqa: E402
@@ -89,7 +89,7 @@ __all__ = [
     "Ok", "Err", "Result",
     # threads
     "spawn", "JoinHandle", "Thread", "Builder", "scope", "Scope", "current", "park",
-    "sleep", "yield_now", "available_parallelism",
+    "sleep", "yield_now", "available_parallelism", "set_panic_hook", "take_panic_hook",
     # errors
     "PyconcError", "ChannelError", "SendError", "RecvError", "Empty", "Full",
     "SendTimeoutError", "RecvTimeoutError", "PoisonError", "WouldBlock", "DeadlockError",

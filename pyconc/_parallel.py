@@ -7,8 +7,9 @@ scope, the article's merge_sort and a concurrent.futures Executor.
 from __future__ import annotations
 
 import concurrent.futures as _cf
+import concurrent.futures.thread as _cf_thread
 import threading as _threading
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 from . import _core
 from ._core import ThreadPool, current_num_threads, join
@@ -181,26 +182,59 @@ class Executor(_cf.Executor):
     can move to another executor (a cluster's, e.g. dask's ``Client``)
     unchanged.  ``max_workers`` defaults like ``ThreadPool``'s size.
 
+    ``thread_name_prefix``, ``initializer`` and ``initargs`` are
+    ``ThreadPoolExecutor``'s: workers are named ``<prefix>_<k>`` (else
+    ``pyconc-pool-<n>-<k>``); each worker runs ``initializer(*initargs)``
+    once, before its first job; if it raises, the Executor is broken: that
+    job's and every later job's future fails with
+    ``concurrent.futures.thread.BrokenThreadPool``, and ``submit`` raises it.
+
         >>> with pyconc.Executor(2) as ex:
         ...     list(ex.map(abs, [-1, -2]))
         [1, 2]
     """
 
-    def __init__(self, max_workers: Optional[int] = None) -> None:
+    def __init__(self, max_workers: Optional[int] = None, thread_name_prefix: str = "",
+                 initializer: Optional[Callable[..., object]] = None,
+                 initargs: Tuple[Any, ...] = ()) -> None:
         if max_workers is not None and (not isinstance(max_workers, int)
                                         or isinstance(max_workers, bool)):
             raise TypeError(f"max_workers must be an int or None, not {type(max_workers).__name__}")
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
-        self._pool = ThreadPool(max_workers)
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._pool = ThreadPool(max_workers, thread_name_prefix=thread_name_prefix or None)
         self._lock = _threading.Lock()
         self._shutdown = False
         self._pending: "set[_cf.Future[Any]]" = set()
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._initialized = _threading.local()  # per worker: initializer done
+        self._broken: Optional[str] = None
+
+    def _initialize_worker(self) -> bool:
+        """Run the initializer once on this worker; False once it failed
+        (here or on another worker): the Executor is broken."""
+        if self._initializer is None or getattr(self._initialized, "done", False):
+            return self._broken is None
+        self._initialized.done = True
+        try:
+            self._initializer(*self._initargs)
+        except BaseException:
+            _cf._base.LOGGER.critical("Exception in initializer:", exc_info=True)
+            with self._lock:
+                self._broken = ("A thread initializer failed, the thread pool is not "
+                                "usable anymore")
+            return False
+        return self._broken is None
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> "_cf.Future[Any]":
         """Schedule ``fn(*args, **kwargs)`` on the pool; return its ``Future``.
         Raises ``RuntimeError`` after ``shutdown()``."""
         with self._lock:
+            if self._broken is not None:
+                raise _cf_thread.BrokenThreadPool(self._broken)
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             fut: "_cf.Future[Any]" = _cf.Future()
@@ -209,6 +243,9 @@ class Executor(_cf.Executor):
             def run() -> None:
                 try:
                     if not fut.set_running_or_notify_cancel():
+                        return
+                    if not self._initialize_worker():
+                        fut.set_exception(_cf_thread.BrokenThreadPool(self._broken))
                         return
                     try:
                         result = fn(*args, **kwargs)

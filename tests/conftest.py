@@ -6,6 +6,8 @@
 * ``run_threads(fn, n)``: runs ``fn(i)`` on n pyconc threads started
   together, and re-raises the first failure in the test (worker failures
   are never swallowed).
+* ``panic_reports``: what pyconc's panic hook reported during the test
+  (every test runs with a quiet panic hook: see ``_quiet_panic_hook``).
 """
 from __future__ import annotations
 
@@ -83,3 +85,30 @@ def run_threads(fn: Callable[[int], Any], n: int, timeout: float = 60.0) -> List
     handles = [pyconc.spawn(body, i) for i in range(n)]
     results = [h.join(timeout=timeout) for h in handles]
     return [r.unwrap() for r in results]
+
+
+
+# pyconc reports an exception escaping a thread through its panic hook, whose
+# default hands it to threading.excepthook -- which pytest watches: an
+# unexpected thread failure fails the test, as for threading.Thread.  Many
+# tests here let threads raise on purpose and check the Err, so every test
+# runs with a quiet hook that keeps nothing (keeping the exceptions would
+# keep their frames alive for the leak tests); a test that checks the
+# reports asks for `panic_reports`.
+@pytest.fixture(autouse=True)
+def _quiet_panic_hook() -> Iterator[None]:
+    prev = pyconc.take_panic_hook()
+    pyconc.set_panic_hook(lambda args: None)
+    try:
+        yield
+    finally:
+        pyconc.set_panic_hook(prev)
+
+
+@pytest.fixture
+def panic_reports(_quiet_panic_hook: None) -> List[Any]:
+    """The panic hook's reports during this test: a list of
+    threading.ExceptHookArgs, one per exception that escaped a thread."""
+    reports: List[Any] = []
+    pyconc.set_panic_hook(reports.append)
+    return reports

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 import pickle
+import sys
 import warnings
 
 import pytest
@@ -86,10 +87,34 @@ def test_results_pickle():
     assert pickle.loads(pickle.dumps(Err("e"))) == Err("e")
 
 
-def test_uninspected_err_from_a_thread_warns_when_collected():
+def test_uninspected_err_from_a_thread_warns_when_collected_if_the_panic_hook_failed(
+        monkeypatch):
+    # The panic hook is the report of an exception escaping a thread; when it
+    # could not report (it raised), the uninspected Err still warns at GC.
+    unraisable = []  # the types only: the report's traceback holds the Err
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_type))
+
+    def broken_hook(args):
+        raise OSError("the log is gone")
+
+    pyconc.set_panic_hook(broken_hook)
     h = pyconc.spawn(lambda: 1 / 0)
     h.join()  # the Err is returned and dropped unseen
+    assert unraisable == [OSError]
     with pytest.warns(RuntimeWarning, match="ZeroDivisionError.*lost|never inspected"):
+        del h
+        gc.collect()
+
+
+def test_an_err_the_panic_hook_reported_does_not_warn_again_when_collected(panic_reports):
+    # one report per lost exception, not two
+    gc.collect()
+    h = pyconc.spawn(lambda: 1 / 0)
+    h.join()  # dropped unseen
+    assert [type(a.exc_value) for a in panic_reports] == [ZeroDivisionError]
+    panic_reports.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         del h
         gc.collect()
 

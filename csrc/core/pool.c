@@ -381,6 +381,8 @@ int pcc_pool_sleeping(pcc_pool *p)
 
 pcc_pool *pcc_pool_current(void) { return tl_worker ? tl_worker->pool : NULL; }
 
+int pcc_pool_current_index(void) { return tl_worker ? tl_worker->index : -1; }
+
 void pcc_pool_shutdown(pcc_pool *p)
 {
     if (atomic_exchange_explicit(&p->shutdown, 1, memory_order_seq_cst))

@@ -9,6 +9,8 @@
 #include "pyconc/park.h"
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 /* ---- the idle-thread cache ------------------------------------------------
@@ -190,6 +192,61 @@ int pcc_thread_spawn(pcc_thread_fn fn, void *arg, size_t stack_size)
         return 0;
     free(w);
     return rc == EINVAL ? -EINVAL : (rc == ENOMEM ? -ENOMEM : -EAGAIN);
+}
+
+/* ---- OS thread names ------------------------------------------------------ */
+
+#define PCC_OS_NAME_MAX 15 /* Linux: TASK_COMM_LEN - 1 */
+
+/* The process's name (the main thread's), read once. */
+static char default_name[PCC_OS_NAME_MAX + 1];
+static pthread_once_t default_name_once = PTHREAD_ONCE_INIT;
+
+/* What this thread's OS name was last set to, valid once tl_name_known;
+ * unknown at first (a new thread inherits its creator's name). */
+static _Thread_local char tl_name[PCC_OS_NAME_MAX + 1];
+static _Thread_local int tl_name_known;
+
+static void read_default_name(void)
+{
+#if defined(__linux__)
+    FILE *f = fopen("/proc/self/comm", "r");
+    if (f != NULL) {
+        if (fgets(default_name, sizeof default_name, f) == NULL)
+            default_name[0] = '\0';
+        fclose(f);
+        default_name[strcspn(default_name, "\n")] = '\0';
+    }
+#endif
+}
+
+void pcc_thread_set_name(const char *name)
+{
+    char buf[PCC_OS_NAME_MAX + 1];
+    if (name == NULL) {
+        pthread_once(&default_name_once, read_default_name);
+        name = default_name;
+        if (name[0] == '\0')
+            return; /* unknown: leave the name alone */
+    }
+    size_t n = strlen(name);
+    if (n > PCC_OS_NAME_MAX) {
+        n = PCC_OS_NAME_MAX;
+        /* never cut a UTF-8 sequence: back up over continuation bytes */
+        while (n > 0 && ((unsigned char)name[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(buf, name, n);
+    buf[n] = '\0';
+    if (tl_name_known && strcmp(buf, tl_name) == 0)
+        return;
+#if defined(__linux__) || defined(__FreeBSD__)
+    pthread_setname_np(pthread_self(), buf);
+#elif defined(__APPLE__)
+    pthread_setname_np(buf);
+#endif
+    memcpy(tl_name, buf, n + 1);
+    tl_name_known = 1;
 }
 
 int pcc_available_parallelism(void)

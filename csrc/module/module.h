@@ -120,8 +120,35 @@ void pcm_handle_complete(PyObject *handle, PyObject *result);
  * reference (never NULL: falls back to Err(None) after reporting). */
 PyObject *pcm_capture_exception(pcm_state *st);
 
+/* ---- pyconc threads as Python threads (pythread.c) ----------------------- */
+
+/* st->threads[] slots shared by thread.c, pythread.c and pool.c (thread.c
+ * keeps its own below 8). */
+enum {
+    PCM_T_THREADING = 8, PCM_T_PYTHREAD_CLASS, PCM_T_REPORT, PCM_T_NAME_ATTR,
+    PCM_T_ACTIVE_ATTR, PCM_T_TRACE_ATTR, PCM_T_PROFILE_ATTR
+};
+/* With the GIL, no exception set; never fail (problems are reported as
+ * unraisable, the job runs anyway).  enter: the calling OS thread becomes
+ * a live threading.Thread named `name` (a str) and its OS name becomes
+ * os_name (NULL: the process's name) until leave.  forget: the thread is
+ * about to exit; drop its objects. */
+void pcm_pythread_enter(pcm_state *st, PyObject *name, const char *os_name);
+void pcm_pythread_leave(void);
+void pcm_pythread_forget(void);
+/* At the start of a job: drop the trace/profile functions an earlier job
+ * left, then install those threading gives a new thread.  _clear: drop
+ * them (a job's end). */
+void pcm_job_hooks(pcm_state *st);
+void pcm_job_hooks_clear(void);
+/* `result` (Ok/Err, borrowed) is the outcome of a thread or pool job that
+ * is ending: if it is an Err, report it through the panic hook, on this
+ * thread, before anyone can see the outcome. */
+void pcm_report_panic(pcm_state *st, PyObject *result);
+
 /* ---- area init functions (one per area, called by _pyconc.c) ----------- */
 int pcm_threads_init(PyObject *module, pcm_state *st);
+int pcm_pythread_init(PyObject *module, pcm_state *st); /* by pcm_threads_init */
 int pcm_channels_init(PyObject *module, pcm_state *st); /* channel.c */
 int pcm_sync_init(PyObject *module, pcm_state *st);     /* sync.c */
 int pcm_pool_init(PyObject *module, pcm_state *st);     /* pool.c */

@@ -21,26 +21,52 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- worker thread states ------------------------------------------------- */
+/* ---- worker thread states and names ---------------------------------------- */
 
 static _Thread_local PyThreadState *tl_tstate;
 static _Thread_local PyGILState_STATE tl_gstate;
 
+/* What a pool's workers need to name themselves: pyconc-pool-<n>-<k>, or
+ * <prefix>_<k> (ThreadPoolExecutor's form) when the pool was given a
+ * thread_name_prefix.  Shared by the workers (the hooks' ctx), freed by the
+ * last one to exit, or by pool_create if pcc_pool_new fails (it waits for
+ * the workers it did start to exit). */
+typedef struct {
+    _Atomic int refs;
+    pcm_state *st;
+    unsigned long pool_no;
+    char prefix[]; /* UTF-8; "" for the default name */
+} worker_names;
+
+static _Atomic unsigned long pool_counter;
+
 static void worker_start(void *ctx)
 {
-    (void)ctx;
+    worker_names *wn = ctx;
     tl_gstate = PyGILState_Ensure();
+    int k = pcc_pool_current_index();
+    PyObject *name = wn->prefix[0] != '\0'
+                         ? PyUnicode_FromFormat("%s_%d", wn->prefix, k)
+                         : PyUnicode_FromFormat("pyconc-pool-%lu-%d", wn->pool_no, k);
+    if (name != NULL) {
+        /* a live threading.Thread for the worker's whole life */
+        pcm_pythread_enter(wn->st, name, PyUnicode_AsUTF8(name));
+        Py_DECREF(name);
+    }
+    if (PyErr_Occurred())
+        PyErr_WriteUnraisable(NULL);
     tl_tstate = PyEval_SaveThread();
 }
 
 static void worker_exit(void *ctx)
 {
-    (void)ctx;
+    worker_names *wn = ctx;
     PyEval_RestoreThread(tl_tstate);
+    pcm_pythread_forget();
     PyGILState_Release(tl_gstate);
+    if (atomic_fetch_sub_explicit(&wn->refs, 1, memory_order_acq_rel) == 1)
+        PyMem_RawFree(wn);
 }
-
-static const pcc_pool_hooks worker_hooks = {worker_start, worker_exit, NULL};
 
 /* ---- Python jobs ------------------------------------------------------------ */
 
@@ -124,17 +150,28 @@ static void pyjob_unref(pyjob *j)
 
 static void pyjob_release(void *arg) { pyjob_unref(arg); }
 
+/* Jobs running on this thread, nested ones included (a worker that waits
+ * runs other jobs inside the one that waits). */
+static _Thread_local int tl_job_depth;
+
 /* The job body: call func with the GIL, keep the outcome. */
 static void pyjob_run(void *arg)
 {
     pyjob *j = arg;
     PyGILState_STATE g = PyGILState_Ensure();
+    /* A job a worker starts afresh gets the trace/profile hooks threading
+     * gives a new thread; a nested job, or one the submitting thread runs
+     * itself, runs under that thread's own. */
+    int fresh = tl_job_depth++ == 0 && pcc_pool_current() != NULL;
+    if (fresh)
+        pcm_job_hooks(j->st);
     PyObject *r = PyObject_Call(j->func, j->args, j->kwargs);
     if (j->handle != NULL) {
         PyObject *res = r != NULL ? pcm_ok(j->st, r) : NULL;
         if (res == NULL)
             res = pcm_capture_exception(j->st);
         Py_XDECREF(r);
+        pcm_report_panic(j->st, res); /* as a spawned thread's */
         PyObject *h = j->handle;
         j->handle = NULL;
         /* release f and its arguments before anyone can see completion */
@@ -152,6 +189,9 @@ static void pyjob_run(void *arg)
         Py_CLEAR(j->args);
         Py_CLEAR(j->kwargs);
     }
+    if (fresh)
+        pcm_job_hooks_clear();
+    tl_job_depth--;
     PyGILState_Release(g);
 }
 
@@ -342,11 +382,22 @@ static int default_num_threads(void)
     return n < 1 ? 1 : (n > PCC_POOL_MAX_THREADS ? PCC_POOL_MAX_THREADS : n);
 }
 
-static PyObject *pool_create(PyTypeObject *tp, int n, int is_global)
+static PyObject *pool_create(PyTypeObject *tp, int n, int is_global, const char *prefix)
 {
+    size_t plen = prefix ? strlen(prefix) : 0;
+    worker_names *wn = PyMem_RawMalloc(sizeof *wn + plen + 1);
+    if (wn == NULL)
+        return PyErr_NoMemory();
+    atomic_init(&wn->refs, n);
+    wn->st = pcm_state_of_type(tp);
+    wn->pool_no = atomic_fetch_add_explicit(&pool_counter, 1, memory_order_relaxed);
+    memcpy(wn->prefix, prefix ? prefix : "", plen + 1);
+    pcc_pool_hooks hooks = {worker_start, worker_exit, wn};
     PoolObject *self = PyObject_GC_New(PoolObject, tp);
-    if (self == NULL)
+    if (self == NULL) {
+        PyMem_RawFree(wn);
         return NULL;
+    }
     self->pool = NULL;
     self->nthreads = n;
     self->is_global = is_global;
@@ -356,9 +407,12 @@ static PyObject *pool_create(PyTypeObject *tp, int n, int is_global)
     pcc_pool *p = NULL;
     /* the workers take the GIL as they start: let them */
     Py_BEGIN_ALLOW_THREADS
-    rc = pcc_pool_new(n, &worker_hooks, &p);
+    rc = pcc_pool_new(n, &hooks, &p);
     Py_END_ALLOW_THREADS
     if (rc != 0) {
+        /* the workers that did start have exited (pcc_pool_new waited),
+         * dropping their references; nobody reads wn any more */
+        PyMem_RawFree(wn);
         Py_DECREF(self);
         if (rc == -ENOMEM)
             return PyErr_NoMemory();
@@ -372,10 +426,27 @@ static PyObject *pool_create(PyTypeObject *tp, int n, int is_global)
 
 static PyObject *pool_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"num_threads", NULL};
-    PyObject *arg = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:ThreadPool", names, &arg))
+    static char *names[] = {"num_threads", "thread_name_prefix", NULL};
+    PyObject *arg = Py_None, *prefix = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$O:ThreadPool", names, &arg, &prefix))
         return NULL;
+    const char *prefix_s = NULL;
+    if (prefix != Py_None) {
+        Py_ssize_t len;
+        if (!PyUnicode_Check(prefix)) {
+            PyErr_Format(PyExc_TypeError, "thread_name_prefix must be a str or None, not %.100s",
+                         Py_TYPE(prefix)->tp_name);
+            return NULL;
+        }
+        if ((prefix_s = PyUnicode_AsUTF8AndSize(prefix, &len)) == NULL)
+            return NULL;
+        if ((Py_ssize_t)strlen(prefix_s) != len) {
+            PyErr_SetString(PyExc_ValueError, "thread_name_prefix must not contain NUL characters");
+            return NULL;
+        }
+        if (len == 0)
+            prefix_s = NULL; /* "" means the default, as in ThreadPoolExecutor */
+    }
     int n;
     if (arg == Py_None) {
         n = default_num_threads();
@@ -396,7 +467,7 @@ static PyObject *pool_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs)
         }
         n = (int)v;
     }
-    return pool_create(tp, n, 0);
+    return pool_create(tp, n, 0, prefix_s);
 }
 
 static int pool_traverse(PoolObject *self, visitproc visit, void *arg)
@@ -656,10 +727,13 @@ static PyGetSetDef pool_getset[] = {
 };
 
 static PyType_Slot pool_slots[] = {
-    {Py_tp_doc, "ThreadPool(num_threads=None)\n--\n\n"
+    {Py_tp_doc, "ThreadPool(num_threads=None, *, thread_name_prefix=None)\n--\n\n"
                 "A work-stealing pool of native threads (rayon's ThreadPool).\n\n"
                 "num_threads defaults to PYCONC_NUM_THREADS, else\n"
-                "available_parallelism().  Idle threads sleep (no CPU use).\n\n"
+                "available_parallelism().  Idle threads sleep (no CPU use).\n"
+                "Workers are named pyconc-pool-<n>-<k> (threading, logging, the OS),\n"
+                "or <prefix>_<k> with a thread_name_prefix (as ThreadPoolExecutor);\n"
+                "they are live threads in threading.enumerate().\n\n"
                 "    >>> with pyconc.ThreadPool(2) as pool:\n"
                 "    ...     pool.join(lambda: 'a', lambda: 'b')\n    ('a', 'b')\n"},
     {Py_tp_new, pool_new},
@@ -704,7 +778,7 @@ static PoolObject *global_pool(pcm_state *st)
     Py_XDECREF(stale);
     if (g != NULL)
         return (PoolObject *)g;
-    PyObject *mine = pool_create((PyTypeObject *)st->pool[PL_POOL_TYPE], default_num_threads(), 0);
+    PyObject *mine = pool_create((PyTypeObject *)st->pool[PL_POOL_TYPE], default_num_threads(), 0, NULL);
     if (mine == NULL)
         return NULL;
     pthread_mutex_lock(&global_mu);

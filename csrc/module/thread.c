@@ -4,18 +4,36 @@
  * A spawned thread is a native thread from the core (pcc_thread_spawn).  It
  * takes a thread state with PyGILState_Ensure, runs f, stores Ok(value) or
  * Err(exception) in its JoinHandle and sets the handle's completion event.
- * join() waits on that event with the GIL released (pcm_wait).
+ * join() waits on that event with the GIL released (pcm_wait).  While f
+ * runs, the thread is a Python thread to the tools that look at threads
+ * (its name in threading and the OS, threading's trace/profile hooks, the
+ * panic hook for an exception escaping f): pythread.c, shared with the
+ * pool's workers.
  */
 #include "module.h"
 
 #include "pyconc/park.h"
 #include "pyconc/thread.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "fork.h"
 
-enum { T_THREAD_TYPE, T_HANDLE_TYPE, T_CURRENT_KEY, T_MAIN_IDENT };
+/* (slots 8 and up: PCM_T_*, module.h) */
+enum { T_THREAD_TYPE, T_HANDLE_TYPE, T_CURRENT_KEY };
+
+/* Once the interpreter is finalizing, a thread other than the one
+ * finalizing can never take the GIL again (CPython ends it when it tries):
+ * a new thread would never run and an unfinished one never finish. */
+static int interpreter_finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
 
 /* Threads spawned whose thread state does not exist yet.  At interpreter
  * exit (atexit) we wait for it to drop to zero, so no thread first touches
@@ -153,27 +171,32 @@ PyObject *pcm_current_thread(pcm_state *st)
     if (t != NULL || PyErr_Occurred())
         return t;
     /* A thread pyconc did not start: the main thread is named "main" (as
-     * in Rust); other foreign threads are unnamed. */
-    PyObject *name = Py_None;
-    PyObject *threading = PyImport_ImportModule("threading");
-    if (threading == NULL)
+     * in Rust); other foreign threads are unnamed.  threading was imported
+     * when the module was (no import here: this runs from __del__ at
+     * shutdown too); an error asking it propagates. */
+    PyObject *threading = st->threads[PCM_T_THREADING];
+    if (threading == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "pyconc: the threading module is gone");
         return NULL;
+    }
     PyObject *main = PyObject_CallMethod(threading, "main_thread", NULL);
-    Py_DECREF(threading);
     if (main == NULL)
         return NULL;
     PyObject *ident = PyObject_GetAttrString(main, "ident");
     Py_DECREF(main);
     if (ident == NULL)
         return NULL;
-    unsigned long main_ident = PyLong_AsUnsignedLong(ident);
+    int is_main = 0;
+    if (ident != Py_None) { /* None: the main thread has not started */
+        unsigned long main_ident = PyLong_AsUnsignedLong(ident);
+        if (main_ident == (unsigned long)-1 && PyErr_Occurred()) {
+            Py_DECREF(ident);
+            return NULL;
+        }
+        is_main = main_ident == PyThread_get_thread_ident();
+    }
     Py_DECREF(ident);
-    if (PyErr_Occurred())
-        PyErr_Clear();
-    else if (main_ident == PyThread_get_thread_ident())
-        name = PyUnicode_FromString("main");
-    else
-        Py_INCREF(name);
+    PyObject *name = is_main ? PyUnicode_FromString("main") : Py_NewRef(Py_None);
     if (name == NULL)
         return NULL;
     t = thread_new_object(st, name);
@@ -318,6 +341,12 @@ static PyObject *handle_join_impl(HandleObject *self, pcc_deadline_t deadline)
             return NULL;
         if (me == self->thread) {
             PyErr_SetString(st->DeadlockError, "a thread cannot join itself");
+            return NULL;
+        }
+        if (interpreter_finalizing()) {
+            PyErr_SetString(st->DeadlockError,
+                            "the interpreter is shutting down and this thread had not finished: "
+                            "it can no longer run, so it can never be joined");
             return NULL;
         }
         if (self->fork_gen != pcm_fork_generation()) {
@@ -483,6 +512,7 @@ static PyType_Spec handle_spec = {
 typedef struct {
     HandleObject *handle; /* strong reference, owned by the new thread */
     pcm_state *st;
+    PyObject *context;    /* contextvars.Context to run in (strong), or NULL: a fresh one */
 } boot_t;
 
 /* Turn the current exception into an Err marked "from a thread".  Returns a
@@ -519,17 +549,43 @@ static void *thread_main(void *arg)
         (void)PyGILState_Ensure();
     atomic_fetch_sub_explicit(&starting, 1, memory_order_release);
     pcc_wake_all(&starting);
-    PyObject *ctx = PyContext_New();
-    if (ctx == NULL || PyContext_Enter(ctx) < 0) {
-        Py_CLEAR(ctx);
-        PyErr_WriteUnraisable(NULL);
-    }
-
     HandleObject *h = boot.handle;
     pcm_state *st = boot.st;
     PyObject *result = NULL;
+    /* Run in the Context given to Builder(context=), else a fresh empty one
+     * (what threading.Thread gives before 3.14). */
+    PyObject *ctx = boot.context != NULL ? boot.context : PyContext_New();
+    if (ctx == NULL || PyContext_Enter(ctx) < 0) {
+        /* e.g. that Context is already entered by another thread */
+        result = pcm_capture_exception(st);
+        Py_CLEAR(ctx);
+    }
+
+    /* threading's view: a live threading.Thread with this thread's name;
+     * the OS thread's name */
+    ThreadObject *self_thread = (ThreadObject *)h->thread;
+    PyObject *tname = self_thread->name;
+    PyObject *pyname;
+    if (tname != Py_None) {
+        pyname = Py_NewRef(tname);
+    } else {
+        /* "pyconc-<id>"; snprintf costs a tenth of PyUnicode_FromFormat */
+        char buf[32];
+        int n = snprintf(buf, sizeof buf, "pyconc-%llu", (unsigned long long)self_thread->id);
+        pyname = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, buf, n);
+    }
+    if (pyname != NULL) {
+        pcm_pythread_enter(st, pyname, tname != Py_None ? PyUnicode_AsUTF8(tname) : NULL);
+        Py_DECREF(pyname);
+    }
+    if (PyErr_Occurred())
+        PyErr_WriteUnraisable(NULL);
+    pcm_job_hooks(st);
+
     PyObject *dict = PyThreadState_GetDict();
-    if (dict == NULL || PyDict_SetItem(dict, st->threads[T_CURRENT_KEY], h->thread) < 0) {
+    if (result != NULL) {
+        /* the Context could not be entered: f does not run */
+    } else if (dict == NULL || PyDict_SetItem(dict, st->threads[T_CURRENT_KEY], h->thread) < 0) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_RuntimeError, "pyconc: no thread state dict");
         result = pcm_capture_exception(st);
@@ -542,6 +598,11 @@ static void *thread_main(void *arg)
         if (result == NULL)
             result = pcm_capture_exception(st);
     }
+    /* An exception escaping f is reported here, on this thread, named,
+     * before anyone can see the outcome (Rust's panic hook). */
+    pcm_report_panic(st, result);
+    pcm_job_hooks_clear();
+    pcm_pythread_leave();
     /* Release f and its arguments now: they may hold resources (channel
      * endpoints whose drop disconnects) that must not outlive the run. */
     PyObject *func = h->func, *args = h->args, *kwargs = h->kwargs;
@@ -559,6 +620,7 @@ static void *thread_main(void *arg)
             PyErr_WriteUnraisable(NULL);
         Py_DECREF(ctx);
     }
+
     dict = PyThreadState_GetDict();
     if (dict != NULL)
         PyDict_Clear(dict);
@@ -590,6 +652,7 @@ static void thread_exit_hook(void)
     if (ts == NULL)
         return;
     PyEval_RestoreThread(ts);
+    pcm_pythread_forget();
     PyGILState_Release(PyGILState_UNLOCKED);
 }
 
@@ -646,11 +709,16 @@ void pcm_handle_complete(PyObject *handle, PyObject *result)
 /* Start a thread running func(*args, **kwargs).  Returns a new reference to
  * its JoinHandle, or NULL with an exception set. */
 static PyObject *spawn_impl(pcm_state *st, PyObject *func, PyObject *args, PyObject *kwargs,
-                            PyObject *name, size_t stack_size)
+                            PyObject *name, size_t stack_size, PyObject *context)
 {
     if (!PyCallable_Check(func)) {
         PyErr_Format(PyExc_TypeError, "spawn() needs a callable, not %.100s",
                      Py_TYPE(func)->tp_name);
+        return NULL;
+    }
+    if (interpreter_finalizing()) {
+        /* as threading.Thread.start() */
+        PyErr_SetString(PyExc_RuntimeError, "can't start a new thread at interpreter shutdown");
         return NULL;
     }
     PyObject *thread = thread_new_object(st, name);
@@ -671,11 +739,13 @@ static PyObject *spawn_impl(pcm_state *st, PyObject *func, PyObject *args, PyObj
     }
     boot->handle = (HandleObject *)Py_NewRef(h);
     boot->st = st;
+    boot->context = Py_XNewRef(context);
     atomic_fetch_add_explicit(&starting, 1, memory_order_relaxed);
     int rc = pcc_thread_spawn(thread_main, boot, stack_size);
     if (rc != 0) {
         atomic_fetch_sub_explicit(&starting, 1, memory_order_relaxed);
         Py_DECREF(h); /* boot's reference */
+        Py_XDECREF(boot->context);
         PyMem_RawFree(boot);
         Py_DECREF(h);
         if (rc == -EINVAL)
@@ -708,21 +778,27 @@ static PyObject *mod_spawn(PyObject *module, PyObject *args, PyObject *kwargs)
             return NULL;
         }
     }
-    PyObject *h = spawn_impl(st, PyTuple_GET_ITEM(args, 0), rest, kw, Py_None, 0);
+    PyObject *h = spawn_impl(st, PyTuple_GET_ITEM(args, 0), rest, kw, Py_None, 0, NULL);
     Py_DECREF(rest);
     Py_XDECREF(kw);
     return h;
 }
 
-/* _spawn(f, args, kwargs, name, stack_size): the Builder's way in. */
+/* _spawn(f, args, kwargs, name, stack_size, context): the Builder's way in. */
 static PyObject *mod_spawn_builder(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     pcm_state *st = pcm_state_of_module(module);
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "_spawn(f, args, kwargs, name, stack_size)");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "_spawn(f, args, kwargs, name, stack_size, context)");
         return NULL;
     }
     PyObject *f = args[0], *fargs = args[1], *fkw = args[2], *name = args[3], *ss = args[4];
+    PyObject *context = args[5];
+    if (context != Py_None && !PyContext_CheckExact(context)) {
+        PyErr_Format(PyExc_TypeError, "context must be a contextvars.Context or None, not %.100s",
+                     Py_TYPE(context)->tp_name);
+        return NULL;
+    }
     if (!PyTuple_Check(fargs) || !(fkw == Py_None || PyDict_Check(fkw))) {
         PyErr_SetString(PyExc_TypeError, "_spawn: args must be a tuple and kwargs a dict or None");
         return NULL;
@@ -761,7 +837,8 @@ static PyObject *mod_spawn_builder(PyObject *module, PyObject *const *args, Py_s
         }
         stack_size = (size_t)v;
     }
-    return spawn_impl(st, f, fargs, fkw == Py_None ? NULL : fkw, name, stack_size);
+    return spawn_impl(st, f, fargs, fkw == Py_None ? NULL : fkw, name, stack_size,
+                      context == Py_None ? NULL : context);
 }
 
 static PyObject *mod_current(PyObject *module, PyObject *Py_UNUSED(ignored))
@@ -919,5 +996,7 @@ int pcm_threads_init(PyObject *module, pcm_state *st)
     if ((st->threads[T_CURRENT_KEY] = PyUnicode_InternFromString("pyconc.current_thread")) == NULL)
         return -1;
     pcc_thread_set_exit_hook(thread_exit_hook);
+    if (pcm_pythread_init(module, st) < 0)
+        return -1;
     return PyModule_AddFunctions(module, thread_functions);
 }

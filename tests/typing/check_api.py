@@ -8,6 +8,7 @@ every line exercised here is real API usage, not a made-up signature.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
 from array import array
 from typing import Any, List, Optional, Tuple
@@ -109,6 +110,9 @@ def check_threads() -> None:
     named = Builder(name="worker").stack_size(1 << 20).name("w2").spawn(lambda: "hi")
     assert_type(named, "JoinHandle[Any]")
     named.join().unwrap()
+    Builder(name="c", context=contextvars.copy_context()).spawn(lambda: None).join()
+    pyconc.set_panic_hook(lambda args: print(args.thread, args.exc_value))
+    pyconc.take_panic_hook()
     with pyconc.scope() as s:
         assert_type(s, Scope)
         sh = s.spawn(add, 2, 3)
@@ -311,6 +315,9 @@ def check_parallel() -> None:
     with Executor(2) as ex:
         fut = ex.submit(add, 1, 2)
         assert fut.result() == 3
+    with ThreadPool(1, thread_name_prefix="io") as named_pool, \
+            Executor(1, thread_name_prefix="ex", initializer=print, initargs=("init",)) as ex2:
+        assert named_pool.install(lambda: 1) == ex2.submit(lambda: 1).result()
 
 
 def main() -> None:

@@ -62,6 +62,8 @@ int pcc_pool_sleeping(pcc_pool *pool);
 
 /* The pool the calling thread is a worker of, or NULL. */
 pcc_pool *pcc_pool_current(void);
+/* The calling worker's index in its pool (0..n-1), or -1 outside a pool. */
+int pcc_pool_current_index(void);
 
 /* Stop accepting external submissions (pcc_pool_push from outside then
  * returns -EPIPE).  Work already submitted -- and work it submits from

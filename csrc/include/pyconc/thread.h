@@ -28,6 +28,15 @@ void pcc_thread_set_exit_hook(void (*hook)(void));
 int pcc_available_parallelism(void);
 void pcc_thread_yield(void);
 
+/* Name the calling OS thread (what /proc/<pid>/task/<tid>/comm, top, gdb and
+ * py-spy show): `name` truncated to the OS limit (15 bytes on Linux, cut at
+ * a UTF-8 character boundary), or NULL for the process's own name (what an
+ * unnamed thread shows: Rust leaves unnamed threads' OS names alone, but a
+ * reused or newly created thread would otherwise show its creator's name).
+ * Remembers the last name per thread and skips the system call when
+ * nothing changes, so calling it for every job is cheap. */
+void pcc_thread_set_name(const char *name);
+
 /* Unique, never-reused thread id (Rust's ThreadId): 1, 2, 3, ... */
 uint64_t pcc_thread_next_id(void);
 
