@@ -129,6 +129,14 @@ void pcm_handle_complete(PyObject *handle, PyObject *result);
  * reference (never NULL: falls back to Err(None) after reporting). */
 PyObject *pcm_capture_exception(pcm_state *st);
 
+/* ---- sync area (sync.c), for other areas -------------------------------- */
+
+/* `exc` escaped the thread (or pool job) that raised it: release the lock
+ * guards it carries (a PoisonError's guard, in it or in its chained
+ * exceptions), as Rust drops them while unwinding, so the lock is free
+ * once the thread is done rather than when its Err is collected. */
+void pcm_sync_release_escaped(pcm_state *st, PyObject *exc);
+
 /* ---- area init functions (one per area, called by _pyconc.c) ----------- */
 int pcm_threads_init(PyObject *module, pcm_state *st);
 int pcm_channels_init(PyObject *module, pcm_state *st); /* channel.c */
