@@ -1125,7 +1125,7 @@ def test_a_later_thread_cannot_condvar_wait_with_a_guard_a_finished_thread_took(
 
     def second():
         try:
-            cv.wait_timeout(kept_box[0], 0.05)
+            cv.wait_timeout(kept_box[-1], 0.05)
         except RuntimeError as e:
             return str(e)
 

@@ -27,6 +27,8 @@ typedef struct {
 typedef struct {
     pcc_condvar *cv;
     uint32_t ticket;
+    pcc_condvar *pending; /* delayed wake-ups to deliver first (NULL: none) */
+    uint32_t pending_n;
 } sleep_arg;
 
 /* Delayed wake-ups.  Threads woken by a notify must re-lock the mutex the
@@ -36,11 +38,11 @@ typedef struct {
  * notifier holds the Mutex that every waiter of this Condvar uses, notify
  * only bumps the sequence (so no current ticket can sleep any more) and
  * counts the wake-up on the Mutex (pending_n: one per notify_one, all for
- * notify_all); the holder delivers them just before it unlocks (guard
- * release, or wait() itself), while no newcomer can have taken a ticket.
- * A Condvar used with several Mutexes at once (pthreads allows it; Rust
- * panics) wakes at once instead: the waiters of the other Mutex would
- * otherwise wait for the release of a lock they do not use. */
+ * notify_all); the holder delivers them right after unlocking (guard
+ * release), or -- in wait() -- after also releasing the GIL.  A Condvar
+ * used with several Mutexes at once (pthreads allows it; Rust panics)
+ * wakes at once instead: the waiters of the other Mutex would otherwise
+ * wait for the release of a lock they do not use. */
 void pcm_condvar_wake(PyObject *cv, uint32_t n)
 {
     pcc_condvar_wake(&((CondvarObject *)cv)->cv, n);
@@ -49,6 +51,10 @@ void pcm_condvar_wake(PyObject *cv, uint32_t n)
 static int cv_sleep_op(void *arg, pcc_deadline_t deadline)
 {
     sleep_arg *a = (sleep_arg *)arg;
+    if (a->pending != NULL) {
+        pcc_condvar_wake(a->pending, a->pending_n);
+        a->pending = NULL;
+    }
     return pcc_condvar_sleep(a->cv, a->ticket, deadline);
 }
 
@@ -138,16 +144,22 @@ static int wait_once(CondvarObject *cv, MutexGuardObject *g, uint64_t me, pcc_de
     int mine = cv_register(cv, m);
     PyObject *pend;
     sleep_arg a;
-    /* Deliver our own delayed wake-ups and unlock in one critical section
-     * of the mutex (see pcm_mutex_release). */
+    /* Take our own delayed wake-ups, take the ticket and unlock in one
+     * critical section of the mutex (see pcm_mutex_release); the wake-ups
+     * go out in the op, once the GIL is released too. */
     PCM_CS_BEGIN(m);
-    pend = pcm_mutex_flush_pending(m);
+    pend = m->pending_cv;
+    m->pending_cv = NULL;
+    a.pending = pend != NULL ? &((CondvarObject *)pend)->cv : NULL;
+    a.pending_n = m->pending_n;
     a.cv = &cv->cv;
     a.ticket = pcc_condvar_prepare(&cv->cv);
     pcc_mutex_unlock(&m->mu);
     PCM_CS_END();
+    int rc = pcm_wait(cv_sleep_op, &a, deadline);
+    if (a.pending != NULL) /* Ctrl-C came before the op ever ran */
+        pcc_condvar_wake(a.pending, a.pending_n);
     Py_XDECREF(pend);
-    int rc = pcm_wait(cv_sleep_op, &a, deadline); /* runs the op at least once */
     pcc_condvar_finish(&cv->cv);
     cv_unregister(cv, mine);
     pcm_mutex_reacquire(m, me);
@@ -392,7 +404,10 @@ static PyMethodDef cv_methods[] = {
     {"wait_while", (PyCFunction)(void (*)(void))cv_wait_while, METH_FASTCALL,
      "wait_while($self, guard, predicate, /)\n--\n\n"
      "Wait while predicate(guard.value) is true (checked before the first\n"
-     "wait and after every wake-up); returns the guard."},
+     "wait and after every wake-up); returns the guard.  The predicate runs\n"
+     "with the lock held and must leave the guard locked: one that unlocks it\n"
+     "makes the call raise UseAfterDrop (the lock is left as the predicate\n"
+     "left it, never released a second time)."},
     {"wait_timeout", (PyCFunction)(void (*)(void))cv_wait_timeout, METH_FASTCALL,
      "wait_timeout($self, guard, seconds, /)\n--\n\n"
      "Like wait, for at most `seconds`; returns (guard, timed_out)."},
@@ -411,7 +426,14 @@ static PyMethodDef cv_methods[] = {
 static PyType_Slot cv_slots[] = {
     {Py_tp_doc, "Condvar()\n--\n\n"
                 "A condition variable (Rust's std::sync::Condvar): threads wait, with a\n"
-                "MutexGuard, until another thread notifies.\n\n"
+                "MutexGuard, until another thread notifies.  Each notify_one() wakes one\n"
+                "waiter (if any waits), notify_all() every one; a notify made while\n"
+                "holding the Mutex the waiters use is delivered as that Mutex is\n"
+                "unlocked (they could not run before).\n\n"
+                "One Condvar may serve waiters of several Mutexes at once (pthreads\n"
+                "allows it; Rust panics): a notify then wakes its waiters at once,\n"
+                "whichever Mutex they wait with, never only when the notifier's Mutex\n"
+                "is released.\n\n"
                 "    >>> m, cv = pyconc.Mutex(False), pyconc.Condvar()\n"
                 "    >>> def setter():\n"
                 "    ...     with m.lock() as g:\n"

@@ -83,21 +83,23 @@ PyObject *pcm_mutex_flush_pending(MutexObject *m)
 void pcm_mutex_release(MutexObject *m)
 {
     PyObject *cv;
-    /* The delayed wake-ups go out while we still hold the lock: a thread
-     * that starts waiting after our notifies needs the lock to take its
-     * ticket, so every sleeper the wake can reach was already waiting when
-     * we notified (after the unlock, a newcomer could take a wake meant for
-     * one of them, which would then sleep on).  The woken threads need the
-     * lock we are about to drop (and the GIL we hold), so waking them a
-     * moment before the unlock costs nothing more than waking them after.
-     * All in one critical section with the unlock: a Condvar notify by the
-     * holder (cv_notify, also in it) either lands before we flush or sees
-     * the lock free. */
+    uint32_t n;
+    /* Taken while still the holder, and unlocked in the same critical
+     * section: a Condvar notify by the holder (cv_notify, also in it)
+     * either lands before we take the delayed wake-ups or sees the lock
+     * free.  Delivered after the unlock, so the threads woken find it free
+     * (see pcc_condvar_wake in sync.h: the wake still reaches the waiters
+     * that were asleep when we notified, not later arrivals). */
     PCM_CS_BEGIN(m);
-    cv = pcm_mutex_flush_pending(m);
+    cv = m->pending_cv;
+    n = m->pending_n;
+    m->pending_cv = NULL;
     pcc_mutex_unlock(&m->mu);
     PCM_CS_END();
-    Py_XDECREF(cv);
+    if (cv != NULL) {
+        pcm_condvar_wake(cv, n);
+        Py_DECREF(cv);
+    }
 }
 
 /* ---- MutexGuard ------------------------------------------------------------ */

@@ -78,12 +78,12 @@ int pcm_mutex_acquire(pcm_state *st, MutexObject *m, uint64_t me, pcc_deadline_t
 /* Re-take m after a Condvar wait, whatever happens: a Ctrl-C arriving now
  * is kept pending (raised afterwards), never leaves the guard unlocked. */
 void pcm_mutex_reacquire(MutexObject *m, uint64_t me);
-/* Deliver the delayed Condvar wake-ups, then release m (held through a
- * guard).  Call with the GIL held. */
+/* Release m (held through a guard), then deliver its delayed Condvar
+ * wake-ups.  Call with the GIL held. */
 void pcm_mutex_release(MutexObject *m);
-/* Take m's delayed wake-up and deliver it now (the caller holds m, inside
- * PCM_CS_BEGIN(m)).  Returns the Condvar to Py_DECREF once outside the
- * critical section, or NULL. */
+/* Take m's delayed wake-ups and deliver them now (the caller holds m,
+ * inside PCM_CS_BEGIN(m)).  Returns the Condvar to Py_DECREF once outside
+ * the critical section, or NULL. */
 PyObject *pcm_mutex_flush_pending(MutexObject *m);
 /* Wake up to n sleepers of Condvar `cv` (an object of ours);
  * PCC_CONDVAR_WAKE_ALL: all. */

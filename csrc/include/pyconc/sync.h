@@ -133,18 +133,23 @@ int pcc_condvar_wait(pcc_condvar *cv, pcc_mutex *m, pcc_deadline_t deadline);
 void pcc_condvar_notify_one(pcc_condvar *cv);
 void pcc_condvar_notify_all(pcc_condvar *cv);
 /* A notify in two halves, for callers that delay the wake-up until the
- * notifier is about to release the mutex (waking threads that must then
- * block on the mutex only costs context switches): bump() makes every
- * current ticket stale at once and returns whether anybody waits; wake()
- * wakes up to `n` sleepers (PCC_CONDVAR_WAKE_ALL: all of them).
+ * mutex is released (waking threads that must then block on the mutex
+ * only costs context switches): bump() makes every current ticket stale
+ * at once and returns whether anybody waits; wake() wakes up to `n`
+ * sleepers (PCC_CONDVAR_WAKE_ALL: all of them), any time later.
  *
  * A caller that batches several notify_one()s must pass their *count*: one
  * futex wake releases one sleeper however many bumps preceded it, so
  * collapsing k notifies into one wake leaves k-1 waiters asleep on stale
- * tickets (a lost wake-up).  And it must deliver the wake before any thread
- * can take a *new* ticket -- i.e. while still holding the mutex the waiters
- * use: a sleeper that arrived after the notify could otherwise take the
- * wake meant for one that was waiting when it was made. */
+ * tickets (a lost wake-up).
+ *
+ * A wake delivered after the unlock may find sleepers that came after the
+ * notify (fresh tickets) beside the ones it is owed to (stale tickets).
+ * It still reaches the owed ones first: the futex wakes its sleepers of
+ * equal priority oldest first (Linux queues them FIFO), and every stale
+ * sleeper was queued before any fresh one (a sleeper is queued only while
+ * the word still holds its ticket, and a fresh ticket is read after the
+ * bump); the portable backend wakes every sleeper. */
 #define PCC_CONDVAR_WAKE_ALL UINT32_MAX
 int pcc_condvar_bump(pcc_condvar *cv);
 void pcc_condvar_wake(pcc_condvar *cv, uint32_t n);
