@@ -1297,3 +1297,45 @@ def test_atomic_truthiness_reads_the_value():
     assert n
     n.store(-1)
     assert n
+
+
+def test_ctrl_c_arriving_as_a_condvar_wait_starts_still_delivers_the_holders_delayed_notify():
+    # The holder's notify is delayed to its unlock; its own wait() unlocks,
+    # so the wait delivers it -- but a Ctrl-C already pending as the wait
+    # began made it return at once and the wake-up was dropped: the other
+    # waiter slept on although notified.  The Ctrl-C (from another process:
+    # a thread would need the GIL) lands while the predicate runs in C, a
+    # sum over a range that checks no signal, so the wait's first check
+    # finds it.  The waiter blocks SIGINT, so only the main thread gets it.
+    r = run_py("""
+        import functools, os, signal, subprocess, time, pyconc
+        m, cv = pyconc.Mutex(0), pyconc.Condvar()
+
+        def waiter():
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            with m.lock() as g:
+                g = cv.wait_while(g, lambda v: v == 0)
+                return "woken"
+
+        h = pyconc.spawn(waiter)
+        while repr(cv) != "Condvar(waiters=1)":
+            time.sleep(0.001)
+        time.sleep(0.05)
+        g = m.lock()
+        g.value = range(1, 5 * 10**7)
+        cv.notify_one()  # by the holder: delivered by the wait below
+        kill = subprocess.Popen(["sh", "-c", f"sleep 0.3; kill -INT {os.getpid()}"])
+        t = time.monotonic()
+        try:
+            cv.wait_while(g, functools.partial(sum))  # ~0.5-1 s in C, then waits
+            print("no interrupt")
+        except KeyboardInterrupt:
+            print("interrupted")
+        took = time.monotonic() - t
+        g.unlock()
+        print(h.join(timeout=5))
+        kill.wait()
+        print("late" if took < 0.35 else "in-time")
+    """, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["interrupted", "Ok('woken')", "in-time"]
