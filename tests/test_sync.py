@@ -6,6 +6,10 @@ from __future__ import annotations
 import copy
 import gc
 import math
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import weakref
@@ -854,3 +858,484 @@ def test_condvar_notify_by_the_holder_is_delivered_at_unlock_for_two_condvars():
             time.sleep(0.02)
     assert ha.join(timeout=10).unwrap() == 2
     assert hb.join(timeout=10).unwrap() == 2
+
+
+# ---------------------------------------------------------------------------
+# Regressions of issue 11 (shared state)
+# ---------------------------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_py(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run code in a fresh interpreter (a hang there fails the test by its
+    time limit instead of hanging the suite)."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+def wait_for_waiters(cv, n, timeout=10.0):
+    """Wait until n threads sleep in cv (its repr counts them)."""
+    deadline = time.monotonic() + timeout
+    while repr(cv) != f"Condvar(waiters={n})":
+        assert time.monotonic() < deadline, f"{cv!r}: never {n} waiters"
+        time.sleep(0.001)
+    time.sleep(0.02)  # past the ticket, asleep
+
+
+@pytest.mark.parametrize("consumers", [2, 3, 5])
+def test_every_notify_one_made_by_the_holder_wakes_one_more_waiter(consumers):
+    # Issue 11.1: k notify_one() calls made while holding the Mutex were
+    # collapsed into one wake-up at unlock; all but one consumer slept on.
+    r = run_py(f"""
+        import time, pyconc
+        m, cv = pyconc.Mutex([]), pyconc.Condvar()
+        def consumer():
+            with m.lock() as g:
+                g = cv.wait_while(g, lambda q: not q)
+                return g.value.pop(0)
+        hs = [pyconc.spawn(consumer) for _ in range({consumers})]
+        while repr(cv) != "Condvar(waiters={consumers})":
+            time.sleep(0.001)
+        time.sleep(0.05)
+        with m.lock() as g:
+            for item in "abcdefg"[:{consumers}]:
+                g.value.append(item)
+                cv.notify_one()
+        got = sorted(h.join(timeout=5).unwrap() for h in hs)
+        print("".join(got))
+    """, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "abcdefg"[:consumers]
+
+
+def test_notify_one_counts_survive_a_notify_on_another_condvar_of_the_same_mutex():
+    # Two notify_one on cv_a, then one on cv_b, all under the lock: cv_a's
+    # two wake-ups are delivered (not reset to one by cv_b's turn).
+    r = run_py("""
+        import time, pyconc
+        m, a, b = pyconc.Mutex([]), pyconc.Condvar(), pyconc.Condvar()
+        def consumer(cv):
+            with m.lock() as g:
+                g = cv.wait_while(g, lambda q: not q)
+                return g.value.pop(0)
+        hs = [pyconc.spawn(consumer, a) for _ in range(2)]
+        while repr(a) != "Condvar(waiters=2)":
+            time.sleep(0.001)
+        time.sleep(0.05)
+        with m.lock() as g:
+            g.value += ["x", "y"]
+            a.notify_one()
+            a.notify_one()
+            b.notify_one()
+        print(sorted(h.join(timeout=5).unwrap() for h in hs))
+    """, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "['x', 'y']"
+
+
+@pytest.mark.parametrize("order", ["other-mutex-waits-first", "other-mutex-waits-last"])
+def test_notify_all_under_one_mutex_wakes_a_waiter_of_another_mutex_at_once(order):
+    # Issue 11.2: one Condvar, waiters with two Mutexes (pthreads allows it;
+    # pyconc's choice, documented on Condvar).  A notify_all made while
+    # holding m1 must wake the m2 waiter now, not when m1 is released: here
+    # the notifier waits, still holding m1, for the m2 waiter's reply.
+    m1, m2, cv = Mutex(False), Mutex(False), Condvar()
+    tx, rx = pyconc.channel()
+
+    def waiter(m, reply):
+        with m.lock() as g:
+            g = cv.wait_while(g, lambda ready: not ready)
+        if reply:
+            tx.send("woken")
+
+    first, last = ((m2, True), (m1, False)) if order == "other-mutex-waits-first" else \
+        ((m1, False), (m2, True))
+    h1 = pyconc.spawn(waiter, *first)
+    wait_for_waiters(cv, 1)
+    h2 = pyconc.spawn(waiter, *last)
+    wait_for_waiters(cv, 2)
+    with m2.lock() as g:
+        g.value = True
+    with m1.lock() as g:
+        g.value = True
+        cv.notify_all()
+        try:
+            assert rx.recv(timeout=5) == "woken"
+        finally:
+            cv.notify_all()  # (on failure: still let everybody go)
+    h1.join(timeout=10).unwrap()
+    h2.join(timeout=10).unwrap()
+
+
+def test_wait_while_predicate_that_unlocks_the_guard_raises_and_never_releases_the_lock_twice():
+    # Issue 11.7: the predicate unlocks the guard, then (here) locks the
+    # mutex again through a new guard; the wait used to release the mutex
+    # a second time -- out from under that new guard.
+    m, cv = Mutex(0), Condvar()
+    g = m.lock()
+    held = []
+
+    def pred(_):
+        g.unlock()
+        held.append(m.lock())
+        return True
+
+    with pytest.raises(UseAfterDrop, match="predicate"):
+        cv.wait_timeout_while(g, 0.2, pred)
+    assert not g.locked
+    assert held[0].locked and m.is_locked()
+    with pytest.raises(WouldBlock):  # still held by the new guard, by nobody else
+        in_thread(m.try_lock)
+    held[0].unlock()
+    assert not m.is_locked()
+    with m.lock(timeout=1) as g2:
+        assert g2.value == 0
+
+
+def test_wait_while_predicate_that_unlocks_and_returns_false_raises_instead_of_returning_it():
+    m, cv = Mutex(0), Condvar()
+    g = m.lock()
+
+    def pred(_):
+        g.unlock()
+        return False
+
+    with pytest.raises(UseAfterDrop, match="predicate"):
+        cv.wait_while(g, pred)
+    assert not m.is_locked()
+    in_thread(lambda: m.lock(timeout=1).unlock())
+
+
+def test_wait_while_predicate_unlocking_lets_no_second_thread_into_the_critical_section():
+    m, cv = Mutex(0), Condvar()
+    inside = AtomicInt()
+    stop = AtomicBool(False)
+    overlaps = AtomicInt()
+
+    def other():
+        while not stop.load():
+            with m.lock() as g2:
+                if inside.fetch_add(1) != 0:
+                    overlaps.fetch_add(1)
+                time.sleep(0.0005)
+                inside.fetch_sub(1)
+                g2.value += 1
+
+    h = pyconc.spawn(other)
+    try:
+        for _ in range(20):
+            g = m.lock()
+            inside.fetch_add(1)
+
+            def pred(_):
+                inside.fetch_sub(1)
+                g.unlock()
+                time.sleep(0.002)  # the other thread gets in
+                return True
+
+            with pytest.raises(UseAfterDrop):
+                cv.wait_timeout_while(g, 0.01, pred)
+    finally:
+        stop.store(True)
+    h.join(timeout=10).unwrap()
+    assert overlaps.load() == 0
+    assert not m.is_locked()
+
+
+def test_guard_lent_to_a_condvar_wait_refuses_unlock_and_value_elsewhere():
+    # While a wait has released the mutex on the guard's behalf, the guard
+    # does not hold the lock: unlocking it (from another thread, which used
+    # to release the lock for whoever held it then) or reading its value
+    # must fail; the waiter gets it back locked.
+    m, cv = Mutex("v"), Condvar()
+    box = []
+
+    def waiter():
+        with m.lock() as g:
+            box.append(g)
+            g, timed_out = cv.wait_timeout(g, 0.5)
+            return g.locked, g.value
+
+    h = pyconc.spawn(waiter)
+    wait_for_waiters(cv, 1)
+    g = box[0]
+    assert not g.locked
+    with pytest.raises(UseAfterDrop, match="Condvar wait"):
+        g.unlock()
+    with pytest.raises(UseAfterDrop, match="Condvar wait"):
+        g.value
+    with m.lock(timeout=1) as mine:  # the lock is really free meanwhile
+        assert mine.value == "v"
+    assert h.join(timeout=10).unwrap() == (True, "v")
+    assert not m.is_locked()
+
+
+def _same_os_thread_pair(first, second):
+    """Run first() (which takes and returns a guard) then second() on pyconc
+    threads that the thread cache puts on the same OS thread -- the case of
+    issue 11.9; retry (unlocking) when it did not.  Returns (guard, second's
+    return value)."""
+    for _ in range(50):
+        tid1, kept = pyconc.spawn(lambda: (threading.get_native_id(), first())).join(
+            timeout=10).unwrap()
+        tid2, out = pyconc.spawn(lambda: (threading.get_native_id(), second())).join(
+            timeout=10).unwrap()
+        if tid1 == tid2:
+            return kept, out
+        kept.unlock()
+    pytest.fail("spawned threads never ran on the same OS thread")
+
+
+def test_a_mutex_left_locked_by_a_finished_thread_times_out_for_the_next_thread_on_its_os_thread():
+    # Issue 11.9: lock ownership belonged to the reused OS thread, so the
+    # next pyconc thread got DeadlockError ("this thread already holds").
+    m = Mutex(0)
+
+    def second():
+        try:
+            m.lock(timeout=0.2)
+        except LockTimeoutError:
+            return "timed out"
+
+    kept, outcome = _same_os_thread_pair(m.lock, second)
+    assert outcome == "timed out"
+    assert kept.locked
+    kept.unlock()
+
+
+def test_an_rwlock_read_guard_left_by_a_finished_thread_does_not_belong_to_the_next_one():
+    lock = RwLock(0)
+
+    def second():
+        try:
+            lock.write(timeout=0.2)
+        except LockTimeoutError:
+            return "timed out"
+
+    kept, outcome = _same_os_thread_pair(lock.read, second)
+    assert outcome == "timed out"
+    kept.unlock()
+    with lock.write(timeout=1):
+        pass
+
+
+def test_a_later_thread_cannot_condvar_wait_with_a_guard_a_finished_thread_took():
+    m, cv = Mutex(0), Condvar()
+
+    def second():
+        try:
+            cv.wait_timeout(kept_box[-1], 0.05)
+        except RuntimeError as e:
+            return str(e)
+
+    kept_box = []
+
+    def first():
+        g = m.lock()
+        kept_box.append(g)
+        return g
+
+    kept, outcome = _same_os_thread_pair(first, second)
+    assert "held by another thread" in outcome
+    assert kept.locked and m.is_locked()
+    kept.unlock()
+
+
+def _poison(lock):
+    try:
+        with (lock.lock() if isinstance(lock, Mutex) else lock.write()):
+            raise RuntimeError("poison")
+    except RuntimeError:
+        pass
+
+
+@pytest.mark.parametrize("how", ["spawn", "pool", "chained"])
+def test_poison_error_escaping_a_thread_leaves_the_mutex_unlocked_when_the_thread_ends(how):
+    # Issue 11.10: the uncaught PoisonError carries the guard lock() took;
+    # the thread's Err keeps it alive, so the mutex stayed locked until the
+    # Err was collected.  Rust drops the guard while unwinding.
+    m = Mutex(7)
+    _poison(m)
+
+    def body():
+        if how == "chained":
+            try:
+                m.lock()
+            except PoisonError as e:
+                raise ValueError("gave up") from e
+        with m.lock() as g:
+            g.value += 1
+
+    if how == "pool":
+        with pyconc.ThreadPool(1) as pool:
+            err = pool.spawn(body).join(timeout=10)
+    else:
+        err = pyconc.spawn(body).join(timeout=10)
+    assert err.is_err()
+    assert not m.is_locked()
+    exc = err.unwrap_err()
+    poison = exc.__cause__ if how == "chained" else exc
+    assert isinstance(poison, PoisonError)
+    guard = poison.into_inner()
+    assert not guard.locked
+    with pytest.raises(UseAfterDrop):
+        guard.value
+    with pytest.raises(PoisonError) as ei:  # still poisoned, and free
+        m.lock(timeout=1)
+    g = ei.value.into_inner()
+    assert g.value == 7
+    g.unlock()
+    assert err.is_err()  # (the Err, inspected, is alive all along)
+
+
+def test_poison_error_escaping_a_thread_releases_an_rwlock_write_guard():
+    lock = RwLock(1)
+    _poison(lock)
+
+    def body():
+        with lock.write():
+            pass
+
+    err = pyconc.spawn(body).join(timeout=10)
+    assert isinstance(err.unwrap_err(), PoisonError)
+    with pytest.raises(PoisonError) as ei:
+        lock.write(timeout=1)
+    ei.value.into_inner().unlock()
+
+
+def test_poison_error_caught_inside_the_thread_keeps_its_guard_locked():
+    m = Mutex(0)
+    _poison(m)
+
+    def body():
+        try:
+            m.lock()
+        except PoisonError as e:
+            g = e.into_inner()
+            return g.locked, m.is_locked()
+
+    assert in_thread(body) == (True, True)  # (the guard died with the thread)
+    assert not m.is_locked()
+
+
+class _Conn:
+    def __init__(self):
+        self.dropped = 0
+
+    def drop(self):
+        self.dropped += 1
+        return "conn dropped"
+
+
+def test_arc_operation_names_the_value_also_has_are_refused_naming_both_spellings():
+    # Issue 11.11: Arc({"k": 1}).get("k") raised TypeError (Arc.get took
+    # it); Arc(conn).drop() dropped the Arc instead of calling conn.drop().
+    a = Arc({"k": 1})
+    with pytest.raises(AttributeError, match=r"Arc\.get\(a\).*Arc\.get\(a\)\.get"):
+        a.get("k")
+    assert Arc.get(a).get("k") == 1  # the value's method
+    assert Arc.get(a) == {"k": 1}  # the Arc's
+    assert a.keys() == {"k": 1}.keys()  # other names forward as before
+    c = Arc(_Conn())
+    with pytest.raises(AttributeError, match=r"Arc\.drop\(a\)"):
+        c.drop()
+    assert Arc.strong_count(c) == 1  # nothing was dropped
+    assert Arc.get(c).drop() == "conn dropped" and Arc.get(c).dropped == 1
+    Arc.drop(c)  # the Arc's
+    with pytest.raises(UseAfterDrop):
+        Arc.get(c)
+
+
+def test_arc_methods_keep_working_when_the_value_has_no_such_name_and_clone_is_always_the_arcs():
+    a = Arc([1, 2])
+    assert a.get() == [1, 2]
+    b = a.clone()
+    assert a.strong_count() == 2 == Arc.strong_count(a)
+    assert Arc.ptr_eq(a, b) and a.ptr_eq(b)
+    tx, rx = pyconc.channel()  # Sender has its own clone(): Arc's wins (Rust)
+    s = Arc(tx)
+    s2 = s.clone()
+    assert isinstance(s2, Arc) and Arc.strong_count(s) == 2
+    assert type(Arc.get(s).clone()) is type(tx)
+    b.drop()
+    a.drop()
+    with pytest.raises(UseAfterDrop):
+        a.get()
+    d = Arc({"k": 1})
+    Arc.drop(d)
+    with pytest.raises(UseAfterDrop):  # a dropped handle says so, not "ambiguous"
+        d.get()
+
+
+def test_barrier_accepts_any_integer_with_index_but_not_bool_or_float():
+    import numpy as np
+    b = Barrier(np.int64(1))
+    assert b.wait().is_leader()
+
+    class Two:
+        def __index__(self):
+            return 2
+
+    assert Barrier(Two()).n == 2
+    for bad in (True, 2.0, "2"):
+        with pytest.raises(TypeError):
+            Barrier(bad)
+    with pytest.raises(ValueError):
+        Barrier(np.int64(0))
+
+
+def test_atomic_truthiness_reads_the_value():
+    # Issue 11.12: bool(AtomicBool(False)) was True (object default).
+    flag = AtomicBool(False)
+    assert not flag
+    flag.store(True)
+    assert flag
+    n = AtomicInt(0)
+    assert not n
+    n.fetch_add(3)
+    assert n
+    n.store(-1)
+    assert n
+
+
+def test_ctrl_c_arriving_as_a_condvar_wait_starts_still_delivers_the_holders_delayed_notify():
+    # The holder's notify is delayed to its unlock; its own wait() unlocks,
+    # so the wait delivers it -- but a Ctrl-C already pending as the wait
+    # began made it return at once and the wake-up was dropped: the other
+    # waiter slept on although notified.  The Ctrl-C (from another process:
+    # a thread would need the GIL) lands while the predicate runs in C, a
+    # sum over a range that checks no signal, so the wait's first check
+    # finds it.  The waiter blocks SIGINT, so only the main thread gets it.
+    r = run_py("""
+        import functools, os, signal, subprocess, time, pyconc
+        m, cv = pyconc.Mutex(0), pyconc.Condvar()
+
+        def waiter():
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            with m.lock() as g:
+                g = cv.wait_while(g, lambda v: v == 0)
+                return "woken"
+
+        h = pyconc.spawn(waiter)
+        while repr(cv) != "Condvar(waiters=1)":
+            time.sleep(0.001)
+        time.sleep(0.05)
+        g = m.lock()
+        g.value = range(1, 5 * 10**7)
+        cv.notify_one()  # by the holder: delivered by the wait below
+        kill = subprocess.Popen(["sh", "-c", f"sleep 0.3; kill -INT {os.getpid()}"])
+        t = time.monotonic()
+        try:
+            cv.wait_while(g, functools.partial(sum))  # ~0.5-1 s in C, then waits
+            print("no interrupt")
+        except KeyboardInterrupt:
+            print("interrupted")
+        took = time.monotonic() - t
+        g.unlock()
+        print(h.join(timeout=5))
+        kill.wait()
+        print("late" if took < 0.35 else "in-time")
+    """, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["interrupted", "Ok('woken')", "in-time"]

@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from conftest import assert_prompt, run_threads
+from conftest import assert_prompt, run_threads, stress_scale
 
 import pyconc
 from pyconc import AtomicInt, Barrier, Condvar, Mutex, RwLock, WouldBlock
@@ -84,6 +84,125 @@ def test_condvar_producer_consumer_100k_rounds_no_lost_wakeup():
         not_full.notify_one()
     assert h.join(timeout=60).unwrap()
     assert total == CV_ROUNDS * (CV_ROUNDS - 1) // 2
+
+
+def test_condvar_16_threads_bounded_queue_with_timeouts_loses_and_duplicates_nothing():
+    # 8 producers and 8 consumers on a 4-slot queue: one Mutex, two Condvars,
+    # short wait timeouts on both sides, notify_one by the holder (delayed to
+    # the unlock, counted) and after the unlock, alternately.
+    per_producer = stress_scale(3000, 50)
+    nprod = ncons = 8
+    total, cap = nprod * per_producer, 4
+    m = Mutex({"q": [], "consumed": 0})
+    not_empty, not_full = Condvar(), Condvar()
+    inside, timeouts = AtomicInt(), AtomicInt()
+
+    def producer(i):
+        for k in range(per_producer):
+            with m.lock() as g:
+                while True:
+                    g, timed_out = not_full.wait_timeout_while(g, 0.02,
+                                                               lambda s: len(s["q"]) >= cap)
+                    if not timed_out:
+                        break
+                    timeouts.fetch_add(1)
+                assert inside.fetch_add(1) == 0, "two threads inside the critical section"
+                g.value["q"].append(i * per_producer + k)
+                inside.fetch_sub(1)
+                if k % 2:
+                    not_empty.notify_one()  # by the holder: delivered at the unlock
+            if not k % 2:
+                not_empty.notify_one()
+        return []
+
+    def consumer():
+        got = []
+        while True:
+            with m.lock() as g:
+                g, timed_out = not_empty.wait_timeout_while(
+                    g, 0.02, lambda s: not s["q"] and s["consumed"] < total)
+                if timed_out:
+                    timeouts.fetch_add(1)
+                    continue
+                s = g.value
+                if not s["q"]:  # everything was consumed
+                    return got
+                assert inside.fetch_add(1) == 0, "two threads inside the critical section"
+                got.append(s["q"].pop(0))
+                s["consumed"] += 1
+                inside.fetch_sub(1)
+                if s["consumed"] == total:
+                    not_empty.notify_all()  # the others stop waiting
+                not_full.notify_one()
+
+    results = run_threads(lambda i: producer(i) if i < nprod else consumer(), nprod + ncons,
+                          timeout=120)
+    consumed = [x for got in results for x in got]
+    assert len(consumed) == total, "items lost or duplicated"
+    assert sorted(consumed) == list(range(total)), "items lost or duplicated"
+    assert not m.is_locked() and not m.is_poisoned()
+    assert repr(not_empty) == repr(not_full) == "Condvar(waiters=0)"
+    assert m.into_inner() == {"q": [], "consumed": total}
+
+
+def test_condvar_k_notify_one_wake_k_distinct_waiters_of_15_every_round():
+    # 15 waiters, one producer (16 threads).  Each round the producer makes k
+    # items and calls notify_one() k times -- under the lock (delayed, counted)
+    # or after it, alternately -- and each waiter takes at most one item per
+    # round, so the round completes only if k distinct waiters were woken.
+    rounds = stress_scale(300, 20)
+    nwait = 15
+    m = Mutex({"round": -1, "items": 0, "stop": False})
+    cv = Condvar()
+    taken = AtomicInt()
+
+    def waiter(i):
+        last, mine = -1, 0
+        while True:
+            with m.lock() as g:
+                g, _ = cv.wait_timeout_while(
+                    g, 30, lambda s: not s["stop"] and (s["items"] == 0 or s["round"] == last))
+                s = g.value
+                if s["stop"]:
+                    return mine
+                if s["items"] > 0 and s["round"] != last:
+                    s["items"] -= 1
+                    last = s["round"]
+                    mine += 1
+                    taken.fetch_add(1)
+
+    hs = [pyconc.spawn(waiter, i) for i in range(nwait)]
+    expected = 0
+    try:
+        for r in range(rounds):
+            k = r % nwait + 1
+            deadline = time.monotonic() + 10
+            while repr(cv) != f"Condvar(waiters={nwait})":
+                assert time.monotonic() < deadline, f"round {r}: waiters never came back"
+                time.sleep(0.0002)
+            with m.lock() as g:
+                g.value["round"] = r
+                g.value["items"] = k
+                if r % 2:
+                    for _ in range(k):
+                        cv.notify_one()
+            if not r % 2:
+                for _ in range(k):
+                    cv.notify_one()
+            expected += k
+            deadline = time.monotonic() + 10
+            while taken.load() < expected:
+                assert time.monotonic() < deadline, \
+                    f"round {r}: {expected - taken.load()} of {k} notify_one() woke nobody"
+                time.sleep(0.0002)
+            assert taken.load() == expected, "an item was taken twice"
+    finally:
+        with m.lock() as g:
+            g.value["stop"] = True
+        cv.notify_all()
+    assert sum(h.join(timeout=60).unwrap() for h in hs) == expected
+    assert not m.is_locked() and not m.is_poisoned()
+    assert m.into_inner()["items"] == 0
 
 
 def test_rwlock_readers_never_see_half_written_state():

@@ -231,16 +231,22 @@ int pcc_condvar_bump(pcc_condvar *cv)
     return atomic_load(&cv->waiters) > 0;
 }
 
-void pcc_condvar_wake(pcc_condvar *cv, int all)
+void pcc_condvar_wake(pcc_condvar *cv, uint32_t n)
 {
     /* A waiter that took its ticket before the bump had already counted
      * itself in `waiters` (seq_cst order), so 0 here means nobody sleeps
      * on a stale ticket. */
-    if (atomic_load(&cv->waiters) == 0)
+    uint32_t waiters = atomic_load(&cv->waiters);
+    if (waiters == 0 || n == 0)
         return;
-    if (all)
+    if (n >= waiters) {
         pcc_wake_all(&cv->seq);
-    else
+        return;
+    }
+    /* One wake per notify: each releases one sleeper (the kernel counts
+     * them; a wake with nobody asleep is a no-op, never a stored token --
+     * the stale ticket is what makes a late sleeper return at once). */
+    for (uint32_t i = 0; i < n; i++)
         pcc_wake_one(&cv->seq);
 }
 

@@ -305,27 +305,87 @@ static PyObject *arc_repr(ArcObject *a)
     return r;
 }
 
-/* Auto-deref: the Arc's own attributes (and dunders) first, then the value's. */
+/* Auto-deref, and the names Arc and its value share.
+ *
+ * Rust keeps Arc's operations associated functions (Arc::strong_count(&a))
+ * so that `a.method()` always reaches the value.  Here the API also spells
+ * a few of them as methods (a.get(), a.drop(), a.clone()), so a value with
+ * a method of the same name would be shadowed silently.  The rule:
+ *   - every Arc operation is reachable on the class, whatever the value:
+ *     Arc.get(a), Arc.drop(a), Arc.clone(a), Arc.strong_count(a), ...;
+ *   - `clone` through a handle is always the Arc's (Rust: Arc's Clone wins
+ *     over deref; reach the value's with Arc.get(a).clone());
+ *   - any other Arc operation name through a handle means the Arc's
+ *     operation only while the value has no attribute of that name; if it
+ *     has one, the lookup raises AttributeError naming both spellings
+ *     (never a silent pick of one: Arc(conn).drop() must not quietly drop
+ *     the handle, nor quietly call conn.drop());
+ *   - every other name (and no dunder) is forwarded to the value. */
+static int is_dunder(PyObject *name)
+{
+    return PyUnicode_GET_LENGTH(name) >= 2 && PyUnicode_READ_CHAR(name, 0) == '_' &&
+           PyUnicode_READ_CHAR(name, 1) == '_';
+}
+
 static int is_own_attr(PyObject *self, PyObject *name)
 {
-    if (!PyUnicode_Check(name))
-        return 1;
-    if (PyUnicode_GET_LENGTH(name) >= 2 && PyUnicode_READ_CHAR(name, 0) == '_' &&
-        PyUnicode_READ_CHAR(name, 1) == '_')
+    if (!PyUnicode_Check(name) || is_dunder(name))
         return 1;
     return _PyType_Lookup(Py_TYPE(self), name) != NULL;
 }
 
+/* 1 if the value of a live handle has attribute `name` (0 if not, or if
+ * the handle was dropped: then the Arc's own method reports that), -1 with
+ * an exception set. */
+static int value_has_attr(ArcObject *a, PyObject *name)
+{
+    PyObject *v = NULL;
+    PCM_CS_BEGIN(a);
+    if (a->inner != NULL)
+        v = Py_NewRef(a->inner->value);
+    PCM_CS_END();
+    if (v == NULL)
+        return 0;
+    PyObject *attr = PyObject_GetAttr(v, name);
+    Py_DECREF(v);
+    if (attr != NULL) {
+        Py_DECREF(attr);
+        return 1;
+    }
+    if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+}
+
 static PyObject *arc_getattro(PyObject *self, PyObject *name)
 {
-    if (is_own_attr(self, name))
+    if (!is_own_attr(self, name)) {
+        PyObject *v = arc_value((ArcObject *)self);
+        if (v == NULL)
+            return NULL;
+        PyObject *r = PyObject_GetAttr(v, name);
+        Py_DECREF(v);
+        return r;
+    }
+    if (!PyUnicode_Check(name) || is_dunder(name) ||
+        PyUnicode_CompareWithASCIIString(name, "clone") == 0)
         return PyObject_GenericGetAttr(self, name);
-    PyObject *v = arc_value((ArcObject *)self);
-    if (v == NULL)
+    int has = value_has_attr((ArcObject *)self, name);
+    if (has < 0)
         return NULL;
-    PyObject *r = PyObject_GetAttr(v, name);
-    Py_DECREF(v);
-    return r;
+    if (has) {
+        PyObject *v = arc_value((ArcObject *)self);
+        const char *tname = v != NULL ? Py_TYPE(v)->tp_name : "value";
+        PyErr_Format(PyExc_AttributeError,
+                     "ambiguous: both the Arc and its value (%.100s) have '%U'.  Write "
+                     "Arc.%U(a) for the Arc's operation, or Arc.get(a).%U for the value's",
+                     tname, name, name, name);
+        Py_XDECREF(v);
+        return NULL;
+    }
+    return PyObject_GenericGetAttr(self, name);
 }
 
 static int arc_setattro(PyObject *self, PyObject *name, PyObject *value)
@@ -381,6 +441,14 @@ static PyType_Slot arc_slots[] = {
                 "An atomically reference-counted shared handle (Rust's std::sync::Arc).\n"
                 "Attribute access and calls go through to the value (auto-deref); use\n"
                 "get() for operators and indexing.\n\n"
+                "Names shared with the value: every Arc operation is also an associated\n"
+                "function that always means the Arc's: Arc.get(a), Arc.drop(a),\n"
+                "Arc.clone(a), Arc.strong_count(a), ...  a.clone() is always the Arc's\n"
+                "(as in Rust; the value's is Arc.get(a).clone()).  a.get(), a.drop(),\n"
+                "a.strong_count(), ... mean the Arc's operation while the value has no\n"
+                "attribute of that name; when it has one, the lookup raises\n"
+                "AttributeError naming both spellings (Arc.get(a), Arc.get(a).get(...))\n"
+                "instead of silently picking one.\n\n"
                 "    >>> counter = pyconc.Arc(pyconc.Mutex(0))\n"
                 "    >>> c2 = counter.clone()\n"
                 "    >>> with c2.lock() as g: g.value += 1\n"

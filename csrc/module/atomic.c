@@ -253,14 +253,22 @@ static PyMethodDef ai_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* bool(a): the value now, as bool(int) would read it (a snapshot). */
+static int ai_bool(AtomicIntObject *a)
+{
+    return atomic_load(&a->v) != 0;
+}
+
 static PyType_Slot ai_slots[] = {
     {Py_tp_doc, "AtomicInt(value=0)\n--\n\n"
                 "A lock-free signed 64-bit integer (Rust's AtomicI64), sequentially\n"
-                "consistent; overflow raises OverflowError instead of wrapping.\n\n"
+                "consistent; overflow raises OverflowError instead of wrapping.\n"
+                "bool(a) reads the value (a snapshot): False when it is 0.\n\n"
                 "    >>> hits = pyconc.AtomicInt()\n    >>> hits.fetch_add(1)\n    0\n"},
     {Py_tp_new, ai_new},
     {Py_tp_dealloc, atomic_dealloc},
     {Py_tp_repr, ai_repr},
+    {Py_nb_bool, ai_bool},
     {Py_tp_methods, ai_methods},
     {0, NULL},
 };
@@ -410,14 +418,22 @@ static PyMethodDef ab_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* bool(flag): the flag now (a snapshot, like load()). */
+static int ab_bool(AtomicBoolObject *a)
+{
+    return atomic_load(&a->v) != 0;
+}
+
 static PyType_Slot ab_slots[] = {
     {Py_tp_doc, "AtomicBool(value=False)\n--\n\n"
                 "A lock-free boolean flag (Rust's AtomicBool), sequentially consistent.\n"
-                "Arithmetic (fetch_add/sub/max/min) is AtomicInt's only, as in Rust.\n\n"
+                "Arithmetic (fetch_add/sub/max/min) is AtomicInt's only, as in Rust.\n"
+                "bool(flag) reads the flag (a snapshot, like load()).\n\n"
                 "    >>> stop = pyconc.AtomicBool()\n    >>> stop.swap(True)\n    False\n"},
     {Py_tp_new, ab_new},
     {Py_tp_dealloc, atomic_dealloc},
     {Py_tp_repr, ab_repr},
+    {Py_nb_bool, ab_bool},
     {Py_tp_methods, ab_methods},
     {0, NULL},
 };

@@ -68,13 +68,18 @@ static PyObject *barrier_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs)
     static char *names[] = {"n", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:Barrier", names, &nobj))
         return NULL;
-    if (!PyLong_Check(nobj) || PyBool_Check(nobj)) {
+    /* Any integer (__index__: numpy.int64 too), but not a bool. */
+    if (PyBool_Check(nobj) || !PyIndex_Check(nobj)) {
         PyErr_Format(PyExc_TypeError, "Barrier(n): n must be an int, not %.100s",
                      Py_TYPE(nobj)->tp_name);
         return NULL;
     }
+    PyObject *iobj = PyNumber_Index(nobj);
+    if (iobj == NULL)
+        return NULL;
     int overflow;
-    long long n = PyLong_AsLongLongAndOverflow(nobj, &overflow);
+    long long n = PyLong_AsLongLongAndOverflow(iobj, &overflow);
+    Py_DECREF(iobj);
     if (n == -1 && PyErr_Occurred())
         return NULL;
     if (overflow < 0 || (overflow == 0 && n < 1)) {

@@ -13,42 +13,56 @@
 typedef struct {
     PyObject_HEAD
     pcc_condvar cv;
-    PyObject *bound; /* the Mutex its waiters last used (strong), or NULL */
+    /* The mutexes the current waiters use, so that a notify knows whether
+     * it may delay the wake-up (every waiter uses the mutex the notifier
+     * holds: its release delivers it) or must wake at once (somebody waits
+     * with another mutex, whose release would never deliver it).  `bound`
+     * is the mutex of the `nbound` waiters (kept, strong, after they
+     * leave); `nother` counts waiters using any other mutex.  Read and
+     * written in PCM_CS_BEGIN(cv). */
+    PyObject *bound;
+    Py_ssize_t nbound, nother;
 } CondvarObject;
 
 typedef struct {
     pcc_condvar *cv;
     uint32_t ticket;
-    pcc_condvar *pending; /* a delayed wake-up to deliver first */
-    int pending_all;
+    pcc_condvar *pending; /* delayed wake-ups to deliver first (NULL: none) */
+    uint32_t pending_n;
 } sleep_arg;
 
 /* Delayed wake-ups.  Threads woken by a notify must re-lock the mutex the
  * notifier still holds (and, with a GIL, take the GIL it holds too), so
- * waking them at once only makes them run, block again, and cost context
- * switches.  When the notifier holds the Mutex this Condvar's waiters use,
- * notify only bumps the sequence (so no current ticket can sleep any more:
- * nothing is lost) and leaves the wake-up with the Mutex; the holder
- * delivers it right after unlocking (guard release), or -- in wait() --
- * after also releasing the GIL. */
-void pcm_condvar_wake(PyObject *cv, int all)
+ * waking them while the notifier goes on with its critical section only
+ * makes them run, block again, and cost context switches.  When the
+ * notifier holds the Mutex that every waiter of this Condvar uses, notify
+ * only bumps the sequence (so no current ticket can sleep any more) and
+ * counts the wake-up on the Mutex (pending_n: one per notify_one, all for
+ * notify_all); the holder delivers them right after unlocking (guard
+ * release), or -- in wait() -- after also releasing the GIL.  A Condvar
+ * used with several Mutexes at once (pthreads allows it; Rust panics)
+ * wakes at once instead: the waiters of the other Mutex would otherwise
+ * wait for the release of a lock they do not use. */
+void pcm_condvar_wake(PyObject *cv, uint32_t n)
 {
-    pcc_condvar_wake(&((CondvarObject *)cv)->cv, all);
+    pcc_condvar_wake(&((CondvarObject *)cv)->cv, n);
 }
 
 static int cv_sleep_op(void *arg, pcc_deadline_t deadline)
 {
     sleep_arg *a = (sleep_arg *)arg;
     if (a->pending != NULL) {
-        pcc_condvar_wake(a->pending, a->pending_all);
+        pcc_condvar_wake(a->pending, a->pending_n);
         a->pending = NULL;
     }
     return pcc_condvar_sleep(a->cv, a->ticket, deadline);
 }
 
-/* Validate the guard argument.  Returns it (borrowed) or NULL with an
- * exception set; nothing is changed on failure. */
-static MutexGuardObject *check_guard(pcm_state *st, PyObject *obj, uint64_t me)
+/* Validate the guard argument: a MutexGuard that holds its mutex for this
+ * thread.  `after` names the step that just ran for the error message
+ * (NULL before the first wait).  Returns the guard (borrowed) or NULL with
+ * an exception set; nothing is changed on failure. */
+static MutexGuardObject *check_guard(pcm_state *st, PyObject *obj, uint64_t me, const char *after)
 {
     if (!Py_IS_TYPE(obj, (PyTypeObject *)st->sync[S_GUARD_TYPE])) {
         PyErr_Format(PyExc_TypeError,
@@ -57,9 +71,16 @@ static MutexGuardObject *check_guard(pcm_state *st, PyObject *obj, uint64_t me)
         return NULL;
     }
     MutexGuardObject *g = (MutexGuardObject *)obj;
-    if (!atomic_load_explicit(&g->locked, memory_order_relaxed)) {
-        PyErr_SetString(st->UseAfterDrop,
-                        "this MutexGuard was unlocked: a Condvar waits with the mutex locked");
+    if (atomic_load_explicit(&g->locked, memory_order_relaxed) != PCM_GUARD_LOCKED) {
+        if (after != NULL)
+            PyErr_Format(st->UseAfterDrop,
+                         "the guard was unlocked by the %s: the wait cannot go on without "
+                         "the lock (and must not release it a second time)",
+                         after);
+        else
+            PyErr_SetString(st->UseAfterDrop,
+                            "this MutexGuard was unlocked: a Condvar waits with the mutex "
+                            "locked");
         return NULL;
     }
     if (!pcc_mutex_held_by(&g->mutex->mu, me)) {
@@ -71,37 +92,78 @@ static MutexGuardObject *check_guard(pcm_state *st, PyObject *obj, uint64_t me)
     return g;
 }
 
-/* One wait.  Returns 1 if the deadline passed, 0 if woken (maybe
- * spuriously), -1 with an exception set (Ctrl-C; the mutex is locked
- * again in every case). */
+/* Count a waiter with mutex m.  Returns 1 if counted in nbound, 0 in
+ * nother (pass it to cv_unregister). */
+static int cv_register(CondvarObject *cv, MutexObject *m)
+{
+    PyObject *old = NULL;
+    int mine;
+    PCM_CS_BEGIN(cv);
+    if (cv->bound != (PyObject *)m && cv->nbound == 0) {
+        old = cv->bound;
+        cv->bound = Py_NewRef(m);
+    }
+    mine = cv->bound == (PyObject *)m;
+    if (mine)
+        cv->nbound++;
+    else
+        cv->nother++;
+    PCM_CS_END();
+    Py_XDECREF(old);
+    return mine;
+}
+
+static void cv_unregister(CondvarObject *cv, int mine)
+{
+    PCM_CS_BEGIN(cv);
+    if (mine)
+        cv->nbound--;
+    else
+        cv->nother--;
+    PCM_CS_END();
+}
+
+/* One wait with a guard check_guard accepted.  Returns 1 if the deadline
+ * passed, 0 if woken (maybe spuriously), -1 with an exception set (Ctrl-C;
+ * the mutex is locked again in every case). */
 static int wait_once(CondvarObject *cv, MutexGuardObject *g, uint64_t me, pcc_deadline_t deadline)
 {
     MutexObject *m = g->mutex;
-    PyObject *old_bound = NULL;
-    PCM_CS_BEGIN(cv);
-    if (cv->bound != (PyObject *)m) {
-        old_bound = cv->bound;
-        cv->bound = Py_NewRef(m);
+    /* Lend the guard to the wait: until the re-lock it does not hold the
+     * lock, so nothing else (unlock(), .value, another thread) may act on
+     * it as if it did. */
+    int expect = PCM_GUARD_LOCKED;
+    if (!atomic_compare_exchange_strong(&g->locked, &expect, PCM_GUARD_WAITING)) {
+        pcm_state *st = pcm_state_of_type(Py_TYPE(g));
+        if (st != NULL)
+            PyErr_SetString(st->UseAfterDrop, "this MutexGuard was unlocked meanwhile");
+        return -1;
     }
-    PCM_CS_END();
-    Py_XDECREF(old_bound);
+    /* Registered before the ticket is taken: a notify whose bump makes our
+     * ticket stale reads the registration after it (see cv_notify). */
+    int mine = cv_register(cv, m);
     PyObject *pend;
     sleep_arg a;
-    /* Steal the delayed wake-up and unlock in one critical section of the
-     * mutex (see pcm_mutex_release). */
+    /* Take our own delayed wake-ups, take the ticket and unlock in one
+     * critical section of the mutex (see pcm_mutex_release); the wake-ups
+     * go out in the op, once the GIL is released too. */
     PCM_CS_BEGIN(m);
-    pend = m->pending_cv; /* we are the holder: ours to deliver */
+    pend = m->pending_cv;
     m->pending_cv = NULL;
+    a.pending = pend != NULL ? &((CondvarObject *)pend)->cv : NULL;
+    a.pending_n = m->pending_n;
     a.cv = &cv->cv;
     a.ticket = pcc_condvar_prepare(&cv->cv);
-    a.pending = pend ? &((CondvarObject *)pend)->cv : NULL;
-    a.pending_all = m->pending_all;
     pcc_mutex_unlock(&m->mu);
     PCM_CS_END();
-    int rc = pcm_wait(cv_sleep_op, &a, deadline); /* runs the op at least once */
+    int rc = pcm_wait(cv_sleep_op, &a, deadline);
+    if (a.pending != NULL) /* Ctrl-C came before the op ever ran */
+        pcc_condvar_wake(a.pending, a.pending_n);
     Py_XDECREF(pend);
     pcc_condvar_finish(&cv->cv);
+    cv_unregister(cv, mine);
     pcm_mutex_reacquire(m, me);
+    atomic_store(&g->locked, PCM_GUARD_LOCKED);
     if (rc == PCM_RAISED)
         return -1;
     return rc == -ETIMEDOUT ? 1 : 0;
@@ -160,7 +222,7 @@ static PyObject *cv_wait_impl(CondvarObject *cv, PyObject *guard, PyObject *time
         return NULL;
     }
     uint64_t me = pcm_thread_id();
-    MutexGuardObject *g = check_guard(st, guard, me);
+    MutexGuardObject *g = check_guard(st, guard, me, NULL);
     if (g == NULL)
         return NULL;
     int timed_out = 0;
@@ -173,6 +235,10 @@ static PyObject *cv_wait_impl(CondvarObject *cv, PyObject *guard, PyObject *time
         for (;;) {
             int keep = call_predicate(g, pred);
             if (keep < 0)
+                return NULL;
+            /* The predicate is arbitrary code: it may have unlocked the
+             * guard (then the lock may be anybody's now). */
+            if (check_guard(st, guard, me, "predicate") == NULL)
                 return NULL;
             if (!keep)
                 break;
@@ -226,55 +292,60 @@ static PyObject *cv_wait_timeout_while(CondvarObject *cv, PyObject *const *args,
     return cv_wait_impl(cv, args[0], args[1], args[2], "wait_timeout_while");
 }
 
-static void cv_notify(CondvarObject *cv, int all)
+static void cv_notify(CondvarObject *cv, uint32_t n)
 {
     if (!pcc_condvar_bump(&cv->cv))
         return; /* nobody waits */
     PyObject *bound;
+    int mixed;
+    /* After the bump: every waiter whose ticket it made stale registered
+     * before we read this (cv_register, then the ticket). */
     PCM_CS_BEGIN(cv);
     bound = Py_XNewRef(cv->bound);
+    mixed = cv->nother > 0;
     PCM_CS_END();
     MutexObject *m = (MutexObject *)bound;
-    if (m == NULL) {
-        pcc_condvar_wake(&cv->cv, all); /* nobody waited yet: wake now */
+    if (m == NULL || mixed) {
+        pcc_condvar_wake(&cv->cv, n); /* no single mutex to delay it to: wake now */
+        Py_XDECREF(bound);
         return;
     }
     PyObject *other = NULL;
     int delayed = 0;
     /* In the mutex's critical section, like pcm_mutex_release, which
-     * takes the delayed wake-up and unlocks in one: a notify racing a
+     * delivers the delayed wake-ups and unlocks in one: a notify racing a
      * release by another thread (a guard unlocked elsewhere) is either
-     * picked up or sees the lock free and wakes now. */
+     * delivered by it or sees the lock free and wakes now. */
     PCM_CS_BEGIN(m);
     if (pcc_mutex_held_by(&m->mu, pcm_thread_id())) {
         delayed = 1;
-        if (m->pending_cv == (PyObject *)cv) {
-            m->pending_all |= all;
-        } else {
-            if (m->pending_cv != NULL) { /* another Condvar's: deliver it now */
-                pcm_condvar_wake(m->pending_cv, m->pending_all);
-                other = m->pending_cv;
-            }
+        if (m->pending_cv != (PyObject *)cv) {
+            other = pcm_mutex_flush_pending(m); /* another Condvar's: deliver it now */
             m->pending_cv = Py_NewRef(cv);
-            m->pending_all = all;
+            m->pending_n = 0;
         }
+        /* Count every notify: k notify_one()s must wake k waiters. */
+        if (n == PCC_CONDVAR_WAKE_ALL || m->pending_n >= PCC_CONDVAR_WAKE_ALL - n)
+            m->pending_n = PCC_CONDVAR_WAKE_ALL;
+        else
+            m->pending_n += n;
     }
     PCM_CS_END();
     if (!delayed)
-        pcc_condvar_wake(&cv->cv, all); /* not the holder: wake now */
+        pcc_condvar_wake(&cv->cv, n); /* not the holder: wake now */
     Py_XDECREF(other);
     Py_DECREF(bound);
 }
 
 static PyObject *cv_notify_one(CondvarObject *cv, PyObject *Py_UNUSED(ignored))
 {
-    cv_notify(cv, 0);
+    cv_notify(cv, 1);
     Py_RETURN_NONE;
 }
 
 static PyObject *cv_notify_all(CondvarObject *cv, PyObject *Py_UNUSED(ignored))
 {
-    cv_notify(cv, 1);
+    cv_notify(cv, PCC_CONDVAR_WAKE_ALL);
     Py_RETURN_NONE;
 }
 
@@ -288,6 +359,7 @@ static PyObject *cv_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs)
     if (cv != NULL) {
         pcc_condvar_init(&cv->cv);
         cv->bound = NULL;
+        cv->nbound = cv->nother = 0;
     }
     return (PyObject *)cv;
 }
@@ -332,7 +404,10 @@ static PyMethodDef cv_methods[] = {
     {"wait_while", (PyCFunction)(void (*)(void))cv_wait_while, METH_FASTCALL,
      "wait_while($self, guard, predicate, /)\n--\n\n"
      "Wait while predicate(guard.value) is true (checked before the first\n"
-     "wait and after every wake-up); returns the guard."},
+     "wait and after every wake-up); returns the guard.  The predicate runs\n"
+     "with the lock held and must leave the guard locked: one that unlocks it\n"
+     "makes the call raise UseAfterDrop (the lock is left as the predicate\n"
+     "left it, never released a second time)."},
     {"wait_timeout", (PyCFunction)(void (*)(void))cv_wait_timeout, METH_FASTCALL,
      "wait_timeout($self, guard, seconds, /)\n--\n\n"
      "Like wait, for at most `seconds`; returns (guard, timed_out)."},
@@ -351,7 +426,14 @@ static PyMethodDef cv_methods[] = {
 static PyType_Slot cv_slots[] = {
     {Py_tp_doc, "Condvar()\n--\n\n"
                 "A condition variable (Rust's std::sync::Condvar): threads wait, with a\n"
-                "MutexGuard, until another thread notifies.\n\n"
+                "MutexGuard, until another thread notifies.  Each notify_one() wakes one\n"
+                "waiter (if any waits), notify_all() every one; a notify made while\n"
+                "holding the Mutex the waiters use is delivered as that Mutex is\n"
+                "unlocked (they could not run before).\n\n"
+                "One Condvar may serve waiters of several Mutexes at once (pthreads\n"
+                "allows it; Rust panics): a notify then wakes its waiters at once,\n"
+                "whichever Mutex they wait with, never only when the notifier's Mutex\n"
+                "is released.\n\n"
                 "    >>> m, cv = pyconc.Mutex(False), pyconc.Condvar()\n"
                 "    >>> def setter():\n"
                 "    ...     with m.lock() as g:\n"

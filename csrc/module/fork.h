@@ -23,11 +23,25 @@
 extern _Thread_local uint64_t pcm_tl_thread_id;
 uint64_t pcm_thread_id_slow(void);
 
-/* The calling thread's id as a lock owner: never 0, never reused. */
+/* The calling thread's id as a lock owner: never 0, never reused.
+ *
+ * The id names a *logical* thread, not the OS thread: pyconc caches its
+ * native threads and runs one spawned job after another on them, and each
+ * job is a thread of its own to the user (Rust's spawn).  A guard that one
+ * job leaves alive must not make a later job on the same OS thread its
+ * owner (DeadlockError on lock(), a Condvar wait with a guard it never
+ * took), so thread.c calls pcm_thread_id_renew() as each job starts. */
 static inline uint64_t pcm_thread_id(void)
 {
     uint64_t t = pcm_tl_thread_id;
     return t != 0 ? t : pcm_thread_id_slow();
+}
+
+/* Start a new logical thread on this OS thread: the next pcm_thread_id()
+ * hands out a fresh id (lazily: a job that locks nothing costs nothing). */
+static inline void pcm_thread_id_renew(void)
+{
+    pcm_tl_thread_id = 0;
 }
 
 /* 1 if `id` was the id of a thread that did not survive a fork into this

@@ -146,6 +146,14 @@ void pcm_job_hooks_clear(void);
  * thread, before anyone can see the outcome. */
 void pcm_report_panic(pcm_state *st, PyObject *result);
 
+/* ---- sync area (sync.c), for other areas -------------------------------- */
+
+/* `exc` escaped the thread (or pool job) that raised it: release the lock
+ * guards it carries (a PoisonError's guard, in it or in its chained
+ * exceptions), as Rust drops them while unwinding, so the lock is free
+ * once the thread is done rather than when its Err is collected. */
+void pcm_sync_release_escaped(pcm_state *st, PyObject *exc);
+
 /* ---- area init functions (one per area, called by _pyconc.c) ----------- */
 int pcm_threads_init(PyObject *module, pcm_state *st);
 int pcm_pythread_init(PyObject *module, pcm_state *st); /* by pcm_threads_init */

@@ -71,21 +71,33 @@ void pcm_mutex_reacquire(MutexObject *m, uint64_t me)
     pcc_mutex_set_owner(&m->mu, me);
 }
 
+PyObject *pcm_mutex_flush_pending(MutexObject *m)
+{
+    PyObject *cv = m->pending_cv;
+    m->pending_cv = NULL;
+    if (cv != NULL)
+        pcm_condvar_wake(cv, m->pending_n);
+    return cv;
+}
+
 void pcm_mutex_release(MutexObject *m)
 {
     PyObject *cv;
-    int all;
+    uint32_t n;
     /* Taken while still the holder, and unlocked in the same critical
-     * section: a Condvar notify by the holder (cv_notify, also in it) either
-     * lands before we take the delayed wake-up or sees the lock free. */
+     * section: a Condvar notify by the holder (cv_notify, also in it)
+     * either lands before we take the delayed wake-ups or sees the lock
+     * free.  Delivered after the unlock, so the threads woken find it free
+     * (see pcc_condvar_wake in sync.h: the wake still reaches the waiters
+     * that were asleep when we notified, not later arrivals). */
     PCM_CS_BEGIN(m);
     cv = m->pending_cv;
-    all = m->pending_all;
+    n = m->pending_n;
     m->pending_cv = NULL;
     pcc_mutex_unlock(&m->mu);
     PCM_CS_END();
     if (cv != NULL) {
-        pcm_condvar_wake(cv, all);
+        pcm_condvar_wake(cv, n);
         Py_DECREF(cv);
     }
 }
@@ -99,19 +111,27 @@ static PyObject *guard_new(pcm_state *st, MutexObject *m)
     if (g == NULL)
         return NULL;
     g->mutex = (MutexObject *)Py_NewRef(m);
-    atomic_init(&g->locked, 1);
+    atomic_init(&g->locked, PCM_GUARD_LOCKED);
     PyObject_GC_Track(g);
     return (PyObject *)g;
 }
 
-/* Unlock if this guard still holds the lock.  Returns 1 if it did. */
+/* Unlock if this guard holds the lock (not while a Condvar wait has
+ * released it on the guard's behalf).  Returns 1 if it did. */
 static int guard_release(MutexGuardObject *g)
 {
-    int expect = 1;
-    if (!atomic_compare_exchange_strong(&g->locked, &expect, 0))
+    int expect = PCM_GUARD_LOCKED;
+    if (!atomic_compare_exchange_strong(&g->locked, &expect, PCM_GUARD_UNLOCKED))
         return 0;
     pcm_mutex_release(g->mutex);
     return 1;
+}
+
+int pcm_mutex_guard_drop(pcm_state *st, PyObject *obj)
+{
+    if (!Py_IS_TYPE(obj, (PyTypeObject *)st->sync[S_GUARD_TYPE]))
+        return 0;
+    return guard_release((MutexGuardObject *)obj);
 }
 
 static int guard_traverse(MutexGuardObject *g, visitproc visit, void *arg)
@@ -145,10 +165,15 @@ static void guard_dealloc(MutexGuardObject *g)
  * value that is being freed.  Returns 0, or -1 with UseAfterDrop set. */
 static int guard_check(MutexGuardObject *g)
 {
-    if (!atomic_load_explicit(&g->locked, memory_order_relaxed)) {
+    int state = atomic_load_explicit(&g->locked, memory_order_relaxed);
+    if (state != PCM_GUARD_LOCKED) {
         pcm_state *st = pcm_state_of_type(Py_TYPE(g));
         if (st != NULL)
-            PyErr_SetString(st->UseAfterDrop, "this MutexGuard was unlocked; lock the Mutex again");
+            PyErr_SetString(st->UseAfterDrop,
+                            state == PCM_GUARD_WAITING
+                                ? "this MutexGuard is lent to a Condvar wait, which released the "
+                                  "lock: use it when the wait returns it"
+                                : "this MutexGuard was unlocked; lock the Mutex again");
         return -1;
     }
     if (g->mutex->value == NULL) {
@@ -194,7 +219,11 @@ static PyObject *guard_unlock(MutexGuardObject *g, PyObject *Py_UNUSED(ignored))
     if (!guard_release(g)) {
         pcm_state *st = pcm_state_of_type(Py_TYPE(g));
         if (st != NULL)
-            PyErr_SetString(st->UseAfterDrop, "this MutexGuard was already unlocked");
+            PyErr_SetString(st->UseAfterDrop,
+                            atomic_load(&g->locked) == PCM_GUARD_WAITING
+                                ? "this MutexGuard is lent to a Condvar wait, which released the "
+                                  "lock: it cannot be unlocked again"
+                                : "this MutexGuard was already unlocked");
         return NULL;
     }
     Py_RETURN_NONE;
@@ -209,7 +238,8 @@ static PyObject *guard_exit(MutexGuardObject *g, PyObject *const *args, Py_ssize
 {
     /* An exception escaping the block poisons the mutex (Rust: a panic while
      * holding the guard), so later lockers learn the value may be half-done. */
-    if (nargs > 0 && args[0] != Py_None && atomic_load_explicit(&g->locked, memory_order_relaxed))
+    if (nargs > 0 && args[0] != Py_None &&
+        atomic_load_explicit(&g->locked, memory_order_relaxed) == PCM_GUARD_LOCKED)
         pcc_mutex_poison(&g->mutex->mu);
     guard_release(g);
     Py_RETURN_FALSE;
@@ -217,7 +247,8 @@ static PyObject *guard_exit(MutexGuardObject *g, PyObject *const *args, Py_ssize
 
 static PyObject *guard_get_locked(MutexGuardObject *g, void *Py_UNUSED(c))
 {
-    return PyBool_FromLong(atomic_load_explicit(&g->locked, memory_order_relaxed));
+    return PyBool_FromLong(atomic_load_explicit(&g->locked, memory_order_relaxed) ==
+                           PCM_GUARD_LOCKED);
 }
 
 static PyObject *guard_get_mutex(MutexGuardObject *g, void *Py_UNUSED(c))
@@ -229,7 +260,7 @@ static PyObject *guard_repr(MutexGuardObject *g)
 {
     PyObject *v = NULL;
     PCM_CS_BEGIN(g->mutex);
-    if (atomic_load_explicit(&g->locked, memory_order_relaxed))
+    if (atomic_load_explicit(&g->locked, memory_order_relaxed) == PCM_GUARD_LOCKED)
         v = Py_XNewRef(g->mutex->value);
     PCM_CS_END();
     if (v == NULL)
@@ -298,7 +329,7 @@ static PyObject *mutex_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs)
     m->value = Py_NewRef(value);
     atomic_init(&m->retired, 0);
     m->pending_cv = NULL;
-    m->pending_all = 0;
+    m->pending_n = 0;
     return (PyObject *)m;
 }
 

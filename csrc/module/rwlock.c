@@ -127,6 +127,15 @@ static int guard_release(RwGuardObject *g, int write)
 
 static int is_write_guard(RwGuardObject *g);
 
+int pcm_rwlock_guard_drop(pcm_state *st, PyObject *obj)
+{
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (tp != (PyTypeObject *)st->sync[S_READ_GUARD_TYPE] &&
+        tp != (PyTypeObject *)st->sync[S_WRITE_GUARD_TYPE])
+        return 0;
+    return guard_release((RwGuardObject *)obj, tp == (PyTypeObject *)st->sync[S_WRITE_GUARD_TYPE]);
+}
+
 static int rwguard_traverse(RwGuardObject *g, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(g));

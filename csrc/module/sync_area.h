@@ -49,17 +49,25 @@ typedef struct {
     PyObject *value;      /* the protected value, read/written only under mu;
                              NULL once retired by into_inner() */
     _Atomic int retired;
-    /* A Condvar notify made by the holder, whose wake-up is delayed until
-     * the holder releases the lock (see condvar.c).  Read and written only
-     * by the lock holder; a strong reference. */
+    /* Condvar notifies made by the holder, whose wake-ups are delayed until
+     * the holder releases the lock (see condvar.c): pending_n counts them
+     * (one sleeper per notify_one; PCC_CONDVAR_WAKE_ALL after a
+     * notify_all).  Read and written only by the lock holder, in the
+     * mutex's critical section; pending_cv is a strong reference. */
     PyObject *pending_cv;
-    int pending_all;
+    uint32_t pending_n;
 } MutexObject;
+
+/* MutexGuard.locked: UNLOCKED for good once released; WAITING while a
+ * Condvar wait has released the mutex on the guard's behalf (the guard
+ * does not hold the lock then: unlock() and .value refuse, and nothing
+ * but the wait itself may touch the lock state). */
+enum { PCM_GUARD_UNLOCKED = 0, PCM_GUARD_LOCKED = 1, PCM_GUARD_WAITING = 2 };
 
 typedef struct {
     PyObject_HEAD
     MutexObject *mutex;   /* strong reference */
-    _Atomic int locked;   /* 1 while this guard holds the lock */
+    _Atomic int locked;   /* PCM_GUARD_*; LOCKED while this guard holds the lock */
 } MutexGuardObject;
 
 /* Lock m for the calling thread (id `me`) until `deadline`: DeadlockError if
@@ -70,11 +78,21 @@ int pcm_mutex_acquire(pcm_state *st, MutexObject *m, uint64_t me, pcc_deadline_t
 /* Re-take m after a Condvar wait, whatever happens: a Ctrl-C arriving now
  * is kept pending (raised afterwards), never leaves the guard unlocked. */
 void pcm_mutex_reacquire(MutexObject *m, uint64_t me);
-/* Release m held through a guard, then deliver a delayed Condvar wake-up.
- * Call with the GIL held. */
+/* Release m (held through a guard), then deliver its delayed Condvar
+ * wake-ups.  Call with the GIL held. */
 void pcm_mutex_release(MutexObject *m);
-/* Wake the sleepers of Condvar `cv` (an object of ours), one or all. */
-void pcm_condvar_wake(PyObject *cv, int all);
+/* Take m's delayed wake-ups and deliver them now (the caller holds m,
+ * inside PCM_CS_BEGIN(m)).  Returns the Condvar to Py_DECREF once outside
+ * the critical section, or NULL. */
+PyObject *pcm_mutex_flush_pending(MutexObject *m);
+/* Wake up to n sleepers of Condvar `cv` (an object of ours);
+ * PCC_CONDVAR_WAKE_ALL: all. */
+void pcm_condvar_wake(PyObject *cv, uint32_t n);
+/* Release a lock guard of ours (MutexGuard; RwLock read or write guard)
+ * if it still holds its lock, as unlock() would.  Returns 1 if it was a
+ * guard that held the lock, 0 otherwise (anything else: nothing done). */
+int pcm_mutex_guard_drop(pcm_state *st, PyObject *obj);
+int pcm_rwlock_guard_drop(pcm_state *st, PyObject *obj);
 /* Raise PoisonError(msg, inner).  Always returns NULL. */
 PyObject *pcm_raise_poison(pcm_state *st, const char *msg, PyObject *inner);
 

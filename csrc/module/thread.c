@@ -528,6 +528,7 @@ static PyObject *capture_exception_raw(pcm_state *st)
     Py_XDECREF(tb);
     if (value == NULL)
         value = Py_NewRef(Py_None);
+    pcm_sync_release_escaped(st, value);
     PyObject *err = pcm_err_from_thread(st, value);
     Py_DECREF(value);
     return err;
@@ -549,6 +550,7 @@ static void *thread_main(void *arg)
         (void)PyGILState_Ensure();
     atomic_fetch_sub_explicit(&starting, 1, memory_order_release);
     pcc_wake_all(&starting);
+    pcm_thread_id_renew(); /* each job is a thread of its own as a lock owner */
     HandleObject *h = boot.handle;
     pcm_state *st = boot.st;
     PyObject *result = NULL;

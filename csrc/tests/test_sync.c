@@ -7,7 +7,9 @@
 
 #include "pyconc/sync.h"
 
+#include <sched.h>
 #include <string.h>
+#include <unistd.h>
 
 #define NTHREADS 8
 
@@ -249,7 +251,7 @@ static void test_condvar_timeout(void)
     CHECK(pcc_condvar_sleep(&cv, ticket, PCC_FOREVER) == 0);
     pcc_condvar_finish(&cv);
     CHECK(pcc_condvar_bump(&cv) == 0); /* nobody waits */
-    pcc_condvar_wake(&cv, 1);
+    pcc_condvar_wake(&cv, PCC_CONDVAR_WAKE_ALL);
 }
 
 /* Delayed wake: the notifier bumps under the mutex and wakes only after
@@ -266,7 +268,7 @@ static void *cv_delayed_producer(void *arg)
         int waiters = pcc_condvar_bump(&cv_full);
         pcc_mutex_unlock(&cv_mu);
         if (waiters)
-            pcc_condvar_wake(&cv_full, 0);
+            pcc_condvar_wake(&cv_full, 1);
     }
     return NULL;
 }
@@ -289,6 +291,67 @@ static void test_condvar_delayed_wake(void)
         pcc_mutex_unlock(&cv_mu);
     }
     CHECK(pthread_join(t, NULL) == 0);
+}
+
+/* Counted delayed wake: k notifies batched under the mutex, delivered as
+ * one wake of k after the unlock, release k waiters (one wake for k bumps
+ * left k-1 asleep: issue 11.1); nothing is lost or taken twice. */
+#define CW_WAITERS 3
+static pcc_condvar cw_cv;
+static pcc_mutex cw_mu;
+static int cw_items;
+static _Atomic int cw_asleep, cw_done;
+
+static void *cw_waiter(void *arg)
+{
+    (void)arg;
+    CHECK(pcc_mutex_lock(&cw_mu, PCC_FOREVER) == 0);
+    atomic_fetch_add(&cw_asleep, 1);
+    while (cw_items == 0)
+        pcc_condvar_wait(&cw_cv, &cw_mu, PCC_FOREVER);
+    cw_items--;
+    pcc_mutex_unlock(&cw_mu);
+    atomic_fetch_add(&cw_done, 1);
+    return NULL;
+}
+
+static void wait_until(_Atomic int *v, int want)
+{
+    while (atomic_load(v) < want)
+        sched_yield();
+}
+
+static void test_condvar_counted_delayed_wake(void)
+{
+    pcc_mutex_init(&cw_mu);
+    pcc_condvar_init(&cw_cv);
+    pthread_t t[CW_WAITERS];
+    for (int i = 0; i < CW_WAITERS; i++)
+        CHECK(pthread_create(&t[i], NULL, cw_waiter, NULL) == 0);
+    wait_until(&cw_asleep, CW_WAITERS);
+    while (atomic_load(&cw_cv.waiters) < CW_WAITERS)
+        sched_yield();
+    usleep(20000); /* asleep in the kernel */
+    /* k notifies under the mutex, one counted wake after the unlock */
+    CHECK(pcc_mutex_lock(&cw_mu, PCC_FOREVER) == 0);
+    uint32_t k = 0;
+    for (int i = 0; i < CW_WAITERS - 1; i++) {
+        cw_items++;
+        CHECK(pcc_condvar_bump(&cw_cv) == 1);
+        k++;
+    }
+    pcc_mutex_unlock(&cw_mu);
+    pcc_condvar_wake(&cw_cv, k);
+    /* k waiters leave with the k items (whoever wins, none is lost) */
+    wait_until(&cw_done, (int)k);
+    CHECK(pcc_mutex_lock(&cw_mu, PCC_FOREVER) == 0);
+    CHECK(cw_items == 0);
+    cw_items = 1;
+    pcc_condvar_notify_all(&cw_cv);
+    pcc_mutex_unlock(&cw_mu);
+    for (int i = 0; i < CW_WAITERS; i++)
+        CHECK(pthread_join(t[i], NULL) == 0);
+    CHECK(atomic_load(&cw_done) == CW_WAITERS && cw_items == 0);
 }
 
 /* ---- barrier: every round, everybody arrives before anybody leaves ------ */
@@ -384,6 +447,7 @@ int main(void)
     test_condvar_timeout();
     test_condvar_producer_consumer();
     test_condvar_delayed_wake();
+    test_condvar_counted_delayed_wake();
     test_barrier_withdraw();
     test_barrier_rounds();
     test_once_race();

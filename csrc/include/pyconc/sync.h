@@ -135,10 +135,24 @@ void pcc_condvar_notify_all(pcc_condvar *cv);
 /* A notify in two halves, for callers that delay the wake-up until the
  * mutex is released (waking threads that must then block on the mutex
  * only costs context switches): bump() makes every current ticket stale
- * at once and returns whether anybody waits; wake() wakes the sleepers
- * (it may come any time later: a stale ticket never sleeps). */
+ * at once and returns whether anybody waits; wake() wakes up to `n`
+ * sleepers (PCC_CONDVAR_WAKE_ALL: all of them), any time later.
+ *
+ * A caller that batches several notify_one()s must pass their *count*: one
+ * futex wake releases one sleeper however many bumps preceded it, so
+ * collapsing k notifies into one wake leaves k-1 waiters asleep on stale
+ * tickets (a lost wake-up).
+ *
+ * A wake delivered after the unlock may find sleepers that came after the
+ * notify (fresh tickets) beside the ones it is owed to (stale tickets).
+ * It still reaches the owed ones first: the futex wakes its sleepers of
+ * equal priority oldest first (Linux queues them FIFO), and every stale
+ * sleeper was queued before any fresh one (a sleeper is queued only while
+ * the word still holds its ticket, and a fresh ticket is read after the
+ * bump); the portable backend wakes every sleeper. */
+#define PCC_CONDVAR_WAKE_ALL UINT32_MAX
 int pcc_condvar_bump(pcc_condvar *cv);
-void pcc_condvar_wake(pcc_condvar *cv, int all);
+void pcc_condvar_wake(pcc_condvar *cv, uint32_t n);
 
 /* ---- barrier -------------------------------------------------------------- */
 
