@@ -316,11 +316,15 @@ class Executor(_cf.Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new work and close the pool; with ``wait`` block until the
-        queued work is done; ``cancel_futures`` cancels what no pool thread
-        has taken yet."""
+        queued work is done.  ``cancel_futures`` cancels what no pool thread
+        has taken: idle threads take their next queued job first (a few
+        microseconds, at most 100 ms), as ThreadPoolExecutor's newly started
+        threads take their first items."""
         with self._lock:
             self._shutdown = True
             pending = list(self._pending) if cancel_futures else []
+        if pending:
+            self._pool._settle()
         for fut in pending:
             fut.cancel()
         self._pool.close(wait=wait)

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct pcc_worker {
     pcc_deque deque;
@@ -18,6 +19,10 @@ struct pcc_worker {
     /* 1 while the worker is registered as sleeping and nobody has claimed
      * the wake-up yet.  A notifier CASes it 1 -> 0 and unparks. */
     PCC_ALIGNED _Atomic uint32_t asleep;
+    /* How many jobs this worker is running (nested: a worker waiting in a
+     * join runs others).  Written by the owner only; read by
+     * pcc_pool_settle. */
+    _Atomic int busy;
 };
 
 struct pcc_pool {
@@ -226,6 +231,14 @@ static void count_done(pcc_pool *p)
         notify_all(p);
 }
 
+/* The calling worker starts (+1) or ends (-1) running a job. */
+static void busy_add(pcc_worker *w, int d)
+{
+    if (w != NULL)
+        atomic_store_explicit(&w->busy, atomic_load_explicit(&w->busy, memory_order_relaxed) + d,
+                              memory_order_release);
+}
+
 /* Run a job taken from a queue of pool p and open its latch.  The job may
  * live on its waiter's stack and vanish the moment the latch reads DONE, so
  * everything needed afterwards is read first.  The futex wake on a possibly
@@ -237,8 +250,11 @@ static void run_job(pcc_pool *p, pcc_job *job)
     pcc_task_fn release = job->release;
     void *arg = job->arg;
     int counted = job->counted;
+    pcc_worker *me = tl_worker;
+    busy_add(me, 1);
     if (job_begin(job))
         job->fn(arg);
+    busy_add(me, -1);
     uint32_t old = atomic_exchange_explicit(&job->state, PCC_JOB_DONE, memory_order_acq_rel);
     if (owner != NULL)
         pcc_unpark(&owner->parker);
@@ -426,6 +442,7 @@ int pcc_pool_new(int nthreads, const pcc_pool_hooks *hooks, pcc_pool **out)
     atomic_init(&p->alive, (uint32_t)nthreads);
     atomic_init(&p->starting, (uint32_t)nthreads);
     atomic_init(&p->refs, 1 + nthreads);
+
     p->inline_only = 0;
     for (int i = 0; i < nthreads; i++) {
         pcc_worker *w = &p->workers[i];
@@ -435,6 +452,7 @@ int pcc_pool_new(int nthreads, const pcc_pool_hooks *hooks, pcc_pool **out)
         w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1) | 1;
         pcc_parker_init(&w->parker);
         atomic_init(&w->asleep, 0);
+        atomic_init(&w->busy, 0);
     }
     for (int i = 0; i < nthreads; i++) {
         int rc = pcc_thread_spawn(worker_main, &p->workers[i], 0);
@@ -495,6 +513,34 @@ void pcc_pool_shutdown(pcc_pool *p)
     if (atomic_exchange_explicit(&p->shutdown, 1, memory_order_seq_cst))
         return;
     notify_all(p);
+}
+
+/* Settled: nothing queued, or every worker running a job (none is idle
+ * while work waits). */
+static int settled(pcc_pool *p)
+{
+    if (pcc_pool_queued(p) == 0)
+        return 1;
+    for (int i = 0; i < p->n; i++)
+        if (atomic_load_explicit(&p->workers[i].busy, memory_order_acquire) == 0)
+            return 0;
+    return 1;
+}
+
+int pcc_pool_settle(pcc_pool *p, pcc_deadline_t deadline)
+{
+    pcc_backoff bo = {0};
+    while (!settled(p)) {
+        if (deadline != PCC_FOREVER && pcc_now_ns() >= deadline)
+            return -ETIMEDOUT;
+        if (!pcc_backoff_is_completed(&bo)) {
+            pcc_backoff_snooze(&bo);
+        } else {
+            struct timespec nap = {0, 50 * 1000}; /* a wake-up takes tens of us */
+            nanosleep(&nap, NULL);
+        }
+    }
+    return 0;
 }
 
 int pcc_pool_is_shutdown(const pcc_pool *p)

@@ -657,6 +657,18 @@ static PyObject *pool_submit_cancellable(PoolObject *self, PyObject *f)
     return (PyObject *)t;
 }
 
+/* pool._settle(): wait (at most 100 ms, without the GIL) until the workers
+ * that submissions woke have taken their jobs -- see pcc_pool_settle. */
+static PyObject *pool_settle(PoolObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->fork_gen != pcm_fork_generation() || finalizing())
+        Py_RETURN_NONE;
+    Py_BEGIN_ALLOW_THREADS
+    pcc_pool_settle(self->pool, pcc_deadline_after(100 * 1000000LL));
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static int exit_op(void *arg, pcc_deadline_t deadline)
 {
     return pcc_pool_wait_exit((pcc_pool *)arg, deadline);
@@ -823,6 +835,9 @@ static PyMethodDef pool_methods[] = {
     {"_submit", (PyCFunction)pool_submit_cancellable, METH_O,
      "_submit($self, f, /)\n--\n\nQueue f() as a cancellable job; return its _PoolJob "
      "(private: what Executor.submit uses)."},
+    {"_settle", (PyCFunction)pool_settle, METH_NOARGS,
+     "_settle($self)\n--\n\nWait (at most 100 ms) until the threads woken for queued jobs "
+     "have taken them (private: Executor.shutdown(cancel_futures=True))."},
     {"__enter__", (PyCFunction)pool_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)pool_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},

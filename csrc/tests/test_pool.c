@@ -481,6 +481,38 @@ static void test_cancellable_jobs(void)
     pcc_pool_release(p);
 }
 
+/* ---- settle: the workers woken for a burst take their jobs first --------- */
+
+static void test_settle_hands_a_burst_to_the_woken_workers(void)
+{
+    pcc_pool *p;
+    CHECK(pcc_pool_new(2, NULL, &p) == 0);
+    struct timespec nap = {0, 50 * 1000000}; /* let both workers park */
+    nanosleep(&nap, NULL);
+    atomic_store(&gate_open, 0);
+    pcc_parker_init(&gate_parker);
+    static pcc_job jobs[10];
+    for (int i = 0; i < 10; i++) {
+        pcc_job_init(&jobs[i], slow_first_job, NULL); /* each blocks its worker */
+        pcc_job_make_cancellable(&jobs[i]);
+        CHECK(pcc_pool_push(p, &jobs[i]) == 0);
+    }
+    CHECK(pcc_pool_settle(p, pcc_deadline_after(10LL * 1000000000)) == 0);
+    int started_now = 0;
+    for (int i = 0; i < 10; i++)
+        started_now += pcc_job_started(&jobs[i]);
+    CHECK(started_now == 2); /* one per woken worker, no more */
+    int cancelled = 0;
+    for (int i = 0; i < 10; i++)
+        cancelled += pcc_job_try_cancel(&jobs[i]);
+    CHECK(cancelled == 8);
+    atomic_store(&gate_open, 1);
+    pcc_unpark(&gate_parker);
+    pcc_pool_shutdown(p);
+    CHECK(pcc_pool_wait_exit(p, PCC_FOREVER) == 0);
+    pcc_pool_release(p);
+}
+
 /* ---- the inline pool: everything runs on the caller, at once ------------- */
 
 static _Atomic int inline_ran;
@@ -527,6 +559,7 @@ int main(void)
     test_cross_pool_nesting_does_not_deadlock(2);
     test_cancellable_jobs();
     test_inline_pool_runs_on_the_caller();
+    test_settle_hands_a_burst_to_the_woken_workers();
     printf("test_pool: all passed\n");
     return 0;
 }

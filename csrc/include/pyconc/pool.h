@@ -91,6 +91,13 @@ pcc_pool *pcc_pool_inline(void);
  * may still spawn sub-work and wait for it.  Idempotent. */
 void pcc_pool_shutdown(pcc_pool *pool);
 int pcc_pool_is_shutdown(const pcc_pool *pool);
+/* Wait until no worker is idle while jobs are queued -- every worker runs a
+ * job, or nothing is queued -- or the deadline passes.  After it, which of
+ * the jobs submitted so far the idle threads took is settled (the
+ * Executor's cancel_futures cancels only the rest, as ThreadPoolExecutor's
+ * freshly started threads take their first items).  0 or -ETIMEDOUT. */
+int pcc_pool_settle(pcc_pool *pool, pcc_deadline_t deadline);
+
 /* Wait until every worker has exited (after pcc_pool_shutdown).  0,
  * -ETIMEDOUT or -EINTR.  Must not be called from a worker of this pool
  * (-EDEADLK). */
