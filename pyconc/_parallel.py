@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures as _cf
 import operator as _operator
+import os as _os
 import threading as _threading
 from typing import Any, Callable, Iterable, List, Optional
 
@@ -192,7 +193,18 @@ def _python_exit() -> None:
     _cf.wait(pending)
 
 
+def _after_fork_in_child() -> None:
+    # The parent's pool threads do not exist here: its pending futures never
+    # finish in this process, so exit must not wait for them (and the lock
+    # may have been held by a thread that is gone).
+    global _global_lock, _all_pending
+    _global_lock = _threading.Lock()
+    _all_pending = set()
+
+
 _threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _PENDING = "PENDING"  # concurrent.futures._base's state names
 _RUNNING = "RUNNING"

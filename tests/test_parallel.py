@@ -545,3 +545,22 @@ def test_executor_cancel_futures_after_a_burst_cancels_only_jobs_no_thread_took(
         assert f.done() and f.exception() is None
     for f in cancelled:  # cancelled futures were announced to waiters at once
         assert cf.wait([f], timeout=0).done == {f}
+
+
+def test_executor_exit_in_a_forked_child_does_not_wait_for_the_parents_futures():
+    # The parent's pool threads do not exist in the child: its pending
+    # futures never finish there, so the child's exit must not wait for them.
+    r = run_py("""
+        import os, signal, sys, time, pyconc
+        ex = pyconc.Executor(1)
+        f = ex.submit(time.sleep, 1.0)
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(5)  # a hung child ends (-14) instead of outliving the test
+            sys.exit(0)
+        t = time.monotonic()
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), time.monotonic() - t < 0.9, f.result() is None)
+    """, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "True", "True"]
