@@ -825,10 +825,12 @@ static PyMethodDef pool_methods[] = {
      "    [0, 1, 4, 9]\n"},
     {"close", (PyCFunction)(void (*)(void))pool_close, METH_VARARGS | METH_KEYWORDS,
      "close($self, *, wait=True)\n--\n\n"
-     "Stop accepting work: later spawn/install/join raise RuntimeError.\n"
-     "Work already queued still runs to completion (its handles get their\n"
-     "real Ok/Err); with wait=True, return once it has and the threads\n"
-     "have exited.  Idempotent; Ctrl-C interrupts the wait."},
+     "Stop accepting work from outside: later spawn/install/join raise\n"
+     "RuntimeError.  Work already queued still runs to completion (its\n"
+     "handles get their real Ok/Err), and jobs still running may spawn\n"
+     "sub-work and wait for it: the threads exit once nothing is queued or\n"
+     "running.  With wait=True, return once they have.  Idempotent; Ctrl-C\n"
+     "interrupts the wait.  At interpreter shutdown it never waits."},
     {"current_num_threads", (PyCFunction)pool_current_num_threads, METH_NOARGS,
      "current_num_threads($self)\n--\n\nThe number of threads in this pool."},
     {"_help_until", (PyCFunction)pool_help_until, METH_O, NULL},
@@ -852,8 +854,11 @@ static PyGetSetDef pool_getset[] = {
 static PyType_Slot pool_slots[] = {
     {Py_tp_doc, "ThreadPool(num_threads=None)\n--\n\n"
                 "A work-stealing pool of native threads (rayon's ThreadPool).\n\n"
-                "num_threads defaults to PYCONC_NUM_THREADS, else\n"
-                "available_parallelism().  Idle threads sleep (no CPU use).\n\n"
+                "num_threads (any integer: numpy.int64 too) defaults to\n"
+                "PYCONC_NUM_THREADS, else available_parallelism().  Idle threads\n"
+                "sleep (no CPU use).  Pools nest: a thread of this pool that waits\n"
+                "on another pool runs this pool's jobs meanwhile, so A -> B -> A\n"
+                "never deadlocks.\n\n"
                 "    >>> with pyconc.ThreadPool(2) as pool:\n"
                 "    ...     pool.join(lambda: 'a', lambda: 'b')\n    ('a', 'b')\n"},
     {Py_tp_new, pool_new},
