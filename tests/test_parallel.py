@@ -388,6 +388,16 @@ def test_cross_pool_waits_keep_each_worker_serving_its_own_pool():
         B.close()
 
 
+# The object whose __del__ asks for pool work lives in a reference cycle with
+# the collector off: the interpreter's last collection, once finalization has
+# begun and while module globals are still intact, runs the __del__.
+_TEARDOWN_PRELUDE = """
+    import gc, sys, time, pyconc
+    gc.disable()
+    pyconc.join(lambda: 1, lambda: 2)  # the global pool exists and has run work
+"""
+
+
 @pytest.mark.parametrize("call, expect", [
     ("pyconc.join(lambda: 1, lambda: time.sleep(0.05) or 2)", "(1, 2)"),
     ("pyconc.join(lambda: 1 / 0, lambda: 2)", None),
@@ -397,41 +407,44 @@ def test_cross_pool_waits_keep_each_worker_serving_its_own_pool():
     ("pyconc._core._global_pool().join(lambda: 'a', lambda: 'b')", "('a', 'b')"),
 ])
 def test_pool_work_from_del_at_interpreter_teardown_runs_inline(call, expect):
-    r = run_py(f"""
-        import time, pyconc
-        pyconc.join(lambda: 1, lambda: 2)  # the global pool exists and has run work
-        class D:
-            def __del__(self):
-                try:
-                    print(repr({call}), flush=True)
-                except ZeroDivisionError as e:
-                    print("raised", repr(e), flush=True)
-        d = D()
+    r = run_py(_TEARDOWN_PRELUDE + f"""
+    class D:
+        def __del__(self):
+            try:
+                print(sys.is_finalizing(), repr({call}), flush=True)
+            except ZeroDivisionError as e:
+                print(sys.is_finalizing(), "raised", repr(e), flush=True)
+    d = D()
+    d.cycle = d
+    del d
     """, timeout=20)
     assert r.returncode == 0, r.stderr
     if expect is None:
         expect = "raised ZeroDivisionError('division by zero')"
-    assert r.stdout.strip() == expect, r.stderr
+    assert r.stdout.strip() == f"True {expect}", r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_new_pool_or_spawn_at_interpreter_teardown_raises_runtime_error():
-    r = run_py("""
-        import pyconc
-        pool = pyconc.ThreadPool(1)
-        class D:
-            def __del__(self):
-                for what in (lambda: pyconc.ThreadPool(1).install(lambda: 1),
-                             lambda: pool.spawn(abs, -1)):
-                    try:
-                        what()
-                    except RuntimeError as e:
-                        print("RuntimeError:", e, flush=True)
-                print("close:", pool.close(), flush=True)  # never waits for dying threads
-        d = D()
+    r = run_py(_TEARDOWN_PRELUDE + """
+    pool = pyconc.ThreadPool(1)
+    class D:
+        def __del__(self):
+            print(sys.is_finalizing(), flush=True)
+            for what in (lambda: pyconc.ThreadPool(1).install(lambda: 1),
+                         lambda: pool.spawn(abs, -1)):
+                try:
+                    what()
+                except RuntimeError as e:
+                    print("RuntimeError:", e, flush=True)
+            print("close:", pool.close(), flush=True)  # never waits for dying threads
+    d = D()
+    d.cycle = d
+    del d
     """, timeout=20)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
+        "True",
         "RuntimeError: can't start a ThreadPool at interpreter shutdown",
         "RuntimeError: can't spawn pool work at interpreter shutdown",
         "close: None",
@@ -532,8 +545,10 @@ def test_executor_cancel_futures_after_a_burst_cancels_only_jobs_no_thread_took(
     ex = pyconc.Executor(4)
     sys.setswitchinterval(100)
     try:
-        fs = [ex.submit(time.sleep, 0.01) for _ in range(50)]
-        _hold_the_gil(0.2)  # each worker takes one job and waits for the GIL
+        fs = [ex.submit(time.sleep, 0.1) for _ in range(50)]
+        # each worker takes one job and waits for the GIL (without a GIL:
+        # runs two or so) -- far fewer than 50 - 20
+        _hold_the_gil(0.2)
         ex.shutdown(cancel_futures=True)
     finally:
         sys.setswitchinterval(old)
