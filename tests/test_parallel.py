@@ -579,3 +579,12 @@ def test_executor_exit_in_a_forked_child_does_not_wait_for_the_parents_futures()
     """, timeout=30)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["0", "True", "True"]
+
+
+def test_threadpool_count_whose_index_raises_propagates_that_error():
+    class Bad:
+        def __index__(self) -> int:
+            raise OverflowError("from __index__")
+
+    with pytest.raises(OverflowError, match="from __index__"):
+        ThreadPool(Bad())

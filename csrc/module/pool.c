@@ -433,6 +433,10 @@ static PyObject *pool_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs)
         /* any integer (__index__: numpy.int64 too), but not a bool */
         PyObject *index = PyBool_Check(arg) ? NULL : PyNumber_Index(arg);
         if (index == NULL) {
+            /* not an integer: say so; an error raised by __index__ itself
+             * propagates as it is */
+            if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_TypeError))
+                return NULL;
             PyErr_Clear();
             PyErr_Format(PyExc_TypeError, "num_threads must be an int or None, not %.100s",
                          Py_TYPE(arg)->tp_name);
@@ -657,8 +661,8 @@ static PyObject *pool_submit_cancellable(PoolObject *self, PyObject *f)
     return (PyObject *)t;
 }
 
-/* pool._settle(): wait (at most 100 ms, without the GIL) until the workers
- * that submissions woke have taken their jobs -- see pcc_pool_settle. */
+/* pool._settle(): wait (at most 100 ms, without the GIL) until no worker is
+ * idle while jobs are queued -- see pcc_pool_settle. */
 static PyObject *pool_settle(PoolObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (self->fork_gen != pcm_fork_generation() || finalizing())
@@ -838,8 +842,8 @@ static PyMethodDef pool_methods[] = {
      "_submit($self, f, /)\n--\n\nQueue f() as a cancellable job; return its _PoolJob "
      "(private: what Executor.submit uses)."},
     {"_settle", (PyCFunction)pool_settle, METH_NOARGS,
-     "_settle($self)\n--\n\nWait (at most 100 ms) until the threads woken for queued jobs "
-     "have taken them (private: Executor.shutdown(cancel_futures=True))."},
+     "_settle($self)\n--\n\nWait (at most 100 ms) until no pool thread is idle while jobs "
+     "are queued (private: Executor.shutdown(cancel_futures=True))."},
     {"__enter__", (PyCFunction)pool_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)pool_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
