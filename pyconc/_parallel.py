@@ -202,7 +202,10 @@ def _after_fork_in_child() -> None:
     _all_pending = set()
 
 
-_threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+try:
+    _threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+except RuntimeError:  # imported while the interpreter is already shutting down
+    _global_shutdown = True
 if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_after_fork_in_child)
 

@@ -588,3 +588,20 @@ def test_threadpool_count_whose_index_raises_propagates_that_error():
 
     with pytest.raises(OverflowError, match="from __index__"):
         ThreadPool(Bad())
+
+
+def test_importing_pyconc_first_in_an_atexit_hook_works_and_refuses_executor_work():
+    r = run_py("""
+        import atexit, threading  # threading's shutdown runs before atexit hooks
+        @atexit.register
+        def late():
+            import pyconc
+            print(pyconc.join(lambda: 1, lambda: 2), flush=True)
+            try:
+                pyconc.Executor(1).submit(abs, -1)
+            except RuntimeError as e:
+                print("RuntimeError:", e, flush=True)
+    """, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "(1, 2)", "RuntimeError: cannot schedule new futures after interpreter shutdown"]
