@@ -7,7 +7,8 @@ scope, the article's merge_sort and a concurrent.futures Executor.
 from __future__ import annotations
 
 import concurrent.futures as _cf
-import concurrent.futures.thread as _cf_thread
+import operator as _operator
+import os as _os
 import threading as _threading
 from typing import Any, Callable, Iterable, List, Optional, Tuple
 
@@ -173,6 +174,100 @@ class PoolScope(_ScopeBase):
         return self
 
 
+# The Executor's part in interpreter exit, as concurrent.futures.thread's:
+# once threading._shutdown runs the hooks registered with
+# threading._register_atexit (before atexit hooks and before the interpreter
+# starts finalizing), no Executor accepts new work and the exit waits for
+# every future still pending -- also those of an Executor shut down with
+# wait=False or dropped without shutdown.
+_global_lock = _threading.Lock()
+_global_shutdown = False
+_all_pending: "set[_cf.Future[Any]]" = set()
+
+
+def _python_exit() -> None:
+    global _global_shutdown
+    with _global_lock:
+        _global_shutdown = True
+        pending = list(_all_pending)
+    _cf.wait(pending)
+
+
+def _after_fork_in_child() -> None:
+    # The parent's pool threads do not exist here: its pending futures never
+    # finish in this process, so exit must not wait for them (and the lock
+    # may have been held by a thread that is gone).
+    global _global_lock, _all_pending
+    _global_lock = _threading.Lock()
+    _all_pending = set()
+
+
+try:
+    _threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+except RuntimeError:  # imported while the interpreter is already shutting down
+    _global_shutdown = True
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_PENDING = "PENDING"  # concurrent.futures._base's state names
+_RUNNING = "RUNNING"
+_CANCELLED = "CANCELLED"
+
+
+class _PoolFuture(_cf.Future):  # type: ignore[type-arg]
+    """An Executor's Future: its running state is the pool job's.
+
+    A pool thread takes a job natively, before it holds the GIL; from then on
+    the future is running (``running()`` is True, ``cancel()`` returns False)
+    even if the thread has not yet had the GIL to say so.  A future cancelled
+    while its job was still queued never runs, and its waiters
+    (``concurrent.futures.wait``/``as_completed``) are told at once, as a
+    ThreadPoolExecutor's worker tells them when it reaches the item.
+    """
+
+    _job: Any = None
+
+    def _sync_running(self) -> None:
+        # under self._condition: a pool thread took the job -> running
+        if self._state == _PENDING and self._job is not None and self._job.started():
+            self._state = _RUNNING
+
+    def running(self) -> bool:
+        with self._condition:
+            self._sync_running()
+            return bool(self._state == _RUNNING)
+
+    def cancel(self) -> bool:
+        with self._condition:
+            if self._state != _PENDING:
+                return bool(super().cancel())
+            if self._job is not None and not self._job.cancel():
+                self._state = _RUNNING  # a pool thread has taken it: it runs
+                return False
+            self._state = _CANCELLED
+            self._condition.notify_all()
+        # the job will never run: tell the waiters and callbacks here
+        super().set_running_or_notify_cancel()
+        self._invoke_callbacks()  # type: ignore[attr-defined]
+        return True
+
+    def set_running_or_notify_cancel(self) -> bool:
+        with self._condition:
+            if self._state == _RUNNING:  # cancel()/running() saw the job taken
+                return True
+        return bool(super().set_running_or_notify_cancel())
+
+
+def _broken_thread_pool(message: Optional[str]) -> BaseException:
+    """``concurrent.futures.thread.BrokenThreadPool(message)``, imported only
+    when needed: importing that module registers a threading exit hook, which
+    fails once the interpreter is shutting down (pyconc may first be
+    imported from an ``atexit`` hook)."""
+    import concurrent.futures.thread as cf_thread
+
+    return cf_thread.BrokenThreadPool(message)
+
+
 class Executor(_cf.Executor):
     """A ``concurrent.futures.Executor`` running on a pyconc ``ThreadPool``.
 
@@ -180,7 +275,14 @@ class Executor(_cf.Executor):
     *, cancel_futures=False)`` and the context manager behave as for
     ``ThreadPoolExecutor``; so code written against the standard interface
     can move to another executor (a cluster's, e.g. dask's ``Client``)
-    unchanged.  ``max_workers`` defaults like ``ThreadPool``'s size.
+    unchanged.  ``max_workers`` (any integer, ``numpy.int64`` included)
+    defaults like ``ThreadPool``'s size.
+
+    As with ``ThreadPoolExecutor``, the interpreter does not exit before
+    every submitted call has finished, even after ``shutdown(wait=False)``
+    or when the Executor was dropped; ``submit`` from an ``atexit`` hook
+    raises ``RuntimeError``.  A future is running -- no longer cancellable --
+    from the moment a pool thread takes its job.
 
     ``thread_name_prefix``, ``initializer`` and ``initargs`` are
     ``ThreadPoolExecutor``'s: workers are named ``<prefix>_<k>`` (else
@@ -197,11 +299,16 @@ class Executor(_cf.Executor):
     def __init__(self, max_workers: Optional[int] = None, thread_name_prefix: str = "",
                  initializer: Optional[Callable[..., object]] = None,
                  initargs: Tuple[Any, ...] = ()) -> None:
-        if max_workers is not None and (not isinstance(max_workers, int)
-                                        or isinstance(max_workers, bool)):
-            raise TypeError(f"max_workers must be an int or None, not {type(max_workers).__name__}")
-        if max_workers is not None and max_workers <= 0:
-            raise ValueError("max_workers must be greater than 0")
+        if max_workers is not None:
+            if isinstance(max_workers, bool):
+                raise TypeError("max_workers must be an int or None, not bool")
+            try:
+                max_workers = _operator.index(max_workers)
+            except TypeError:
+                raise TypeError("max_workers must be an int or None, "
+                                f"not {type(max_workers).__name__}") from None
+            if max_workers <= 0:
+                raise ValueError("max_workers must be greater than 0")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         self._pool = ThreadPool(max_workers, thread_name_prefix=thread_name_prefix or None)
@@ -231,43 +338,56 @@ class Executor(_cf.Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> "_cf.Future[Any]":
         """Schedule ``fn(*args, **kwargs)`` on the pool; return its ``Future``.
-        Raises ``RuntimeError`` after ``shutdown()``."""
-        with self._lock:
+        Raises ``RuntimeError`` after ``shutdown()`` or once the interpreter
+        is shutting down."""
+        fut: "_cf.Future[Any]" = _PoolFuture()
+        pending, lock = self._pending, self._lock
+
+        def forget(f: "_cf.Future[Any]") -> None:
+            with lock:
+                pending.discard(f)
+            with _global_lock:
+                _all_pending.discard(f)
+
+        def run() -> None:
+            if not fut.set_running_or_notify_cancel():
+                return
+            if not self._initialize_worker():
+                fut.set_exception(_broken_thread_pool(self._broken))
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+
+        with self._lock, _global_lock:
             if self._broken is not None:
-                raise _cf_thread.BrokenThreadPool(self._broken)
+                raise _broken_thread_pool(self._broken)
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            fut: "_cf.Future[Any]" = _cf.Future()
+            if _global_shutdown:
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+            fut._job = self._pool._submit(run)  # type: ignore[attr-defined]
             self._pending.add(fut)
-
-            def run() -> None:
-                try:
-                    if not fut.set_running_or_notify_cancel():
-                        return
-                    if not self._initialize_worker():
-                        fut.set_exception(_cf_thread.BrokenThreadPool(self._broken))
-                        return
-                    try:
-                        result = fn(*args, **kwargs)
-                    except BaseException as exc:
-                        fut.set_exception(exc)
-                    else:
-                        fut.set_result(result)
-                finally:
-                    with self._lock:
-                        self._pending.discard(fut)
-
-            self._pool.spawn(run)
-            return fut
+            _all_pending.add(fut)
+        fut.add_done_callback(forget)
+        return fut
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new work and close the pool; with ``wait`` block until the
-        queued work is done; ``cancel_futures`` cancels what has not started."""
+        queued work is done.  ``cancel_futures`` cancels what no pool thread
+        has taken: idle threads take their next queued job first (a few
+        microseconds, at most 100 ms), as ThreadPoolExecutor's newly started
+        threads take their first items."""
         with self._lock:
             self._shutdown = True
-            if cancel_futures:
-                for fut in list(self._pending):
-                    fut.cancel()
+            pending = list(self._pending) if cancel_futures else []
+        if pending:
+            self._pool._settle()
+        for fut in pending:
+            fut.cancel()
         self._pool.close(wait=wait)
 
     @property

@@ -1104,6 +1104,24 @@ def test_a_mutex_left_locked_by_a_finished_thread_times_out_for_the_next_thread_
     kept.unlock()
 
 
+def test_a_mutex_left_locked_by_a_finished_pool_job_times_out_for_the_next_job_on_its_worker():
+    # Issue 11.9 for pool jobs: ownership belonged to the worker's OS thread.
+    m = Mutex(0)
+
+    def second():
+        try:
+            m.lock(timeout=0.2)
+        except LockTimeoutError:
+            return "timed out"
+        return "locked"
+
+    with pyconc.ThreadPool(1) as pool:  # one worker: both jobs run on it
+        kept = pool.spawn(m.lock).join().unwrap()
+        assert pool.spawn(second).join().unwrap() == "timed out"
+    assert kept.locked
+    kept.unlock()
+
+
 def test_an_rwlock_read_guard_left_by_a_finished_thread_does_not_belong_to_the_next_one():
     lock = RwLock(0)
 

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct pcc_worker {
     pcc_deque deque;
@@ -18,6 +19,10 @@ struct pcc_worker {
     /* 1 while the worker is registered as sleeping and nobody has claimed
      * the wake-up yet.  A notifier CASes it 1 -> 0 and unparks. */
     PCC_ALIGNED _Atomic uint32_t asleep;
+    /* How many jobs this worker is running (nested: a worker waiting in a
+     * join runs others).  Written by the owner only; read by
+     * pcc_pool_settle. */
+    _Atomic int busy;
 };
 
 struct pcc_pool {
@@ -36,8 +41,18 @@ struct pcc_pool {
      * job is never left queued while every worker sleeps. */
     PCC_ALIGNED _Atomic int nsleeping;
     _Atomic int shutdown;
-    _Atomic uint32_t alive; /* workers that have not exited yet (futex word) */
-    _Atomic int refs;       /* creator + one per running worker */
+    /* Counted jobs (pcc_pool_push, the injector) queued or running.  A
+     * shut-down pool's workers exit only once it is zero, so a job still
+     * running may spawn sub-work and wait for it.  Pushers increment it
+     * before they publish and before they check `shutdown` (seq_cst both);
+     * an exiting worker reads `shutdown` and then it: one always sees the
+     * other.  Jobs a join pushes for itself are not counted (their parent,
+     * which waits for them, is). */
+    PCC_ALIGNED _Atomic int64_t outstanding;
+    _Atomic uint32_t alive;    /* workers that have not exited yet (futex word) */
+    _Atomic uint32_t starting; /* workers that have not run on_start yet (futex word) */
+    _Atomic int refs;          /* creator + one per running worker */
+    int inline_only;           /* pcc_pool_inline(): no threads, jobs run on the caller */
 };
 
 static _Thread_local pcc_worker *tl_worker;
@@ -158,23 +173,108 @@ void pcc_job_init(pcc_job *job, pcc_task_fn fn, void *arg)
     job->owner = NULL;
     job->next = NULL;
     job->release = NULL;
+    job->counted = 0;
+    job->cancellable = 0;
+    atomic_init(&job->claim, PCC_CLAIM_FREE);
 }
 
-/* Run a job taken from a queue and open its latch.  The job may live on its
- * waiter's stack and vanish the moment the latch reads DONE, so everything
- * needed afterwards is read first.  The futex wake on a possibly reused
- * address is harmless: futex waiters always re-check their condition. */
-static void run_job(pcc_job *job)
+void pcc_job_set_waiter(pcc_job *job) { job->owner = tl_worker; }
+
+void pcc_job_make_cancellable(pcc_job *job)
+{
+    job->cancellable = 1;
+    atomic_store_explicit(&job->claim, PCC_CLAIM_FREE, memory_order_relaxed);
+}
+
+int pcc_job_try_cancel(pcc_job *job)
+{
+    uint32_t c = PCC_CLAIM_FREE;
+    if (atomic_compare_exchange_strong_explicit(&job->claim, &c, PCC_CLAIM_CANCELLED,
+                                                memory_order_acq_rel, memory_order_acquire))
+        return 1;
+    return c == PCC_CLAIM_CANCELLED;
+}
+
+int pcc_job_started(pcc_job *job)
+{
+    return atomic_load_explicit(&job->claim, memory_order_acquire) == PCC_CLAIM_STARTED;
+}
+
+/* A thread took `job` to run it: 1 if fn is to run, 0 if it was cancelled
+ * first.  The CAS is the one point where "taken by a thread" and
+ * "cancelled" are decided, so a job is never both. */
+static int job_begin(pcc_job *job)
+{
+    if (!job->cancellable)
+        return 1;
+    uint32_t c = PCC_CLAIM_FREE;
+    return atomic_compare_exchange_strong_explicit(&job->claim, &c, PCC_CLAIM_STARTED,
+                                                   memory_order_acq_rel, memory_order_acquire);
+}
+
+static void notify_all(pcc_pool *p);
+
+/* A counted job is about to be published (see pcc_pool.outstanding). */
+static void count_push(pcc_pool *p, pcc_job *job)
+{
+    job->counted = 1;
+    atomic_fetch_add_explicit(&p->outstanding, 1, memory_order_seq_cst);
+}
+
+/* A counted job finished (or was taken back unrun).  The last one of a
+ * shut-down pool wakes every worker so they see it and exit.  The caller
+ * holds a reference to the pool (a worker, or the submitter). */
+static void count_done(pcc_pool *p)
+{
+    if (atomic_fetch_sub_explicit(&p->outstanding, 1, memory_order_seq_cst) == 1 &&
+        atomic_load_explicit(&p->shutdown, memory_order_seq_cst))
+        notify_all(p);
+}
+
+/* The calling worker starts (+1) or ends (-1) running a job. */
+static void busy_add(pcc_worker *w, int d)
+{
+    if (w != NULL)
+        atomic_store_explicit(&w->busy, atomic_load_explicit(&w->busy, memory_order_relaxed) + d,
+                              memory_order_release);
+}
+
+/* Run a job taken from a queue of pool p and open its latch.  The job may
+ * live on its waiter's stack and vanish the moment the latch reads DONE, so
+ * everything needed afterwards is read first.  The futex wake on a possibly
+ * reused address is harmless: futex waiters always re-check their
+ * condition. */
+static void run_job(pcc_pool *p, pcc_job *job)
 {
     pcc_worker *owner = job->owner;
     pcc_task_fn release = job->release;
     void *arg = job->arg;
-    job->fn(arg);
+    int counted = job->counted;
+    pcc_worker *me = tl_worker;
+    busy_add(me, 1);
+    if (job_begin(job))
+        job->fn(arg);
+    busy_add(me, -1);
     uint32_t old = atomic_exchange_explicit(&job->state, PCC_JOB_DONE, memory_order_acq_rel);
     if (owner != NULL)
         pcc_unpark(&owner->parker);
     else if (old == PCC_JOB_SLEEPY)
         pcc_wake_all(&job->state);
+    if (release != NULL)
+        release(arg);
+    if (counted)
+        count_done(p);
+}
+
+/* Run a job on the thread that submitted it (the inline pool): nobody else
+ * can be waiting for it. */
+static void run_inline(pcc_job *job)
+{
+    pcc_task_fn release = job->release;
+    void *arg = job->arg;
+    if (job_begin(job))
+        job->fn(arg);
+    atomic_store_explicit(&job->state, PCC_JOB_DONE, memory_order_release);
     if (release != NULL)
         release(arg);
 }
@@ -229,12 +329,15 @@ static int sleep_once(pcc_worker *w, pcc_job *job)
         /* done meanwhile */
     } else if (work_visible(p)) {
         /* a push raced with our registration */
-    } else if (job == NULL && atomic_load_explicit(&p->shutdown, memory_order_seq_cst)) {
+    } else if (job == NULL && atomic_load_explicit(&p->shutdown, memory_order_seq_cst) &&
+               atomic_load_explicit(&p->outstanding, memory_order_seq_cst) == 0) {
+        /* shut down and nothing queued or running that could push more */
         exit_now = 1;
     } else {
         /* Woken by: a notifier (new work), the thief finishing `job`
-         * (run_job unparks the owner), or shutdown.  A stale token only
-         * costs one extra look. */
+         * (run_job unparks the owner), shutdown, or the last outstanding
+         * job of a shut-down pool finishing.  A stale token only costs one
+         * extra look. */
         pcc_park(&w->parker, PCC_FOREVER);
     }
     atomic_store_explicit(&w->asleep, 0, memory_order_relaxed);
@@ -335,8 +438,12 @@ int pcc_pool_new(int nthreads, const pcc_pool_hooks *hooks, pcc_pool **out)
     atomic_init(&p->inj_len, 0);
     atomic_init(&p->nsleeping, 0);
     atomic_init(&p->shutdown, 0);
+    atomic_init(&p->outstanding, 0);
     atomic_init(&p->alive, (uint32_t)nthreads);
+    atomic_init(&p->starting, (uint32_t)nthreads);
     atomic_init(&p->refs, 1 + nthreads);
+
+    p->inline_only = 0;
     for (int i = 0; i < nthreads; i++) {
         pcc_worker *w = &p->workers[i];
         pcc_deque_init(&w->deque);
@@ -345,6 +452,7 @@ int pcc_pool_new(int nthreads, const pcc_pool_hooks *hooks, pcc_pool **out)
         w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1) | 1;
         pcc_parker_init(&w->parker);
         atomic_init(&w->asleep, 0);
+        atomic_init(&w->busy, 0);
     }
     for (int i = 0; i < nthreads; i++) {
         int rc = pcc_thread_spawn(worker_main, &p->workers[i], 0);
@@ -352,6 +460,7 @@ int pcc_pool_new(int nthreads, const pcc_pool_hooks *hooks, pcc_pool **out)
             /* The workers that did not start give back their references;
              * the started ones see the shutdown and exit. */
             int missing = nthreads - i;
+            atomic_fetch_sub_explicit(&p->starting, (uint32_t)missing, memory_order_acq_rel);
             atomic_fetch_sub_explicit(&p->alive, (uint32_t)missing, memory_order_acq_rel);
             atomic_fetch_sub_explicit(&p->refs, missing, memory_order_acq_rel);
             pcc_pool_shutdown(p);
@@ -360,11 +469,29 @@ int pcc_pool_new(int nthreads, const pcc_pool_hooks *hooks, pcc_pool **out)
             return rc;
         }
     }
+    /* Every worker runs on_start before this returns (see pool.h). */
+    for (;;) {
+        uint32_t s = atomic_load_explicit(&p->starting, memory_order_acquire);
+        if (s == 0)
+            break;
+        pcc_wait_on(&p->starting, s, PCC_FOREVER);
+    }
     *out = p;
     return 0;
 }
 
-int pcc_pool_num_threads(const pcc_pool *pool) { return pool->n; }
+int pcc_pool_num_threads(const pcc_pool *pool) { return pool->inline_only ? 1 : pool->n; }
+
+/* The threadless pool (see pool.h).  Its queues stay empty: every
+ * submission runs at once on the caller. */
+static pcc_pool inline_pool = {
+    .n = 0,
+    .workers = NULL,
+    .inj_mu = PTHREAD_MUTEX_INITIALIZER,
+    .inline_only = 1,
+};
+
+pcc_pool *pcc_pool_inline(void) { return &inline_pool; }
 
 size_t pcc_pool_queued(pcc_pool *p)
 {
@@ -388,6 +515,34 @@ void pcc_pool_shutdown(pcc_pool *p)
     if (atomic_exchange_explicit(&p->shutdown, 1, memory_order_seq_cst))
         return;
     notify_all(p);
+}
+
+/* Settled: nothing queued, or every worker running a job (none is idle
+ * while work waits). */
+static int settled(pcc_pool *p)
+{
+    if (pcc_pool_queued(p) == 0)
+        return 1;
+    for (int i = 0; i < p->n; i++)
+        if (atomic_load_explicit(&p->workers[i].busy, memory_order_acquire) == 0)
+            return 0;
+    return 1;
+}
+
+int pcc_pool_settle(pcc_pool *p, pcc_deadline_t deadline)
+{
+    pcc_backoff bo = {0};
+    while (!settled(p)) {
+        if (deadline != PCC_FOREVER && pcc_now_ns() >= deadline)
+            return -ETIMEDOUT;
+        if (!pcc_backoff_is_completed(&bo)) {
+            pcc_backoff_snooze(&bo);
+        } else {
+            struct timespec nap = {0, 50 * 1000}; /* a wake-up takes tens of us */
+            nanosleep(&nap, NULL);
+        }
+    }
+    return 0;
 }
 
 int pcc_pool_is_shutdown(const pcc_pool *p)
@@ -421,12 +576,14 @@ static void *worker_main(void *arg)
     tl_worker = w;
     if (p->hooks.on_start)
         p->hooks.on_start(p->hooks.ctx);
+    if (atomic_fetch_sub_explicit(&p->starting, 1, memory_order_acq_rel) == 1)
+        pcc_wake_all(&p->starting);
     pcc_backoff bo = {0};
     int64_t idle_since = 0;
     for (;;) {
         pcc_job *j = find_work(w);
         if (j != NULL) {
-            run_job(j);
+            run_job(p, j);
             bo.step = 0;
             idle_since = 0;
             continue;
@@ -451,9 +608,16 @@ static void *worker_main(void *arg)
 
 static int injector_push(pcc_pool *p, pcc_job *job)
 {
+    if (p->inline_only) {
+        run_inline(job);
+        return 0;
+    }
+    count_push(p, job); /* before the shutdown check: see pcc_pool.outstanding */
     pthread_mutex_lock(&p->inj_mu);
-    if (atomic_load_explicit(&p->shutdown, memory_order_acquire)) {
+    if (atomic_load_explicit(&p->shutdown, memory_order_seq_cst)) {
         pthread_mutex_unlock(&p->inj_mu);
+        job->counted = 0;
+        count_done(p);
         return -EPIPE;
     }
     job->next = NULL;
@@ -473,14 +637,15 @@ int pcc_pool_push(pcc_pool *p, pcc_job *job)
     pcc_worker *w = tl_worker;
     if (w != NULL && w->pool == p) {
         job->owner = w;
+        count_push(p, job);
         if (pcc_deque_push(&w->deque, job) != 0) {
-            run_job(job); /* full: run it now, which is always correct */
+            run_job(p, job); /* full: run it now, which is always correct */
             return 0;
         }
         notify_one(p);
         return 0;
     }
-    job->owner = NULL;
+    /* from outside: job->owner stays what pcc_job_set_waiter made it */
     return injector_push(p, job);
 }
 
@@ -503,11 +668,19 @@ int pcc_pool_try_unsubmit(pcc_pool *p, pcc_job *job)
         }
     }
     pthread_mutex_unlock(&p->inj_mu);
+    if (found && job->counted) {
+        job->counted = 0;
+        count_done(p);
+    }
     return found;
 }
 
-/* A worker waits for a job it pushed: take it back if still on top of the
- * deque, else help with any work until the thief finishes it. */
+/* A worker waits for a job it pushed -- to its own pool, or to another
+ * pool after pcc_job_set_waiter: take it back if still on top of the own
+ * deque, else run its own pool's work until the job is done (the thread
+ * that finishes it unparks us).  So a worker never idles while its pool has
+ * work, and a pool nested in another (A waits on B, which waits on A)
+ * cannot deadlock: A's waiting worker runs what B's job queued on A. */
 static void worker_wait(pcc_worker *w, pcc_job *job)
 {
     pcc_backoff bo = {0};
@@ -516,18 +689,22 @@ static void worker_wait(pcc_worker *w, pcc_job *job)
         pcc_job *j = pcc_deque_take(&w->deque);
         if (j == job) {
             /* Nobody stole it: run it inline (no wake-up needed). */
+            int counted = job->counted;
             pcc_task_fn release = job->release;
             void *arg = job->arg;
-            job->fn(arg);
+            if (job_begin(job))
+                job->fn(arg);
             atomic_store_explicit(&job->state, PCC_JOB_DONE, memory_order_release);
             if (release != NULL)
                 release(arg);
+            if (counted)
+                count_done(w->pool);
             return;
         }
         if (j == NULL)
             j = find_work(w);
         if (j != NULL) {
-            run_job(j);
+            run_job(w->pool, j);
             bo.step = 0;
             idle_since = 0;
             continue;
@@ -542,8 +719,9 @@ static void worker_wait(pcc_worker *w, pcc_job *job)
 
 int pcc_pool_wait(pcc_pool *p, pcc_job *job, pcc_deadline_t deadline)
 {
+    (void)p;
     pcc_worker *w = tl_worker;
-    if (w != NULL && w->pool == p && job->owner == w) {
+    if (w != NULL && job->owner == w) {
         worker_wait(w, job);
         return 0;
     }
@@ -570,7 +748,7 @@ int pcc_pool_help(pcc_pool *p, pcc_deadline_t deadline)
         return -EINVAL;
     pcc_job *j = find_work(w);
     if (j != NULL) {
-        run_job(j);
+        run_job(p, j);
         return 1;
     }
     /* registered like an idle worker, so a push wakes us */
@@ -586,12 +764,13 @@ int pcc_pool_help(pcc_pool *p, pcc_deadline_t deadline)
 int pcc_pool_install(pcc_pool *p, pcc_task_fn fn, void *arg)
 {
     pcc_worker *w = tl_worker;
-    if (w != NULL && w->pool == p) {
+    if ((w != NULL && w->pool == p) || p->inline_only) {
         fn(arg);
         return 0;
     }
     pcc_job job;
     pcc_job_init(&job, fn, arg);
+    pcc_job_set_waiter(&job); /* a worker of another pool helps its own meanwhile */
     int rc = injector_push(p, &job);
     if (rc != 0)
         return rc;
@@ -615,6 +794,11 @@ static void join_in_worker(void *arg)
 int pcc_pool_join(pcc_pool *p, pcc_task_fn fa, void *a, pcc_task_fn fb, void *b)
 {
     pcc_worker *w = tl_worker;
+    if (p->inline_only) {
+        fa(a);
+        fb(b);
+        return 0;
+    }
     if (w == NULL || w->pool != p) {
         join_args ja = {p, fa, fb, a, b};
         return pcc_pool_install(p, join_in_worker, &ja);

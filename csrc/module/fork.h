@@ -30,7 +30,8 @@ uint64_t pcm_thread_id_slow(void);
  * job is a thread of its own to the user (Rust's spawn).  A guard that one
  * job leaves alive must not make a later job on the same OS thread its
  * owner (DeadlockError on lock(), a Condvar wait with a guard it never
- * took), so thread.c calls pcm_thread_id_renew() as each job starts. */
+ * took), so thread.c and pool.c call pcm_thread_id_renew() as each job
+ * starts (a pool job that a waiting worker runs nested keeps its id). */
 static inline uint64_t pcm_thread_id(void)
 {
     uint64_t t = pcm_tl_thread_id;

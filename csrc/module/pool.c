@@ -21,6 +21,41 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- interpreter finalization ------------------------------------------------
+ *
+ * Once the interpreter is finalizing, a thread that takes the GIL is ended
+ * (3.10-3.13) or blocked forever (3.14): pool workers can no longer run a
+ * Python job, start, or even exit cleanly.  Work asked of a pool then (from
+ * a __del__ or a weakref callback at teardown) runs on the calling thread,
+ * through the core's threadless pool; nothing is handed to a worker or
+ * waited for; a new ThreadPool or a spawn raises RuntimeError, as starting
+ * a threading.Thread does. */
+
+static int finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
+/* The pool that work for `pool` goes to from this thread: `pool` itself,
+ * or the inline pool while the interpreter is finalizing (except on one of
+ * pool's own workers, which runs its work itself anyway). */
+static pcc_pool *usable_pool(pcc_pool *pool)
+{
+    if (finalizing() && pcc_pool_current() != pool)
+        return pcc_pool_inline();
+    return pool;
+}
+
+static PyObject *raise_finalizing(const char *what)
+{
+    PyErr_Format(PyExc_RuntimeError, "can't %s at interpreter shutdown", what);
+    return NULL;
+}
+
 /* ---- worker thread states and names ---------------------------------------- */
 
 static _Thread_local PyThreadState *tl_tstate;
@@ -163,8 +198,10 @@ static void pyjob_run(void *arg)
      * gives a new thread; a nested job, or one the submitting thread runs
      * itself, runs under that thread's own. */
     int fresh = tl_job_depth++ == 0 && pcc_pool_current() != NULL;
-    if (fresh)
+    if (fresh) {
+        pcm_thread_id_renew(); /* a job is a thread of its own as a lock owner */
         pcm_job_hooks(j->st);
+    }
     PyObject *r = PyObject_Call(j->func, j->args, j->kwargs);
     if (j->handle != NULL) {
         PyObject *res = r != NULL ? pcm_ok(j->st, r) : NULL;
@@ -245,9 +282,18 @@ static int pyjob_submit(pcc_pool *pool, pyjob *j)
 
 /* Wait for j from a thread that is not one of the pool's workers.  Returns
  * 0, or -1 with KeyboardInterrupt (or another handler's exception) set; the
- * job then runs on without us. */
+ * job then runs on without us.  A worker of another pool (its pyjob was
+ * marked with pcc_job_set_waiter) runs its own pool's jobs meanwhile, so
+ * pools nested in each other cannot deadlock; it waits to the end (the job
+ * will unpark it, and no signal handler runs off the main thread). */
 static int pyjob_wait_external(pyjob *j)
 {
+    if (pcc_pool_current() != NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        pcc_pool_wait(NULL, &j->job, PCC_FOREVER);
+        Py_END_ALLOW_THREADS
+        return 0;
+    }
     /* a signal that arrived while we ran C code with the GIL would not
      * interrupt the sleep: handle it first */
     if (PyErr_CheckSignals() < 0)
@@ -268,9 +314,11 @@ static PyObject *join_impl(pcm_state *st, pcc_pool *pool, PyObject *a, PyObject 
                      Py_TYPE(a)->tp_name, Py_TYPE(b)->tp_name);
         return NULL;
     }
+    pool = usable_pool(pool);
     pyjob *j = pyjob_new(st, b, NULL, NULL, 2);
     if (j == NULL)
         return NULL;
+    pcc_job_set_waiter(&j->job);
     int in_worker = pcc_pool_current() == pool;
     if (pyjob_submit(pool, j) < 0)
         return NULL;
@@ -321,11 +369,13 @@ static PyObject *install_impl(pcm_state *st, pcc_pool *pool, PyObject *f)
                      Py_TYPE(f)->tp_name);
         return NULL;
     }
-    if (pcc_pool_current() == pool)
+    pool = usable_pool(pool);
+    if (pcc_pool_current() == pool || pool == pcc_pool_inline())
         return PyObject_CallNoArgs(f);
     pyjob *j = pyjob_new(st, f, NULL, NULL, 2);
     if (j == NULL)
         return NULL;
+    pcc_job_set_waiter(&j->job);
     if (pyjob_submit(pool, j) < 0)
         return NULL;
     if (pyjob_wait_external(j) < 0) {
@@ -384,6 +434,8 @@ static int default_num_threads(void)
 
 static PyObject *pool_create(PyTypeObject *tp, int n, int is_global, const char *prefix)
 {
+    if (finalizing())
+        return raise_finalizing("start a ThreadPool");
     size_t plen = prefix ? strlen(prefix) : 0;
     worker_names *wn = PyMem_RawMalloc(sizeof *wn + plen + 1);
     if (wn == NULL)
@@ -451,13 +503,21 @@ static PyObject *pool_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs)
     if (arg == Py_None) {
         n = default_num_threads();
     } else {
-        if (!PyLong_Check(arg) || PyBool_Check(arg)) {
+        /* any integer (__index__: numpy.int64 too), but not a bool */
+        PyObject *index = PyBool_Check(arg) ? NULL : PyNumber_Index(arg);
+        if (index == NULL) {
+            /* not an integer: say so; an error raised by __index__ itself
+             * propagates as it is */
+            if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_TypeError))
+                return NULL;
+            PyErr_Clear();
             PyErr_Format(PyExc_TypeError, "num_threads must be an int or None, not %.100s",
                          Py_TYPE(arg)->tp_name);
             return NULL;
         }
         int overflow;
-        long v = PyLong_AsLongAndOverflow(arg, &overflow);
+        long v = PyLong_AsLongAndOverflow(index, &overflow);
+        Py_DECREF(index);
         if (v == -1 && PyErr_Occurred())
             return NULL;
         if (overflow || v < 1 || v > PCC_POOL_MAX_THREADS) {
@@ -521,6 +581,8 @@ static PyObject *pool_spawn(PoolObject *self, PyObject *args, PyObject *kwargs)
     }
     if (pool_check_fork(self) < 0)
         return NULL;
+    if (finalizing() && pcc_pool_current() != self->pool)
+        return raise_finalizing("spawn pool work");
     PyObject *f = PyTuple_GET_ITEM(args, 0);
     if (!PyCallable_Check(f)) {
         PyErr_Format(PyExc_TypeError, "spawn() needs a callable, not %.100s",
@@ -554,6 +616,136 @@ static PyObject *pool_spawn(PoolObject *self, PyObject *args, PyObject *kwargs)
     return h;
 }
 
+/* ---- cancellable submissions (what Executor.submit queues) -----------------
+ *
+ * pool._submit(f) queues f() and returns a _PoolJob: cancel() -> True if no
+ * pool thread had taken the job yet (f will never run), False once one has;
+ * started() -> True once one has.  A thread "takes" a job natively, before
+ * it has the GIL, so this is the honest running state of the job (a Future
+ * is running once a worker took it, as concurrent.futures.thread's is once
+ * a worker took its item off the queue).
+ *
+ * The _PoolJob holds one reference to the pyjob, the runner the other.  It
+ * is not a GC type on purpose: the pyjob's callable may refer back to it (a
+ * Future holding its _PoolJob), but that reference is dropped as soon as the
+ * job runs or is cancelled -- and a queued job must never look like garbage
+ * to the collector, whose tp_clear would pull the callable from under the
+ * thread about to run it. */
+
+typedef struct {
+    PyObject_HEAD
+    pyjob *job;
+    _Atomic int cleared; /* the callable was dropped by a cancel() */
+} PoolJobObject;
+
+static void poolj_dealloc(PoolJobObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->job != NULL)
+        pyjob_unref(self->job);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *poolj_cancel(PoolJobObject *self, PyObject *Py_UNUSED(ignored))
+{
+    pyjob *j = self->job;
+    if (!pcc_job_try_cancel(&j->job))
+        Py_RETURN_FALSE;
+    /* No thread will ever call f now: drop it (and what it refers to) at
+     * once rather than when the job leaves the queue. */
+    if (!atomic_exchange_explicit(&self->cleared, 1, memory_order_acq_rel)) {
+        Py_CLEAR(j->func);
+        Py_CLEAR(j->args);
+        Py_CLEAR(j->kwargs);
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *poolj_started(PoolJobObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(pcc_job_started(&self->job->job));
+}
+
+static PyObject *poolj_repr(PoolJobObject *self)
+{
+    pcc_job *j = &self->job->job;
+    const char *state = pcc_job_is_done(j) ? "done"
+                        : pcc_job_started(j) ? "running"
+                        : atomic_load_explicit(&self->cleared, memory_order_acquire) ? "cancelled"
+                                                                                       : "queued";
+    return PyUnicode_FromFormat("<_PoolJob %s>", state);
+}
+
+static PyMethodDef poolj_methods[] = {
+    {"cancel", (PyCFunction)poolj_cancel, METH_NOARGS,
+     "cancel($self)\n--\n\nTrue if the job will never run (no pool thread had taken it), "
+     "False once one has."},
+    {"started", (PyCFunction)poolj_started, METH_NOARGS,
+     "started($self)\n--\n\nTrue once a pool thread has taken the job to run it."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot poolj_slots[] = {
+    {Py_tp_doc, "A job queued by ThreadPool._submit (private: Executor's futures use it)."},
+    {Py_tp_dealloc, poolj_dealloc},
+    {Py_tp_repr, poolj_repr},
+    {Py_tp_methods, poolj_methods},
+    {0, NULL},
+};
+
+static PyType_Spec poolj_spec = {
+    .name = "pyconc._core._PoolJob",
+    .basicsize = sizeof(PoolJobObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = poolj_slots,
+};
+
+/* pool._submit(f): queue f() as a cancellable job.  Returns a new _PoolJob,
+ * or NULL with RuntimeError (closed pool, interpreter shutdown) set. */
+static PyObject *pool_submit_cancellable(PoolObject *self, PyObject *f)
+{
+    pcm_state *st = pcm_state_of_type(Py_TYPE(self));
+    if (pool_check_fork(self) < 0)
+        return NULL;
+    if (finalizing() && pcc_pool_current() != self->pool)
+        return raise_finalizing("submit pool work");
+    if (!PyCallable_Check(f)) {
+        PyErr_Format(PyExc_TypeError, "_submit() needs a callable, not %.100s",
+                     Py_TYPE(f)->tp_name);
+        return NULL;
+    }
+    PoolJobObject *t = PyObject_New(PoolJobObject, (PyTypeObject *)st->pool[PL_JOB_TYPE]);
+    if (t == NULL)
+        return NULL;
+    atomic_init(&t->cleared, 0);
+    t->job = pyjob_new(st, f, NULL, NULL, 2); /* ours and the runner's */
+    if (t->job == NULL) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    pcc_job_make_cancellable(&t->job->job);
+    if (pcc_pool_push(self->pool, &t->job->job) != 0) {
+        /* never queued: only our reference is left */
+        atomic_store_explicit(&t->job->refs, 1, memory_order_relaxed);
+        Py_DECREF(t);
+        return raise_closed();
+    }
+    return (PyObject *)t;
+}
+
+/* pool._settle(): wait (at most 100 ms, without the GIL) until no worker is
+ * idle while jobs are queued -- see pcc_pool_settle. */
+static PyObject *pool_settle(PoolObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->fork_gen != pcm_fork_generation() || finalizing())
+        Py_RETURN_NONE;
+    Py_BEGIN_ALLOW_THREADS
+    pcc_pool_settle(self->pool, pcc_deadline_after(100 * 1000000LL));
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static int exit_op(void *arg, pcc_deadline_t deadline)
 {
     return pcc_pool_wait_exit((pcc_pool *)arg, deadline);
@@ -572,7 +764,9 @@ static PyObject *pool_close_impl(PoolObject *self, int wait)
     }
     if (!atomic_exchange_explicit(&self->closed, 1, memory_order_acq_rel))
         pcc_pool_shutdown(self->pool);
-    if (wait) {
+    /* at interpreter shutdown the workers cannot exit cleanly (see
+     * finalizing()): never wait for them then */
+    if (wait && !finalizing()) {
         if (pcc_pool_current() == self->pool) {
             PyErr_SetString(PyExc_RuntimeError,
                             "close() would wait for itself: call it outside the pool "
@@ -708,13 +902,21 @@ static PyMethodDef pool_methods[] = {
      "    [0, 1, 4, 9]\n"},
     {"close", (PyCFunction)(void (*)(void))pool_close, METH_VARARGS | METH_KEYWORDS,
      "close($self, *, wait=True)\n--\n\n"
-     "Stop accepting work: later spawn/install/join raise RuntimeError.\n"
-     "Work already queued still runs to completion (its handles get their\n"
-     "real Ok/Err); with wait=True, return once it has and the threads\n"
-     "have exited.  Idempotent; Ctrl-C interrupts the wait."},
+     "Stop accepting work from outside: later spawn/install/join raise\n"
+     "RuntimeError.  Work already queued still runs to completion (its\n"
+     "handles get their real Ok/Err), and jobs still running may spawn\n"
+     "sub-work and wait for it: the threads exit once nothing is queued or\n"
+     "running.  With wait=True, return once they have.  Idempotent; Ctrl-C\n"
+     "interrupts the wait.  At interpreter shutdown it never waits."},
     {"current_num_threads", (PyCFunction)pool_current_num_threads, METH_NOARGS,
      "current_num_threads($self)\n--\n\nThe number of threads in this pool."},
     {"_help_until", (PyCFunction)pool_help_until, METH_O, NULL},
+    {"_submit", (PyCFunction)pool_submit_cancellable, METH_O,
+     "_submit($self, f, /)\n--\n\nQueue f() as a cancellable job; return its _PoolJob "
+     "(private: what Executor.submit uses)."},
+    {"_settle", (PyCFunction)pool_settle, METH_NOARGS,
+     "_settle($self)\n--\n\nWait (at most 100 ms) until no pool thread is idle while jobs "
+     "are queued (private: Executor.shutdown(cancel_futures=True))."},
     {"__enter__", (PyCFunction)pool_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)pool_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
@@ -729,8 +931,11 @@ static PyGetSetDef pool_getset[] = {
 static PyType_Slot pool_slots[] = {
     {Py_tp_doc, "ThreadPool(num_threads=None, *, thread_name_prefix=None)\n--\n\n"
                 "A work-stealing pool of native threads (rayon's ThreadPool).\n\n"
-                "num_threads defaults to PYCONC_NUM_THREADS, else\n"
-                "available_parallelism().  Idle threads sleep (no CPU use).\n"
+                "num_threads (any integer: numpy.int64 too) defaults to\n"
+                "PYCONC_NUM_THREADS, else available_parallelism().  Idle threads\n"
+                "sleep (no CPU use).  Pools nest: a thread of this pool that waits\n"
+                "on another pool runs this pool's jobs meanwhile, so A -> B -> A\n"
+                "never deadlocks.\n"
                 "Workers are named pyconc-pool-<n>-<k> (threading, logging, the OS),\n"
                 "or <prefix>_<k> with a thread_name_prefix (as ThreadPoolExecutor);\n"
                 "they are live threads in threading.enumerate().\n\n"
@@ -798,6 +1003,8 @@ pcc_pool *pcm_current_pool(pcm_state *st)
     pcc_pool *p = pcc_pool_current();
     if (p != NULL)
         return p;
+    if (finalizing())
+        return pcc_pool_inline(); /* never start or use the global pool's threads then */
     PoolObject *g = global_pool(st);
     return g ? g->pool : NULL;
 }
@@ -863,6 +1070,9 @@ int pcm_pool_init(PyObject *module, pcm_state *st)
     pcm_fork_install();
     st->pool[PL_POOL_TYPE] = pcm_add_type(module, &pool_spec, NULL);
     if (st->pool[PL_POOL_TYPE] == NULL)
+        return -1;
+    st->pool[PL_JOB_TYPE] = pcm_add_type(module, &poolj_spec, NULL);
+    if (st->pool[PL_JOB_TYPE] == NULL)
         return -1;
     if (PyModule_AddFunctions(module, pool_functions) < 0)
         return -1;

@@ -266,6 +266,7 @@ static void test_hooks_and_current(void)
     pcc_pool *p;
     pcc_pool_hooks h = {on_start, on_exit_hook, NULL};
     CHECK(pcc_pool_new(3, &h, &p) == 0);
+    CHECK(atomic_load(&started) == 3); /* every on_start ran before pcc_pool_new returned */
     CHECK(pcc_pool_current() == NULL);
     pcc_pool_shutdown(p);
     CHECK(pcc_pool_wait_exit(p, PCC_FOREVER) == 0);
@@ -351,6 +352,195 @@ static void test_help_on_one_thread_pool(void)
     pcc_pool_release(p);
 }
 
+/* ---- shutdown while a job spawns sub-work and blocks on it ---------------- */
+
+static pcc_job sub_job;
+static void sub_body(void *arg) { (void)arg; atomic_fetch_add(&ran_count, 1); }
+
+static void spawn_after_shutdown_and_block(void *arg)
+{
+    pcc_pool *p = arg;
+    while (!pcc_pool_is_shutdown(p))
+        pcc_thread_yield();
+    /* long enough for the idle workers to see the shutdown and go to sleep */
+    struct timespec nap = {0, 30 * 1000000};
+    nanosleep(&nap, NULL);
+    pcc_job_init(&sub_job, sub_body, NULL);
+    CHECK(pcc_pool_push(p, &sub_job) == 0); /* from inside: allowed after shutdown */
+    /* block without helping (like a Python job joining a handle): another
+     * worker must still be there to run the sub-job */
+    int64_t give_up = pcc_now_ns() + 5 * 1000000000LL;
+    while (!pcc_job_is_done(&sub_job) && pcc_now_ns() < give_up)
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    CHECK(pcc_job_is_done(&sub_job));
+}
+
+static void test_shutdown_keeps_workers_while_jobs_may_spawn(void)
+{
+    pcc_pool *p;
+    CHECK(pcc_pool_new(3, NULL, &p) == 0);
+    atomic_store(&ran_count, 0);
+    pcc_job top;
+    pcc_job_init(&top, spawn_after_shutdown_and_block, p);
+    CHECK(pcc_pool_push(p, &top) == 0);
+    pcc_pool_shutdown(p);
+    CHECK(pcc_pool_wait_exit(p, PCC_FOREVER) == 0);
+    CHECK(pcc_job_is_done(&top) && atomic_load(&ran_count) == 1);
+    pcc_pool_release(p);
+}
+
+/* ---- pools nested in each other: A waits on B, which waits on A ---------- */
+
+static pcc_pool *pool_a, *pool_b;
+static _Atomic int inner_ran_on_a;
+static void nest_inner(void *arg)
+{
+    (void)arg;
+    atomic_store(&inner_ran_on_a, pcc_pool_current() == pool_a);
+    fib_t f = {pool_a, 15, 0}; /* joins on A inside the nesting */
+    fib(&f);
+    CHECK(f.result == 610);
+}
+static void nest_middle(void *arg)
+{
+    (void)arg;
+    CHECK(pcc_pool_current() == pool_b);
+    CHECK(pcc_pool_install(pool_a, nest_inner, NULL) == 0);
+}
+static void nest_outer(void *arg)
+{
+    (void)arg;
+    CHECK(pcc_pool_install(pool_b, nest_middle, NULL) == 0);
+    fib_t a = {pool_b, 12, 0}, b = {pool_b, 13, 0};
+    CHECK(pcc_pool_join(pool_b, fib, &a, fib, &b) == 0); /* a join across pools */
+    CHECK(a.result == 144 && b.result == 233);
+}
+
+static void test_cross_pool_nesting_does_not_deadlock(int n)
+{
+    CHECK(pcc_pool_new(n, NULL, &pool_a) == 0);
+    CHECK(pcc_pool_new(n, NULL, &pool_b) == 0);
+    atomic_store(&inner_ran_on_a, 0);
+    for (int round = 0; round < 20; round++)
+        CHECK(pcc_pool_install(pool_a, nest_outer, NULL) == 0);
+    CHECK(atomic_load(&inner_ran_on_a) == 1);
+    pcc_pool_shutdown(pool_a);
+    pcc_pool_shutdown(pool_b);
+    CHECK(pcc_pool_wait_exit(pool_a, PCC_FOREVER) == 0);
+    CHECK(pcc_pool_wait_exit(pool_b, PCC_FOREVER) == 0);
+    pcc_pool_release(pool_a);
+    pcc_pool_release(pool_b);
+}
+
+/* ---- cancellation: a job is either cancelled or started, never both ------ */
+
+static _Atomic int cancel_ran[64];
+static void cancel_body(void *arg) { atomic_fetch_add(&cancel_ran[(intptr_t)arg], 1); }
+static _Atomic int cancel_released;
+static void cancel_release(void *arg) { (void)arg; atomic_fetch_add(&cancel_released, 1); }
+
+static void test_cancellable_jobs(void)
+{
+    pcc_pool *p;
+    CHECK(pcc_pool_new(2, NULL, &p) == 0);
+    atomic_store(&gate_open, 0);
+    atomic_store(&ran_count, 0);
+    atomic_store(&cancel_released, 0);
+    pcc_parker_init(&gate_parker);
+    pcc_job blockers[2];
+    for (int i = 0; i < 2; i++) { /* occupy both workers */
+        pcc_job_init(&blockers[i], slow_first_job, NULL);
+        CHECK(pcc_pool_push(p, &blockers[i]) == 0);
+    }
+    static pcc_job jobs[64];
+    int cancelled[64];
+    for (intptr_t i = 0; i < 64; i++) {
+        atomic_store(&cancel_ran[i], 0);
+        pcc_job_init(&jobs[i], cancel_body, (void *)i);
+        jobs[i].release = cancel_release;
+        pcc_job_make_cancellable(&jobs[i]);
+        CHECK(pcc_pool_push(p, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < 64; i++) {
+        cancelled[i] = (i % 2 == 0) ? pcc_job_try_cancel(&jobs[i]) : 0;
+        if (i % 2 == 0)
+            CHECK(pcc_job_try_cancel(&jobs[i]) == cancelled[i]); /* idempotent */
+    }
+    atomic_store(&gate_open, 1);
+    pcc_unpark(&gate_parker);
+    pcc_pool_shutdown(p);
+    CHECK(pcc_pool_wait_exit(p, PCC_FOREVER) == 0);
+    for (int i = 0; i < 64; i++) {
+        CHECK(pcc_job_is_done(&jobs[i])); /* the latch opens either way */
+        CHECK(atomic_load(&cancel_ran[i]) == (cancelled[i] ? 0 : 1));
+        CHECK(pcc_job_started(&jobs[i]) == !cancelled[i]);
+        if (!cancelled[i])
+            CHECK(pcc_job_try_cancel(&jobs[i]) == 0); /* too late once started */
+    }
+    CHECK(atomic_load(&cancel_released) == 64);
+    pcc_pool_release(p);
+}
+
+/* ---- settle: the workers woken for a burst take their jobs first --------- */
+
+static void test_settle_hands_a_burst_to_the_woken_workers(void)
+{
+    pcc_pool *p;
+    CHECK(pcc_pool_new(2, NULL, &p) == 0);
+    struct timespec nap = {0, 50 * 1000000}; /* let both workers park */
+    nanosleep(&nap, NULL);
+    atomic_store(&gate_open, 0);
+    pcc_parker_init(&gate_parker);
+    static pcc_job jobs[10];
+    for (int i = 0; i < 10; i++) {
+        pcc_job_init(&jobs[i], slow_first_job, NULL); /* each blocks its worker */
+        pcc_job_make_cancellable(&jobs[i]);
+        CHECK(pcc_pool_push(p, &jobs[i]) == 0);
+    }
+    CHECK(pcc_pool_settle(p, pcc_deadline_after(10LL * 1000000000)) == 0);
+    int started_now = 0;
+    for (int i = 0; i < 10; i++)
+        started_now += pcc_job_started(&jobs[i]);
+    CHECK(started_now == 2); /* one per woken worker, no more */
+    int cancelled = 0;
+    for (int i = 0; i < 10; i++)
+        cancelled += pcc_job_try_cancel(&jobs[i]);
+    CHECK(cancelled == 8);
+    atomic_store(&gate_open, 1);
+    pcc_unpark(&gate_parker);
+    pcc_pool_shutdown(p);
+    CHECK(pcc_pool_wait_exit(p, PCC_FOREVER) == 0);
+    pcc_pool_release(p);
+}
+
+/* ---- the inline pool: everything runs on the caller, at once ------------- */
+
+static _Atomic int inline_ran;
+static void inline_body(void *arg)
+{
+    CHECK(pcc_pool_current() == NULL); /* the submitting thread, no worker */
+    atomic_fetch_add(&inline_ran, *(int *)arg);
+}
+
+static void test_inline_pool_runs_on_the_caller(void)
+{
+    pcc_pool *p = pcc_pool_inline();
+    CHECK(pcc_pool_num_threads(p) == 1);
+    int one = 1, ten = 10;
+    pcc_job j;
+    pcc_job_init(&j, inline_body, &one);
+    CHECK(pcc_pool_push(p, &j) == 0);
+    CHECK(pcc_job_is_done(&j) && atomic_load(&inline_ran) == 1);
+    CHECK(pcc_pool_wait(p, &j, PCC_FOREVER) == 0);
+    CHECK(pcc_pool_try_unsubmit(p, &j) == 0);
+    CHECK(pcc_pool_install(p, inline_body, &ten) == 0);
+    CHECK(pcc_pool_join(p, inline_body, &one, inline_body, &ten) == 0);
+    CHECK(atomic_load(&inline_ran) == 22);
+    fib_t f = {p, 12, 0};
+    CHECK(pcc_pool_install(p, fib, &f) == 0);
+    CHECK(f.result == 144);
+}
+
 int main(void)
 {
     test_deque_full_and_lifo();
@@ -364,6 +554,12 @@ int main(void)
     test_hooks_and_current();
     test_heap_jobs_release_once();
     test_help_on_one_thread_pool();
+    test_shutdown_keeps_workers_while_jobs_may_spawn();
+    test_cross_pool_nesting_does_not_deadlock(1);
+    test_cross_pool_nesting_does_not_deadlock(2);
+    test_cancellable_jobs();
+    test_inline_pool_runs_on_the_caller();
+    test_settle_hands_a_burst_to_the_woken_workers();
     printf("test_pool: all passed\n");
     return 0;
 }
