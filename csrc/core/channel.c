@@ -1,7 +1,8 @@
 /* pyconc core: channels (see pyconc/channel.h for the contract).
  *
  * Design: every channel state change happens under one small futex lock
- * per channel (uncontended: one CAS to take, one exchange to release).
+ * per channel, the core's pcc_mutex (uncontended: one CAS to take, one
+ * exchange to release).
  * Why a lock and not crossbeam's lock-free array/list: under CPython's GIL
  * only one thread runs Python at a time, so the lock is almost never
  * contended and a lock-free ring would buy nothing but extra atomics per
@@ -16,6 +17,7 @@
  * Blocked operations never hold the lock while parked.
  */
 #include "pyconc/channel.h"
+#include "pyconc/sync.h"
 #include "pyconc/thread.h"
 
 #include <stdlib.h>
@@ -24,41 +26,25 @@
 
 /* ---- the channel lock ------------------------------------------------------ */
 
-/* 0 = free, 1 = held, 2 = held and somebody may sleep on it (Drepper's
- * "futexes are tricky" mutex #2).  Held only for a few dozen instructions,
- * so a short spin almost always gets it before sleeping. */
-typedef struct {
-    _Atomic uint32_t state;
-} chan_lock;
-
-static void lock_slow(chan_lock *l)
-{
-    for (int i = 0; i < 64; i++) {
-        uint32_t e = 0;
-        if (atomic_load_explicit(&l->state, memory_order_relaxed) == 0 &&
-            atomic_compare_exchange_weak_explicit(&l->state, &e, 1, memory_order_acquire,
-                                                  memory_order_relaxed))
-            return;
-        pcc_cpu_relax();
-    }
-    /* Mark "contended" so the holder's unlock wakes us.  Acquire: pairs
-     * with the release in lock_release. */
-    while (atomic_exchange_explicit(&l->state, 2, memory_order_acquire) != 0)
-        (void)pcc_wait_on(&l->state, 2, PCC_FOREVER); /* -EINTR: just retry */
-}
+/* The core's one futex mutex (pyconc/sync.h), without its owner and poison
+ * bookkeeping.  Held briefly: a queue update and, for each waiter it
+ * selects, the wake-up -- a futex wake, or for a coroutine waiter its
+ * loop hub's callback (a write(2) to the hub's eventfd or pipe).  Nobody
+ * parks or calls Python while holding it. */
+typedef pcc_mutex chan_lock;
 
 static inline void lock_acquire(chan_lock *l)
 {
-    uint32_t e = 0;
-    if (!atomic_compare_exchange_strong_explicit(&l->state, &e, 1, memory_order_acquire,
-                                                 memory_order_relaxed))
-        lock_slow(l);
+    if (pcc_mutex_try_lock(l) == 0) /* inline fast path: one CAS */
+        return;
+    /* -EINTR (a signal during the futex sleep) just retries */
+    while (pcc_mutex_lock(l, PCC_FOREVER) != 0)
+        ;
 }
 
 static inline void lock_release(chan_lock *l)
 {
-    if (atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2)
-        pcc_wake_one(&l->state);
+    pcc_mutex_unlock(l);
 }
 
 /* ---- the channel ----------------------------------------------------------------- */
@@ -223,7 +209,7 @@ pcc_chan *pcc_chan_new(pcc_chan_kind kind, size_t cap)
     } else {
         ch->cap = kind == PCC_CHAN_ZERO ? 0 : SIZE_MAX;
     }
-    atomic_init(&ch->lock.state, 0);
+    pcc_mutex_init(&ch->lock);
     ch->senders = ch->receivers = 1;
     q_init(&ch->sendq);
     q_init(&ch->recvq);

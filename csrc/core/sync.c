@@ -43,15 +43,6 @@ int pcc_mutex_lock(pcc_mutex *m, pcc_deadline_t deadline)
     }
 }
 
-void pcc_mutex_unlock(pcc_mutex *m)
-{
-    atomic_store_explicit(&m->owner, 0, memory_order_relaxed);
-    /* Release: everything written under the lock is visible to the next
-     * holder (its acquire in try_lock / exchange). */
-    if (atomic_exchange_explicit(&m->state, 0, memory_order_release) == 2)
-        pcc_wake_one(&m->state);
-}
-
 /* ---- rwlock --------------------------------------------------------------- */
 
 void pcc_rwlock_init(pcc_rwlock *rw)

@@ -82,7 +82,7 @@ struct aio_op {
     int in_ready;
 };
 
-enum { OP_RECV = 0, OP_ANEXT = 1, OP_SEND = 2 };
+enum { OP_RECV = PCM_AIO_RECV, OP_ANEXT = PCM_AIO_ANEXT, OP_SEND = PCM_AIO_SEND };
 
 typedef struct {
     PyObject_HEAD
@@ -682,7 +682,7 @@ static PyType_Spec op_spec = {
     .slots = op_slots,
 };
 
-PyObject *pcm_aio_op_new(pcm_chan_end *end, int kind, PyObject *value)
+PyObject *pcm_aio_op_new(pcm_chan_end *end, pcm_aio_kind kind, PyObject *value)
 {
     if (atomic_load_explicit(&end->closed, memory_order_acquire))
         return pcm_chan_closed_error((PyObject *)end);

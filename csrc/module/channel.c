@@ -396,12 +396,12 @@ static PyObject *receiver_iternext(pcm_chan_end *self)
 
 static PyObject *receiver_recv_async(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
 {
-    return pcm_aio_op_new(self, 0, NULL);
+    return pcm_aio_op_new(self, PCM_AIO_RECV, NULL);
 }
 
 static PyObject *receiver_anext(pcm_chan_end *self)
 {
-    return pcm_aio_op_new(self, 1, NULL);
+    return pcm_aio_op_new(self, PCM_AIO_ANEXT, NULL);
 }
 
 static PyObject *receiver_aiter(pcm_chan_end *self)
@@ -412,7 +412,7 @@ static PyObject *receiver_aiter(pcm_chan_end *self)
 
 static PyObject *sender_send_async(pcm_chan_end *self, PyObject *value)
 {
-    return pcm_aio_op_new(self, 2, value);
+    return pcm_aio_op_new(self, PCM_AIO_SEND, value);
 }
 
 static PyObject *receiver_iter(pcm_chan_end *self)

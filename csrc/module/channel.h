@@ -29,8 +29,13 @@ void pcm_chan_decref_msg(void *msg, void *ctx);
 PyObject *pcm_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 extern const char pcm_select_doc[];
 
-/* recv_async / __anext__ / send_async awaitables (aio.c).  kind: 0 recv,
- * 1 anext (StopAsyncIteration at disconnect), 2 send (value required). */
-PyObject *pcm_aio_op_new(pcm_chan_end *end, int kind, PyObject *value);
+/* recv_async / __anext__ / send_async awaitables (aio.c); a send needs a value. */
+/* What an awaitable channel operation does. */
+typedef enum {
+    PCM_AIO_RECV,  /* recv_async(): the message, or RecvError */
+    PCM_AIO_ANEXT, /* __anext__: the message, or StopAsyncIteration */
+    PCM_AIO_SEND,  /* send_async(value) */
+} pcm_aio_kind;
+PyObject *pcm_aio_op_new(pcm_chan_end *end, pcm_aio_kind kind, PyObject *value);
 
 #endif

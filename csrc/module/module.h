@@ -77,6 +77,7 @@ PyObject *pcm_add_type(PyObject *module, PyType_Spec *spec, PyObject *bases);
 #include "args.h"
 #include "compat.h"
 #include "errors.h"
+#include "result.h"
 
 /* ---- blocking waits (wait.c) ----------------------------------------------- */
 
@@ -94,15 +95,6 @@ typedef int (*pcm_blocking_fn)(void *arg, pcc_deadline_t deadline);
  * an exception set when a signal handler raised (KeyboardInterrupt). */
 int pcm_wait(pcm_blocking_fn op, void *arg, pcc_deadline_t deadline);
 
-/* ---- results and errors --------------------------------------------------- */
-
-/* Ok(value) / Err(error).  Return new references, or NULL with an exception
- * set.  pcm_err_from_thread marks the Err so that it warns if it is
- * collected without ever being inspected. */
-PyObject *pcm_ok(pcm_state *st, PyObject *value);
-PyObject *pcm_err(pcm_state *st, PyObject *error);
-PyObject *pcm_err_from_thread(pcm_state *st, PyObject *error);
-
 /* ---- threads (thread.c), for other areas --------------------------------- */
 
 /* The Thread object of the calling thread (created on first use).  Returns
@@ -115,10 +107,6 @@ PyObject *pcm_handle_new_pending(pcm_state *st, PyObject *thread);
 /* Finish a pending handle with `result` (Ok/Err; the reference is stolen)
  * and wake its joiners.  Call with the GIL held, exactly once. */
 void pcm_handle_complete(PyObject *handle, PyObject *result);
-/* Turn the current exception into Err(exception) marked as coming from a
- * thread (warns if never inspected); its traceback is kept.  Returns a new
- * reference (never NULL: falls back to Err(None) after reporting). */
-PyObject *pcm_capture_exception(pcm_state *st);
 
 /* ---- pyconc threads as Python threads (pythread.c) ----------------------- */
 

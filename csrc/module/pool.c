@@ -115,25 +115,6 @@ typedef struct pyjob {
     PyObject *exc;    /* ... or the exception it raised */
 } pyjob;
 
-/* The current exception, normalized, with its traceback attached.  Returns
- * a new reference (never NULL while an exception is set). */
-static PyObject *fetch_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *v = PyErr_GetRaisedException(); /* normalized, traceback attached */
-    return v != NULL ? v : Py_NewRef(Py_None);
-#else
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    if (v != NULL && tb != NULL)
-        PyException_SetTraceback(v, tb);
-    Py_XDECREF(t);
-    Py_XDECREF(tb);
-    return v != NULL ? v : Py_NewRef(Py_None);
-#endif
-}
-
 /* Raise exception instance `v` (a stolen reference) with its traceback. */
 static void restore_exception(PyObject *v)
 {
@@ -221,7 +202,7 @@ static void pyjob_run(void *arg)
         if (r != NULL)
             j->result = r;
         else
-            j->exc = fetch_exception();
+            j->exc = pcm_fetch_exception();
         Py_CLEAR(j->func);
         Py_CLEAR(j->args);
         Py_CLEAR(j->kwargs);
@@ -323,7 +304,7 @@ static PyObject *join_impl(pcm_state *st, pcc_pool *pool, PyObject *a, PyObject 
     if (pyjob_submit(pool, j) < 0)
         return NULL;
     PyObject *ra = PyObject_CallNoArgs(a);
-    PyObject *ea = ra == NULL ? fetch_exception() : NULL;
+    PyObject *ea = ra == NULL ? pcm_fetch_exception() : NULL;
     if (in_worker) {
         /* pop b back, or help the pool until its thief finishes it */
         Py_BEGIN_ALLOW_THREADS

@@ -13,6 +13,7 @@
 #include "module.h"
 
 #include "pyconc/park.h"
+#include "pyconc/sync.h"
 #include "pyconc/thread.h"
 
 #include <stdio.h>
@@ -242,10 +243,10 @@ typedef struct {
     PyObject *result;          /* Ok/Err, written once before `done` is set */
     pcm_done *done;
     _Atomic int joined;        /* join() returned the result at least once */
-    /* Done-callbacks (the async bridge: `await handle`).  `cb_lock` guards
-     * `callbacks` and `fired`; it is a spin lock held only for a list
-     * append/steal, never while calling Python code. */
-    _Atomic int cb_lock;
+    /* Done-callbacks (the async bridge: `await handle`).  `cb_mu` guards
+     * `callbacks` and `fired`; it is held only for a list append/steal,
+     * never while calling Python code or waiting. */
+    pcc_mutex cb_mu;
     int fired;                 /* the callbacks have been (or are being) called */
     PyObject *callbacks;       /* list of callables, or NULL */
     uint64_t fork_gen;         /* pcm_fork_generation() at creation */
@@ -253,18 +254,13 @@ typedef struct {
 
 static void cb_lock(HandleObject *h)
 {
-    pcc_backoff b = {0};
-    int expected = 0;
-    while (!atomic_compare_exchange_weak_explicit(&h->cb_lock, &expected, 1,
-                                                  memory_order_acquire, memory_order_relaxed)) {
-        expected = 0;
-        pcc_backoff_snooze(&b);
-    }
+    while (pcc_mutex_lock(&h->cb_mu, PCC_FOREVER) != 0) /* -EINTR: retry */
+        ;
 }
 
 static void cb_unlock(HandleObject *h)
 {
-    atomic_store_explicit(&h->cb_lock, 0, memory_order_release);
+    pcc_mutex_unlock(&h->cb_mu);
 }
 
 /* Call every done-callback with the result (GIL held, result set). */
@@ -371,26 +367,8 @@ static PyObject *handle_join_impl(HandleObject *self, pcc_deadline_t deadline)
 static PyObject *handle_join(HandleObject *self, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames)
 {
-    static const char *const names[] = {"timeout", NULL};
-    PyObject *timeout = Py_None;
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    if (nargs > 1 || nargs + nkw > 1) {
-        PyErr_SetString(PyExc_TypeError, "join() takes at most one argument (timeout)");
-        return NULL;
-    }
-    if (nargs == 1)
-        timeout = args[0];
-    else if (nkw == 1) {
-        if (!PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
-            PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), names[0]) != 0) {
-            PyErr_Format(PyExc_TypeError, "join() got an unexpected keyword argument %R",
-                         PyTuple_GET_ITEM(kwnames, 0));
-            return NULL;
-        }
-        timeout = args[0];
-    }
     pcc_deadline_t deadline;
-    if (pcm_deadline_from_timeout(timeout, &deadline) < 0)
+    if (pcm_parse_timeout_arg("join", args, nargs, kwnames, &deadline) < 0)
         return NULL;
     return handle_join_impl(self, deadline);
 }
@@ -514,25 +492,6 @@ typedef struct {
     pcm_state *st;
     PyObject *context;    /* contextvars.Context to run in (strong), or NULL: a fresh one */
 } boot_t;
-
-/* Turn the current exception into an Err marked "from a thread".  Returns a
- * new reference; falls back to Err(MemoryError) and finally NULL. */
-static PyObject *capture_exception_raw(pcm_state *st)
-{
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL)
-        PyException_SetTraceback(value, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    if (value == NULL)
-        value = Py_NewRef(Py_None);
-    pcm_sync_release_escaped(st, value);
-    PyObject *err = pcm_err_from_thread(st, value);
-    Py_DECREF(value);
-    return err;
-}
 
 static void *thread_main(void *arg)
 {
@@ -658,20 +617,6 @@ static void thread_exit_hook(void)
     PyGILState_Release(PyGILState_UNLOCKED);
 }
 
-PyObject *pcm_capture_exception(pcm_state *st)
-{
-    PyObject *err = capture_exception_raw(st);
-    if (err == NULL) {
-        PyErr_WriteUnraisable(NULL);
-        err = pcm_err(st, Py_None);
-        if (err == NULL) {
-            PyErr_Clear();
-            err = Py_NewRef(Py_None);
-        }
-    }
-    return err;
-}
-
 static HandleObject *handle_alloc(pcm_state *st, PyObject *thread)
 {
     HandleObject *h = PyObject_GC_New(HandleObject, (PyTypeObject *)st->threads[T_HANDLE_TYPE]);
@@ -682,7 +627,7 @@ static HandleObject *handle_alloc(pcm_state *st, PyObject *thread)
     h->result = NULL;
     h->done = done_new();
     atomic_init(&h->joined, 0);
-    atomic_init(&h->cb_lock, 0);
+    pcc_mutex_init(&h->cb_mu);
     h->fired = 0;
     h->callbacks = NULL;
     h->fork_gen = pcm_fork_generation();
@@ -969,23 +914,6 @@ static PyMethodDef thread_functions[] = {
     {"_wait_starting", (PyCFunction)mod_wait_starting, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };
-
-/* ---- Result helpers ---------------------------------------------------- */
-
-PyObject *pcm_ok(pcm_state *st, PyObject *value)
-{
-    return PyObject_CallOneArg(st->Ok, value);
-}
-
-PyObject *pcm_err(pcm_state *st, PyObject *error)
-{
-    return PyObject_CallOneArg(st->Err, error);
-}
-
-PyObject *pcm_err_from_thread(pcm_state *st, PyObject *error)
-{
-    return PyObject_CallMethod(st->Err, "_from_thread", "O", error);
-}
 
 /* ---- init ---------------------------------------------------------------- */
 

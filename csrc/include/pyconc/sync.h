@@ -51,7 +51,14 @@ static inline int pcc_mutex_held_by(pcc_mutex *m, uint64_t owner)
 {
     return atomic_load_explicit(&m->owner, memory_order_relaxed) == owner;
 }
-void pcc_mutex_unlock(pcc_mutex *m);
+static inline void pcc_mutex_unlock(pcc_mutex *m)
+{
+    atomic_store_explicit(&m->owner, 0, memory_order_relaxed);
+    /* Release: everything written under the lock is visible to the next
+     * holder (its acquire in try_lock / exchange). */
+    if (atomic_exchange_explicit(&m->state, 0, memory_order_release) == 2)
+        pcc_wake_one(&m->state);
+}
 static inline int pcc_mutex_is_locked(pcc_mutex *m)
 {
     return atomic_load_explicit(&m->state, memory_order_relaxed) != 0;
