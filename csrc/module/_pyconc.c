@@ -40,7 +40,7 @@ static int import_attrs(const char *modname, const char *const *names, PyObject 
 static const char *const error_names[] = {
     "PyconcError", "ChannelError", "SendError", "RecvError", "Empty", "Full",
     "SendTimeoutError", "RecvTimeoutError", "PoisonError", "WouldBlock", "DeadlockError",
-    "UseAfterDrop", "AlreadySet", "UnwrapError", "JoinTimeoutError", NULL,
+    "UseAfterDrop", "AlreadySet", "UnwrapError", "JoinTimeoutError", "LockTimeoutError", NULL,
 };
 static const char *const result_names[] = {"Ok", "Err", NULL};
 
@@ -67,8 +67,16 @@ static int pcm_exec(PyObject *module)
     return 0;
 }
 
+/* traverse/clear walk the state as one array of object pointers: it must
+ * hold nothing else, with no padding, from its first field to its end. */
 #define STATE_OBJECTS(st) ((PyObject **)&(st)->PyconcError)
 #define STATE_NOBJECTS ((sizeof(pcm_state)) / sizeof(PyObject *))
+_Static_assert(offsetof(pcm_state, PyconcError) == 0, "pcm_state starts with its objects");
+_Static_assert(sizeof(pcm_state) % sizeof(PyObject *) == 0, "pcm_state holds object pointers only");
+_Static_assert(offsetof(pcm_state, Ok) == sizeof(PyObject *) * (sizeof(error_names) / sizeof(error_names[0]) - 1),
+               "error_names lists every exception field of pcm_state, in order");
+_Static_assert(offsetof(pcm_state, aio) + sizeof(((pcm_state *)0)->aio) == sizeof(pcm_state),
+               "the aio slice is the last field of pcm_state");
 
 static int pcm_traverse(PyObject *module, visitproc visit, void *arg)
 {

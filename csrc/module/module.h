@@ -37,7 +37,7 @@ typedef struct pcm_state {
     /* exceptions, from pyconc/_errors.py */
     PyObject *PyconcError, *ChannelError, *SendError, *RecvError, *Empty, *Full,
         *SendTimeoutError, *RecvTimeoutError, *PoisonError, *WouldBlock, *DeadlockError,
-        *UseAfterDrop, *AlreadySet, *UnwrapError, *JoinTimeoutError;
+        *UseAfterDrop, *AlreadySet, *UnwrapError, *JoinTimeoutError, *LockTimeoutError;
     /* Result, from pyconc/_result.py */
     PyObject *Ok, *Err;
     /* one slice per area; each area names its indices in an enum */

@@ -39,7 +39,7 @@ int pcm_mutex_acquire(pcm_state *st, MutexObject *m, uint64_t me, pcc_deadline_t
         if (rc == PCM_RAISED)
             return -1;
         if (rc == -ETIMEDOUT) {
-            PyErr_SetString(st->sync[S_LOCK_TIMEOUT], "Mutex.lock() timed out");
+            PyErr_SetString(st->LockTimeoutError, "Mutex.lock() timed out");
             return -1;
         }
     }

@@ -519,7 +519,7 @@ static PyObject *rwlock_acquire(RwLockObject *l, int write, const char *fname,
         if (rc == PCM_RAISED)
             return NULL;
         if (rc == -ETIMEDOUT) {
-            PyErr_Format(st->sync[S_LOCK_TIMEOUT], "RwLock.%s() timed out", fname);
+            PyErr_Format(st->LockTimeoutError, "RwLock.%s() timed out", fname);
             return NULL;
         }
     }

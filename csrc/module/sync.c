@@ -63,13 +63,6 @@ void pcm_sync_release_escaped(pcm_state *st, PyObject *exc)
 
 int pcm_sync_init(PyObject *module, pcm_state *st)
 {
-    PyObject *errors = PyImport_ImportModule("pyconc._errors");
-    if (errors == NULL)
-        return -1;
-    st->sync[S_LOCK_TIMEOUT] = PyObject_GetAttrString(errors, "LockTimeoutError");
-    Py_DECREF(errors);
-    if (st->sync[S_LOCK_TIMEOUT] == NULL)
-        return -1;
     if (pcm_mutex_init(module, st) < 0 || pcm_rwlock_init(module, st) < 0 ||
         pcm_condvar_init(module, st) < 0 || pcm_barrier_init(module, st) < 0 ||
         pcm_oncelock_init(module, st) < 0 || pcm_atomic_init(module, st) < 0 ||

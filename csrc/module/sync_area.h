@@ -18,7 +18,6 @@
 
 /* indices into st->sync[] */
 enum {
-    S_LOCK_TIMEOUT, /* pyconc._errors.LockTimeoutError */
     S_MUTEX_TYPE,
     S_GUARD_TYPE,
     S_RWLOCK_TYPE,
