@@ -16,12 +16,6 @@
 #define PAR_MERGE_MIN 8192
 #define RADIX_MIN_CHUNK 4096
 #define CANCEL_STRIDE 16384
-/* from this many elements, one MSD pass then per-bucket LSD sorts in cache */
-#ifndef MSD_MIN
-#define MSD_MIN (1 << 17)
-#endif
-/* ... unless one bucket would hold more than 1/MSD_MAX_SHARE of them */
-#define MSD_MAX_SHARE 16
 /* radix digit width for 32- and 64-bit keys (measured) */
 #ifndef SORT_DBITS_32
 #define SORT_DBITS_32 8
@@ -141,6 +135,8 @@ static inline uint32_t key_f32(float x)
 #define SK uint8_t
 #define SKEY(x) ((uint8_t)((uint8_t)(x) ^ 0x80u))
 #define SN(f) f##_i8
+#define SIDENT 1
+#define SVAL(k) ((int8_t)((k) ^ 0x80u))
 #define SDBITS 8
 static const size_t radix_min_i8 = RADIX_MIN_1;
 #include "sort_impl.h"
@@ -149,11 +145,15 @@ static const size_t radix_min_i8 = RADIX_MIN_1;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST uint8_t
 #define SK uint8_t
 #define SKEY(x) (x)
 #define SN(f) f##_u8
+#define SIDENT 1
+#define SVAL(k) (k)
 #define SDBITS 8
 static const size_t radix_min_u8 = RADIX_MIN_1;
 #include "sort_impl.h"
@@ -162,11 +162,15 @@ static const size_t radix_min_u8 = RADIX_MIN_1;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST int16_t
 #define SK uint16_t
 #define SKEY(x) ((uint16_t)((uint16_t)(x) ^ 0x8000u))
 #define SN(f) f##_i16
+#define SIDENT 1
+#define SVAL(k) ((int16_t)((k) ^ 0x8000u))
 #define SDBITS 8
 static const size_t radix_min_i16 = RADIX_MIN_2;
 #include "sort_impl.h"
@@ -175,11 +179,15 @@ static const size_t radix_min_i16 = RADIX_MIN_2;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST uint16_t
 #define SK uint16_t
 #define SKEY(x) (x)
 #define SN(f) f##_u16
+#define SIDENT 1
+#define SVAL(k) (k)
 #define SDBITS 8
 static const size_t radix_min_u16 = RADIX_MIN_2;
 #include "sort_impl.h"
@@ -188,11 +196,15 @@ static const size_t radix_min_u16 = RADIX_MIN_2;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST int32_t
 #define SK uint32_t
 #define SKEY(x) ((uint32_t)(x) ^ 0x80000000u)
 #define SN(f) f##_i32
+#define SIDENT 1
+#define SVAL(k) ((int32_t)((k) ^ 0x80000000u))
 #define SDBITS SORT_DBITS_32
 static const size_t radix_min_i32 = RADIX_MIN_4;
 #include "sort_impl.h"
@@ -201,11 +213,15 @@ static const size_t radix_min_i32 = RADIX_MIN_4;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST uint32_t
 #define SK uint32_t
 #define SKEY(x) (x)
 #define SN(f) f##_u32
+#define SIDENT 1
+#define SVAL(k) (k)
 #define SDBITS SORT_DBITS_32
 static const size_t radix_min_u32 = RADIX_MIN_4;
 #include "sort_impl.h"
@@ -214,11 +230,15 @@ static const size_t radix_min_u32 = RADIX_MIN_4;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST int64_t
 #define SK uint64_t
 #define SKEY(x) ((uint64_t)(x) ^ 0x8000000000000000ull)
 #define SN(f) f##_i64
+#define SIDENT 1
+#define SVAL(k) ((int64_t)((k) ^ 0x8000000000000000ull))
 #define SDBITS SORT_DBITS_64
 static const size_t radix_min_i64 = RADIX_MIN_8;
 #include "sort_impl.h"
@@ -227,11 +247,15 @@ static const size_t radix_min_i64 = RADIX_MIN_8;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST uint64_t
 #define SK uint64_t
 #define SKEY(x) (x)
 #define SN(f) f##_u64
+#define SIDENT 1
+#define SVAL(k) (k)
 #define SDBITS SORT_DBITS_64
 static const size_t radix_min_u64 = RADIX_MIN_8;
 #include "sort_impl.h"
@@ -240,11 +264,15 @@ static const size_t radix_min_u64 = RADIX_MIN_8;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST float
 #define SK uint32_t
 #define SKEY(x) key_f32(x)
 #define SN(f) f##_f32
+#define SIDENT 0
+#define SVAL(k) 0
 #define SDBITS SORT_DBITS_32
 static const size_t radix_min_f32 = RADIX_MIN_4;
 #include "sort_impl.h"
@@ -253,11 +281,15 @@ static const size_t radix_min_f32 = RADIX_MIN_4;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST double
 #define SK uint64_t
 #define SKEY(x) pcc_sort_key_f64(x)
 #define SN(f) f##_f64
+#define SIDENT 0
+#define SVAL(k) 0
 #define SDBITS SORT_DBITS_64
 static const size_t radix_min_f64 = RADIX_MIN_8;
 #include "sort_impl.h"
@@ -266,11 +298,15 @@ static const size_t radix_min_f64 = RADIX_MIN_8;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST pcc_kv
 #define SK uint64_t
 #define SKEY(x) ((x).key)
 #define SN(f) f##_kv
+#define SIDENT 0
+#define SVAL(k) 0
 #define SDBITS SORT_DBITS_64
 static const size_t radix_min_kv = RADIX_MIN_8;
 #include "sort_impl.h"
@@ -279,6 +315,8 @@ static const size_t radix_min_kv = RADIX_MIN_8;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 size_t pcc_sort_elsize(pcc_sort_type t)
 {

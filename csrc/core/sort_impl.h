@@ -306,128 +306,382 @@ static int SN(radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
     return rc;
 }
 
-/* ---- MSD pass, then cache-sized LSD sorts per bucket ---------------------
+/* ---- adaptive MSD radix sort ------------------------------------------------
  *
- * For large inputs one stable scatter by the most significant varying
- * digit splits the data into up to RADIX buckets; each bucket (n/RADIX
- * elements: a few hundred KB for n = 10M) is then LSD-sorted while it sits
- * in the core's cache, buckets in parallel.  That replaces NDIG-1 passes
- * over main memory by passes over L2, and needs no barrier between them.
+ * A node sorts one range.  It first learns which key bits vary in the range
+ * (OR and AND of every key: diff = OR ^ AND), then scatters stably by the
+ * top varying `w` bits into the other array and recurses into each bucket.
+ * Digits on which every key agrees are never visited (16 distinct values,
+ * ints in 0..1000: one pass), and `w` follows the range's length so each
+ * level shrinks buckets to a couple of elements: 10M random keys need one
+ * scatter over main memory and one inside the cache, then insertion sorts
+ * of ~2 elements, instead of NDIG LSD passes.
+ *
+ * Ping-pong: the input of a node lies in X; the node leaves its result in X
+ * (out_x) or in Y.  Its children read from Y (after the scatter) and must
+ * put their result where the parent's goes, so a child's out_x is !out_x.
+ * A scatter only reads X, so until the children run X still holds the
+ * whole input; on cancellation a node only has to make sure its output
+ * location holds a permutation of its input (at most one memcpy).
+ *
+ * Large ranges (parallel nodes) use per-chunk histograms and scatter the
+ * chunks in parallel; buckets are then handed out in groups of similar
+ * total size; a bucket that is itself large becomes a parallel node.
+ * The first pass fuses the OR/AND with the histogram of a guessed digit
+ * (the top bits, or those just below the parent's digit): right for
+ * random data, one more read when the guess misses.
  */
+
+#define MSD_WMAX 11                /* widest digit: 2048 buckets (16 KB of counts) */
+#define MSD_SMALL 24               /* ranges this short: insertion sort */
+#define MSD_SEQ_MAX ((size_t)1 << 20) /* longer ranges use the parallel node */
+#define MSD_PAR_MIN ((size_t)1 << 16) /* buckets this long may sort in parallel */
+#define KBITS ((int)sizeof(SK) * 8)
+
+/* digit width for a range of len elements: about len/2 buckets */
+static inline int SN(msd_width)(size_t len, int hi)
+{
+    int lg = 0;
+    while (lg < 40 && ((size_t)1 << (lg + 1)) <= len)
+        lg++;
+    int w = lg - 1;
+    if (w > MSD_WMAX)
+        w = MSD_WMAX;
+    if (w < 3)
+        w = 3;
+    return w > hi + 1 ? hi + 1 : w;
+}
+
+static inline int SN(msb)(SK d)
+{
+    return 63 - __builtin_clzll((unsigned long long)d);
+}
 
 typedef struct {
     sctx *c;
-    ST *a, *buf;
-    size_t *start; /* [RADIX + 1] bucket boundaries */
-    size_t big;    /* buckets above this many elements sort in parallel */
     SK xm;
     _Atomic int cancelled;
-} SN(bk_t);
+} SN(msd_t);
 
-static void SN(bucket_task)(void *arg, size_t b)
+static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi);
+
+/* Insertion sort of src[0..m) into dst[0..m) (dst == src: in place). */
+static inline void SN(ins_to)(const ST *src, ST *dst, size_t m, SK xm)
 {
-    SN(bk_t) *k = arg;
-    size_t s = k->start[b], len = k->start[b + 1] - s;
-    if (len == 0)
-        return;
-    /* home first, so a cancelled sort still leaves a permutation in a */
-    memcpy(k->a + s, k->buf + s, len * sizeof(ST));
-    if (len < 2 || is_cancelled(k->c))
-        return;
+    for (size_t i = 0; i < m; i++) {
+        ST v = src[i];
+        SK kv = KEYX(v);
+        size_t j = i;
+        while (j > 0 && kv < KEYX(dst[j - 1])) {
+            dst[j] = dst[j - 1];
+            j--;
+        }
+        dst[j] = v;
+    }
+}
+
+#if SIDENT
+/* Equal keys mean identical values here (ints; floats on the bit-exact
+ * path), so a sorting network needs no stability and can work on keys
+ * alone.  Sorts src[0..m), m <= 4, into dst[0..m) with no data-dependent
+ * branch.  It reads src[0..4) and writes dst[0..4) (the caller keeps both
+ * in bounds); dst[m..4) gets src[m..4) back, so dst == src (in place)
+ * leaves the next bucket intact, and a separate dst is rewritten later. */
+#define CSWAP(a, b)                          \
+    do {                                     \
+        SK lo_ = (a) < (b) ? (a) : (b);      \
+        (b) = (a) < (b) ? (b) : (a);         \
+        (a) = lo_;                           \
+    } while (0)
+static inline void SN(net4)(const ST *src, ST *dst, size_t m, SK xm)
+{
+    const SK mx = (SK)~(SK)0;
+    ST v0 = src[0], v1 = src[1], v2 = src[2], v3 = src[3];
+    SK k0 = m > 0 ? KEYX(v0) : mx, k1 = m > 1 ? KEYX(v1) : mx;
+    SK k2 = m > 2 ? KEYX(v2) : mx, k3 = m > 3 ? KEYX(v3) : mx;
+    CSWAP(k0, k1);
+    CSWAP(k2, k3);
+    CSWAP(k0, k2);
+    CSWAP(k1, k3);
+    CSWAP(k1, k2);
+    dst[0] = m > 0 ? SVAL((SK)(k0 ^ xm)) : v0;
+    dst[1] = m > 1 ? SVAL((SK)(k1 ^ xm)) : v1;
+    dst[2] = m > 2 ? SVAL((SK)(k2 ^ xm)) : v2;
+    dst[3] = m > 3 ? SVAL((SK)(k3 ^ xm)) : v3;
+}
+#undef CSWAP
+#endif
+
+/* Leaves: the range is in X; sort it into the output location. */
+static void SN(msd_leaf)(ST *X, ST *Y, size_t len, int out_x, SK xm)
+{
+    SN(ins_to)(X, out_x ? X : Y, len, xm);
+}
+
+static void SN(msd_seq)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi)
+{
     SK xm = k->xm;
-    if (len <= INSERTION_MAX) {
-        SN(insertion)(k->a + s, len, xm);
+    if (len <= MSD_SMALL) {
+        SN(msd_leaf)(X, Y, len, out_x, xm);
         return;
     }
-    int rc;
-    if (len > k->big) {
-        rc = SN(radix)(k->c, k->a + s, k->buf + s, len, xm);
-    } else {
-        sctx seq = {NULL, 1, k->c->cancel};
-        rc = SN(radix)(&seq, k->a + s, k->buf + s, len, xm);
+    if (len >= 4096 && is_cancelled(k->c)) {
+        atomic_store_explicit(&k->cancelled, 1, memory_order_relaxed);
+        if (!out_x)
+            memcpy(Y, X, len * sizeof(ST));
+        return;
     }
-    if (rc != 0)
-        atomic_store_explicit(&k->cancelled, rc, memory_order_relaxed);
+    uint32_t cnt[((size_t)1 << MSD_WMAX) + 1];
+    int gw = SN(msd_width)(len, guess_hi), gsh = guess_hi + 1 - gw;
+    size_t gnb = (size_t)1 << gw;
+    memset(cnt, 0, (gnb + 1) * sizeof cnt[0]);
+    SK o = 0, an = (SK)~(SK)0;
+    for (size_t i = 0; i < len; i++) {
+        SK key = KEYX(X[i]);
+        o |= key;
+        an &= key;
+        cnt[((key >> gsh) & (gnb - 1)) + 1]++;
+    }
+    SK diff = (SK)(o ^ an);
+    if (diff == 0) { /* every key equal: already in (stable) order */
+        if (!out_x)
+            memcpy(Y, X, len * sizeof(ST));
+        return;
+    }
+    int hi = SN(msb)(diff);
+    int w = SN(msd_width)(len, hi), sh = hi + 1 - w;
+    size_t nb = (size_t)1 << w;
+    if (hi != guess_hi || w != gw) { /* the guess missed: count the real digit */
+        memset(cnt, 0, (nb + 1) * sizeof cnt[0]);
+        for (size_t i = 0; i < len; i++)
+            cnt[((KEYX(X[i]) >> sh) & (nb - 1)) + 1]++;
+    }
+    for (size_t b = 0; b < nb; b++)
+        cnt[b + 1] += cnt[b];
+    {
+        uint32_t off[(size_t)1 << MSD_WMAX];
+        memcpy(off, cnt, nb * sizeof off[0]);
+        for (size_t i = 0; i < len; i++) {
+            ST v = X[i];
+            Y[off[(KEYX(v) >> sh) & (nb - 1)]++] = v;
+        }
+    }
+    ST *dst = out_x ? X : Y;
+    for (size_t b = 0; b < nb; b++) {
+        size_t s = cnt[b], m = cnt[b + 1] - s;
+#if SIDENT
+        /* most buckets hold 0-4 elements: a branch-free network */
+        if (sh != 0 && m <= 4 && s + 4 <= len) {
+            SN(net4)(Y + s, dst + s, m, xm);
+            continue;
+        }
+#endif
+        if (m <= MSD_SMALL) { /* most buckets: a handful of elements */
+            if (sh == 0) { /* one key value: already in order */
+                if (out_x)
+                    for (size_t i = s; i < s + m; i++)
+                        X[i] = Y[i];
+            } else {
+                SN(ins_to)(Y + s, dst + s, m, xm);
+            }
+        } else if (sh == 0) {
+            if (out_x)
+                memcpy(X + s, Y + s, m * sizeof(ST));
+        } else if (m > MSD_SEQ_MAX) {
+            SN(msd_par)(k, Y + s, X + s, m, !out_x, sh - 1);
+        } else {
+            SN(msd_seq)(k, Y + s, X + s, m, !out_x, sh - 1);
+        }
+    }
+}
+
+typedef struct {
+    SN(msd_t) *k;
+    ST *X, *Y;
+    size_t len, csize, nb;
+    size_t *hist;  /* [chunk][nb + 1] */
+    SK *orand;     /* [chunk][2] */
+    int sh, count_only;
+} SN(mp_t);
+
+static void SN(mp_count)(void *arg, size_t ch)
+{
+    SN(mp_t) *r = arg;
+    SK xm = r->k->xm;
+    size_t lo = ch * r->csize, hi = lo + r->csize < r->len ? lo + r->csize : r->len;
+    size_t *h = r->hist + ch * (r->nb + 1), nb = r->nb;
+    int sh = r->sh;
+    const ST *X = r->X;
+    memset(h, 0, (nb + 1) * sizeof(size_t));
+    SK o = 0, an = (SK)~(SK)0;
+    for (size_t blk = lo; blk < hi; blk += CANCEL_STRIDE) {
+        if (is_cancelled(r->k->c))
+            return; /* the caller sees the flag and stops */
+        size_t end = blk + CANCEL_STRIDE < hi ? blk + CANCEL_STRIDE : hi;
+        if (r->count_only) {
+            for (size_t i = blk; i < end; i++)
+                h[(KEYX(X[i]) >> sh) & (nb - 1)]++;
+        } else {
+            for (size_t i = blk; i < end; i++) {
+                SK key = KEYX(X[i]);
+                o |= key;
+                an &= key;
+                h[(key >> sh) & (nb - 1)]++;
+            }
+        }
+    }
+    r->orand[2 * ch] = o;
+    r->orand[2 * ch + 1] = an;
+}
+
+static void SN(mp_scatter)(void *arg, size_t ch)
+{
+    SN(mp_t) *r = arg;
+    SK xm = r->k->xm;
+    size_t lo = ch * r->csize, hi = lo + r->csize < r->len ? lo + r->csize : r->len;
+    size_t nb = r->nb, *off = r->hist + ch * (nb + 1);
+    int sh = r->sh;
+    const ST *X = r->X;
+    ST *Y = r->Y;
+    for (size_t blk = lo; blk < hi; blk += CANCEL_STRIDE) {
+        if (is_cancelled(r->k->c))
+            return; /* X still holds everything */
+        size_t end = blk + CANCEL_STRIDE < hi ? blk + CANCEL_STRIDE : hi;
+        for (size_t i = blk; i < end; i++) {
+            ST v = X[i];
+            Y[off[(KEYX(v) >> sh) & (nb - 1)]++] = v;
+        }
+    }
+}
+
+typedef struct {
+    SN(msd_t) *k;
+    ST *X, *Y; /* the parent's arrays: buckets are in Y */
+    const size_t *start; /* [nb + 1] */
+    const size_t *group; /* [ngroups + 1] bucket index ranges */
+    size_t len;
+    int out_x, sh;
+} SN(mg_t);
+
+static void SN(mp_group)(void *arg, size_t g)
+{
+    SN(mg_t) *q = arg;
+    sctx *c = q->k->c;
+    for (size_t b = q->group[g]; b < q->group[g + 1]; b++) {
+        size_t s = q->start[b], m = q->start[b + 1] - s;
+        if (m == 0)
+            continue;
+        if (q->sh == 0 || m == 1) {
+            if (q->out_x)
+                memcpy(q->X + s, q->Y + s, m * sizeof(ST));
+        } else if (m > MSD_SEQ_MAX ||
+                   (c->nthreads > 1 && m >= MSD_PAR_MIN && m > q->len / ((size_t)c->nthreads * 4))) {
+            SN(msd_par)(q->k, q->Y + s, q->X + s, m, !q->out_x, q->sh - 1);
+        } else {
+            SN(msd_seq)(q->k, q->Y + s, q->X + s, m, !q->out_x, q->sh - 1);
+        }
+    }
+}
+
+static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi)
+{
+    sctx *c = k->c;
+    size_t nchunks = (size_t)c->nthreads * 2;
+    if (nchunks > len / RADIX_MIN_CHUNK)
+        nchunks = len / RADIX_MIN_CHUNK;
+    if (nchunks < 1)
+        nchunks = 1;
+    size_t csize = (len + nchunks - 1) / nchunks;
+    nchunks = (len + csize - 1) / csize;
+    size_t maxnb = (size_t)1 << MSD_WMAX;
+    size_t *mem = malloc((nchunks * (maxnb + 1) + 2 * (maxnb + 1)) * sizeof(size_t) +
+                         2 * nchunks * sizeof(SK));
+    if (mem == NULL) {
+        atomic_store_explicit(&k->cancelled, -ENOMEM, memory_order_relaxed);
+        if (!out_x)
+            memcpy(Y, X, len * sizeof(ST));
+        return;
+    }
+    size_t *start = mem + nchunks * (maxnb + 1), *group = start + maxnb + 1;
+    SK *orand = (SK *)(group + maxnb + 1);
+    int gw = SN(msd_width)(len, guess_hi);
+    SN(mp_t) r = {k, X, Y, len, csize, (size_t)1 << gw, mem, orand, guess_hi + 1 - gw, 0};
+    pfor(c, nchunks, SN(mp_count), &r);
+    if (is_cancelled(c))
+        goto cancelled;
+    SK o = 0, an = (SK)~(SK)0;
+    for (size_t ch = 0; ch < nchunks; ch++) {
+        o |= orand[2 * ch];
+        an &= orand[2 * ch + 1];
+    }
+    SK diff = (SK)(o ^ an);
+    if (diff == 0) {
+        if (!out_x)
+            par_copy(c, Y, X, len * sizeof(ST));
+        free(mem);
+        return;
+    }
+    int hi = SN(msb)(diff);
+    int w = SN(msd_width)(len, hi);
+    if (hi != guess_hi || w != gw) {
+        r.nb = (size_t)1 << w;
+        r.sh = hi + 1 - w;
+        r.count_only = 1;
+        pfor(c, nchunks, SN(mp_count), &r);
+        if (is_cancelled(c))
+            goto cancelled;
+    }
+    size_t nb = r.nb;
+    /* exclusive prefix sum, bucket-major then chunk: chunk ch's run of
+     * bucket b follows the runs of every earlier chunk (stability) */
+    size_t run = 0;
+    for (size_t b = 0; b < nb; b++) {
+        start[b] = run;
+        for (size_t ch = 0; ch < nchunks; ch++) {
+            size_t cnt = mem[ch * (nb + 1) + b];
+            mem[ch * (nb + 1) + b] = run;
+            run += cnt;
+        }
+    }
+    start[nb] = len;
+    pfor(c, nchunks, SN(mp_scatter), &r);
+    if (is_cancelled(c))
+        goto cancelled;
+    /* groups of consecutive buckets holding about len/(8 threads) elements */
+    size_t target = len / ((size_t)c->nthreads * 8) + 1, ng = 0, acc = 0;
+    group[0] = 0;
+    for (size_t b = 0; b < nb; b++) {
+        acc += start[b + 1] - start[b];
+        if (acc >= target || b + 1 == nb) {
+            group[++ng] = b + 1;
+            acc = 0;
+        }
+    }
+    SN(mg_t) q = {k, X, Y, start, group, len, out_x, r.sh};
+    pfor(c, ng, SN(mp_group), &q);
+    free(mem);
+    return;
+cancelled:
+    /* only X was read so far: it still holds the whole input */
+    atomic_store_explicit(&k->cancelled, 1, memory_order_relaxed);
+    if (!out_x)
+        par_copy(c, Y, X, len * sizeof(ST));
+    free(mem);
 }
 
 /* Returns 1 if cancelled (data is a permutation in a), -ENOMEM, or 0. */
 static int SN(msd_radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
 {
-    size_t csize, nchunks = SN(chunking)(c, n, &csize);
-    size_t *allh = calloc(nchunks * (size_t)NDIG * RADIX + nchunks * RADIX + RADIX + 1,
-                          sizeof(size_t));
-    if (allh == NULL)
-        return -ENOMEM;
-    size_t *hist = allh + nchunks * (size_t)NDIG * RADIX;
-    size_t *start = hist + nchunks * RADIX;
-    SN(rx_t) r = {c, a, buf, n, csize, hist, allh, 0, xm};
-    pfor(c, nchunks, SN(allhist_chunk), &r);
-    /* the most significant digit on which keys differ */
-    int top = -1;
-    for (int d = NDIG - 1; d >= 0 && top < 0; d--) {
-        for (size_t b = 0; b < RADIX; b++) {
-            size_t t = 0;
-            for (size_t ch = 0; ch < nchunks; ch++)
-                t += allh[(ch * (size_t)NDIG + (size_t)d) * RADIX + b];
-            if (t != 0) {
-                if (t != n)
-                    top = d;
-                break;
-            }
-        }
-    }
-    if (top < 0) { /* every key equal: already sorted */
-        free(allh);
-        return 0;
-    }
-    for (size_t ch = 0; ch < nchunks; ch++)
-        memcpy(hist + ch * RADIX, allh + (ch * (size_t)NDIG + (size_t)top) * RADIX,
-               RADIX * sizeof(size_t));
-    /* Skewed top digit (floats' exponents, clustered ints): buckets would
-     * not fit in cache, so the plain LSD sort is the better deal. */
-    size_t biggest = 0;
-    for (size_t b = 0; b < RADIX; b++) {
-        size_t t = 0;
-        for (size_t ch = 0; ch < nchunks; ch++)
-            t += hist[ch * RADIX + b];
-        if (t > biggest)
-            biggest = t;
-    }
-    if (biggest > n / MSD_MAX_SHARE) {
-        int rc = SN(lsd_passes)(c, a, buf, n, xm, nchunks, csize, allh, hist);
-        free(allh);
-        return rc;
-    }
-    size_t run = 0;
-    for (size_t b = 0; b < RADIX; b++) {
-        start[b] = run;
-        for (size_t ch = 0; ch < nchunks; ch++) {
-            size_t cnt = hist[ch * RADIX + b];
-            hist[ch * RADIX + b] = run;
-            run += cnt;
-        }
-    }
-    start[RADIX] = n;
-    r.shift = SDBITS * top;
-    if (is_cancelled(c)) {
-        free(allh);
-        return 1;
-    }
-    pfor(c, nchunks, SN(scatter_chunk), &r);
-    if (is_cancelled(c)) { /* the scatter may be partial: a still holds all */
-        free(allh);
-        return 1;
-    }
-    SN(bk_t) k = {c, a, buf, start, n / ((size_t)c->nthreads * 2), xm, 0};
-    if (top == 0) { /* one digit only: the scatter sorted it */
-        par_copy(c, a, buf, n * sizeof(ST));
-    } else {
-        pfor(c, RADIX, SN(bucket_task), &k);
-    }
-    free(allh);
+    SN(msd_t) k = {c, xm, 0};
+    if (n > MSD_SEQ_MAX || (c->nthreads > 1 && n >= MSD_PAR_MIN))
+        SN(msd_par)(&k, a, buf, n, 1, KBITS - 1);
+    else
+        SN(msd_seq)(&k, a, buf, n, 1, KBITS - 1);
     int rc = atomic_load_explicit(&k.cancelled, memory_order_relaxed);
     return rc < 0 ? rc : (rc || is_cancelled(c));
 }
+
+#undef KBITS
 
 /* ---- presorted input ------------------------------------------------------ */
 
@@ -497,7 +751,7 @@ static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
     if (buf == NULL)
         return -ENOMEM;
     int rc;
-    if (algo == PCC_SORT_RADIX && NDIG > 1 && n >= MSD_MIN) {
+    if (algo == PCC_SORT_RADIX && KBYTES >= 4) {
         rc = SN(msd_radix)(c, a, buf, n, xm);
     } else if (algo == PCC_SORT_RADIX) {
         rc = SN(radix)(c, a, buf, n, xm);
