@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* Tuning (measured with benchmarks/bench_parallel.py on 2 cores):
  * below INSERTION_MAX elements insertion sort wins; merge sort recursion
@@ -29,6 +30,21 @@ typedef struct sctx {
     int nthreads;
     const _Atomic int *cancel;
 } sctx;
+
+/* The scratch buffer.  A large one is asked for in transparent huge pages:
+ * faulting in 80 MB of 4 KB pages costs ~10% of a 10M-element sort. */
+static void *sort_alloc(size_t bytes)
+{
+    if (bytes < ((size_t)8 << 20))
+        return malloc(bytes);
+    void *p = NULL;
+    if (posix_memalign(&p, (size_t)2 << 20, bytes) != 0)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: fine if refused */
+#endif
+    return p;
+}
 
 static inline int is_cancelled(sctx *c)
 {
@@ -318,6 +334,89 @@ static const size_t radix_min_kv = RADIX_MIN_8;
 #undef SIDENT
 #undef SVAL
 
+/* ---- floats as their bit patterns --------------------------------------
+ *
+ * Flipping all bits of a negative float and the sign bit of a positive one
+ * is a bijection onto unsigned ints that preserves order -- except that it
+ * puts -0.0 before +0.0 (they must compare equal and keep input order) and
+ * orders NaNs by sign and payload (they must all sort last in input order).
+ * So when an array holds neither -0.0 nor NaN (the check rides along with
+ * the transform), its floats are sorted as those unsigned ints -- the fast
+ * integer kernels, whose leaves need equal keys to be identical values --
+ * and transformed back.  Otherwise the float kernels (keys computed on the
+ * fly, NaN and +-0 handled) do the work.  The back transform runs even
+ * after a cancellation: the data is then still a permutation. */
+#define FLOAT_BITS_DEF(NAME, UT, STI, SIGN, EXP)                                   \
+    typedef struct {                                                            \
+        UT *a;                                                                  \
+        size_t n, csize;                                                        \
+        int back;                                                               \
+        _Atomic int special;                                                    \
+    } NAME##_t;                                                                 \
+    static void NAME##_chunk(void *arg, size_t ch)                              \
+    {                                                                           \
+        NAME##_t *k = arg;                                                      \
+        size_t lo = ch * k->csize, hi = lo + k->csize < k->n ? lo + k->csize : k->n; \
+        UT *a = k->a;                                                           \
+        if (k->back) {                                                          \
+            for (size_t i = lo; i < hi; i++) {                                  \
+                UT u = a[i];                                                    \
+                a[i] = u ^ (~(UT)((STI)u >> (sizeof(UT) * 8 - 1)) | SIGN);     \
+            }                                                                   \
+            return;                                                             \
+        }                                                                       \
+        int special = 0;                                                        \
+        for (size_t i = lo; i < hi; i++) {                                      \
+            UT u = a[i];                                                        \
+            special |= (u == SIGN) | ((UT)(u & ~SIGN) > EXP);                   \
+            a[i] = u ^ ((UT)((STI)u >> (sizeof(UT) * 8 - 1)) | SIGN);          \
+        }                                                                       \
+        if (special)                                                            \
+            atomic_store_explicit(&k->special, 1, memory_order_relaxed);        \
+    }                                                                           \
+    /* Transform forward (back=0; returns 1 if a -0.0 or NaN was seen) or back. */ \
+    static int NAME(sctx *c, UT *a, size_t n, int back)                        \
+    {                                                                           \
+        size_t nch = (size_t)c->nthreads * 2;                                   \
+        if (n < ((size_t)1 << 16) || c->nthreads < 2)                           \
+            nch = 1;                                                            \
+        NAME##_t k = {a, n, (n + nch - 1) / nch, back, 0};                      \
+        pfor(c, (n + k.csize - 1) / k.csize, NAME##_chunk, &k);                 \
+        return atomic_load_explicit(&k.special, memory_order_relaxed);          \
+    }
+
+FLOAT_BITS_DEF(bits64, uint64_t, int64_t, 0x8000000000000000ull, 0x7FF0000000000000ull)
+FLOAT_BITS_DEF(bits32, uint32_t, int32_t, 0x80000000u, 0x7F800000u)
+
+/* Floats of at least this many elements try the bit-pattern path. */
+#define FLOAT_BITS_MIN 4096
+
+static int sort_f64_any(sctx *c, double *a, size_t n, int desc, pcc_sort_algo algo)
+{
+    if (n >= FLOAT_BITS_MIN && algo != PCC_SORT_MERGE) {
+        if (bits64(c, (uint64_t *)a, n, 0) == 0) {
+            int rc = sort_u64(c, (uint64_t *)a, n, desc, algo);
+            bits64(c, (uint64_t *)a, n, 1);
+            return rc;
+        }
+        bits64(c, (uint64_t *)a, n, 1);
+    }
+    return sort_f64(c, a, n, desc, algo);
+}
+
+static int sort_f32_any(sctx *c, float *a, size_t n, int desc, pcc_sort_algo algo)
+{
+    if (n >= FLOAT_BITS_MIN && algo != PCC_SORT_MERGE) {
+        if (bits32(c, (uint32_t *)a, n, 0) == 0) {
+            int rc = sort_u32(c, (uint32_t *)a, n, desc, algo);
+            bits32(c, (uint32_t *)a, n, 1);
+            return rc;
+        }
+        bits32(c, (uint32_t *)a, n, 1);
+    }
+    return sort_f32(c, a, n, desc, algo);
+}
+
 size_t pcc_sort_elsize(pcc_sort_type t)
 {
     static const size_t sizes[PCC_SORT_NTYPES] = {1, 1, 2, 2, 4, 4, 8, 8, 4, 8, sizeof(pcc_kv)};
@@ -339,8 +438,8 @@ int pcc_sort(pcc_pool *pool, pcc_sort_type t, void *data, size_t n, int descendi
     case PCC_SORT_U32: return sort_u32(&c, data, n, descending, algo);
     case PCC_SORT_I64: return sort_i64(&c, data, n, descending, algo);
     case PCC_SORT_U64: return sort_u64(&c, data, n, descending, algo);
-    case PCC_SORT_F32: return sort_f32(&c, data, n, descending, algo);
-    case PCC_SORT_F64: return sort_f64(&c, data, n, descending, algo);
+    case PCC_SORT_F32: return sort_f32_any(&c, data, n, descending, algo);
+    case PCC_SORT_F64: return sort_f64_any(&c, data, n, descending, algo);
     case PCC_SORT_KV: return sort_kv(&c, data, n, descending, algo);
     default: return -EINVAL;
     }

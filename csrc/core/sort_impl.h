@@ -747,7 +747,7 @@ static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
     }
     if (algo == PCC_SORT_AUTO)
         algo = n >= SN(radix_min) ? PCC_SORT_RADIX : PCC_SORT_MERGE;
-    ST *buf = malloc(n * sizeof(ST));
+    ST *buf = sort_alloc(n * sizeof(ST));
     if (buf == NULL)
         return -ENOMEM;
     int rc;
