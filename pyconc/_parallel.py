@@ -106,7 +106,11 @@ def par_argsort(data: Any, *, stable: bool = True) -> Any:
         [1, 2, 0]
     """
     del stable
-    view = memoryview(data)
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError("par_argsort needs a buffer (array.array, numpy array, bytearray, "
+                        f"memoryview), not {type(data).__name__}") from None
     n = view.nbytes // max(1, view.itemsize)
     if type(data).__module__ == "numpy":
         import numpy
