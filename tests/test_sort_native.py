@@ -246,3 +246,34 @@ def test_ctrl_c_during_native_key_sort_leaves_the_list_a_permutation(interrupt_m
                 i += 1
     assert_prompt(irq)
     assert sorted(map(id, items)) == ids
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint64", "int32", "uint32", "float64", "float32"])
+def test_in_place_path_for_huge_arrays_sorts_like_numpy(dtype, monkeypatch):
+    # the path a 1e9-element array takes (no full-size scratch buffer),
+    # switched on from 4096 elements through the core's knob
+    monkeypatch.setenv("PYCONC_SORT_INPLACE_MIN", "4096")
+    rng = np.random.default_rng(21)
+    for n in (4095, 4096, 4097, 300_000):
+        for shape in ("random", "few", "small_range"):
+            a = values(dtype, n, rng, shape)
+            for reverse in (False, True):
+                b = a.copy()
+                want = np.sort(b, kind="stable")
+                par_sort(b, reverse=reverse)
+                assert np.array_equal(b, want[::-1] if reverse else want), (dtype, n, shape)
+
+
+def test_ctrl_c_during_in_place_path_leaves_a_permutation(interrupt_main, monkeypatch):
+    monkeypatch.setenv("PYCONC_SORT_INPLACE_MIN", "4096")
+    n = 4_000_000
+    a0 = np.random.default_rng(8).integers(-2**62, 2**62, n)
+    a = a0.copy()
+    with interrupt_main(0.05) as irq:
+        with pytest.raises(KeyboardInterrupt):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                a[:] = a0
+                par_sort(a)
+    assert_prompt(irq)
+    assert np.array_equal(np.sort(a), np.sort(a0))

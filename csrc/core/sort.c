@@ -46,6 +46,25 @@ static void *sort_alloc(size_t bytes)
     return p;
 }
 
+/* From this many elements the 4- and 8-byte integer kernels (and floats on
+ * their bit path) distribute the top digit in place instead of allocating
+ * a copy of the whole array (1e9 int64: 8 GB, not 16).  The environment
+ * variable PYCONC_SORT_INPLACE_MIN overrides it (the tests use a small
+ * value to exercise the path). */
+#define SORT_INPLACE_MIN ((size_t)1 << 27)
+
+static size_t sort_inplace_min(void)
+{
+    const char *e = getenv("PYCONC_SORT_INPLACE_MIN");
+    if (e != NULL && *e != '\0') {
+        char *end;
+        unsigned long long v = strtoull(e, &end, 10);
+        if (*end == '\0')
+            return v < 4096 ? 4096 : (size_t)v;
+    }
+    return SORT_INPLACE_MIN;
+}
+
 static inline int is_cancelled(sctx *c)
 {
     return c->cancel != NULL && atomic_load_explicit(c->cancel, memory_order_relaxed) != 0;

@@ -724,6 +724,109 @@ static int SN(check_order)(sctx *c, const ST *a, size_t n, SK xm, int strict_des
     return !atomic_load_explicit(&k.fail, memory_order_relaxed);
 }
 
+static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo);
+
+#if SIDENT
+/* ---- in place, for arrays too large for a second copy ----------------------
+ *
+ * Above sort_inplace_min() elements (or when the scratch buffer cannot be
+ * had) the top digit is distributed in place, American-flag style: every
+ * element is swapped straight into its bucket, so at every moment the array
+ * is a permutation of the input (a cancel may stop anywhere).  Swapping is
+ * not stable, which only types whose equal keys are identical values
+ * (SIDENT) can afford.  The buckets -- 1/2048 of the data each for random
+ * keys -- are then sorted in parallel, each with a buffer its own size. */
+
+typedef struct {
+    sctx *c;
+    ST *a;
+    const size_t *start, *group;
+    int desc;
+    pcc_sort_algo algo;
+    _Atomic int rc;
+} SN(ip_t);
+
+static void SN(ip_group)(void *arg, size_t g)
+{
+    SN(ip_t) *q = arg;
+    for (size_t b = q->group[g]; b < q->group[g + 1]; b++) {
+        size_t s = q->start[b], m = q->start[b + 1] - s;
+        if (m < 2 || is_cancelled(q->c))
+            continue;
+        int rc = SN(sort)(q->c, q->a + s, m, q->desc, q->algo);
+        if (rc != 0)
+            atomic_store_explicit(&q->rc, rc, memory_order_relaxed);
+    }
+}
+
+static int SN(sort_inplace)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
+{
+    SK xm = desc ? (SK)~(SK)0 : (SK)0;
+    size_t nb = (size_t)1 << MSD_WMAX;
+    size_t *start = calloc(3 * (nb + 1), sizeof(size_t));
+    if (start == NULL)
+        return -ENOMEM;
+    size_t *head = start + nb + 1, *group = head + nb + 1;
+    SK o = 0, an = (SK)~(SK)0;
+    for (size_t i = 0; i < n; i++) {
+        SK key = KEYX(a[i]);
+        o |= key;
+        an &= key;
+    }
+    SK diff = (SK)(o ^ an);
+    if (diff == 0) {
+        free(start);
+        return 0;
+    }
+    int hi = SN(msb)(diff), w = SN(msd_width)(n, hi), sh = hi + 1 - w;
+    nb = (size_t)1 << w;
+    for (size_t i = 0; i < n; i++)
+        start[((KEYX(a[i]) >> sh) & (nb - 1)) + 1]++;
+    for (size_t b = 0; b < nb; b++)
+        start[b + 1] += start[b];
+    memcpy(head, start, nb * sizeof(size_t));
+    size_t moved = 0;
+    for (size_t b = 0; b < nb; b++) {
+        while (head[b] < start[b + 1]) {
+            ST v = a[head[b]];
+            size_t d = (size_t)((KEYX(v) >> sh) & (nb - 1));
+            while (d != b) { /* swap v into its bucket; take what was there */
+                ST t = a[head[d]];
+                a[head[d]++] = v;
+                v = t;
+                d = (size_t)((KEYX(v) >> sh) & (nb - 1));
+                moved++;
+            }
+            /* v goes to the hole at head[b]: a permutation again */
+            a[head[b]++] = v;
+            if (++moved >= 16384) {
+                moved = 0;
+                if (is_cancelled(c)) {
+                    free(start);
+                    return -ECANCELED;
+                }
+            }
+        }
+    }
+    size_t target = n / ((size_t)c->nthreads * 8) + 1, ng = 0, acc = 0;
+    group[0] = 0;
+    for (size_t b = 0; b < nb; b++) {
+        acc += start[b + 1] - start[b];
+        if (acc >= target || b + 1 == nb) {
+            group[++ng] = b + 1;
+            acc = 0;
+        }
+    }
+    SN(ip_t) q = {c, a, start, group, desc, algo, 0};
+    if (sh == 0) /* the digit was the whole key: done */
+        ng = 0;
+    pfor(c, ng, SN(ip_group), &q);
+    free(start);
+    int rc = atomic_load_explicit(&q.rc, memory_order_relaxed);
+    return rc != 0 ? rc : (is_cancelled(c) ? -ECANCELED : 0);
+}
+#endif
+
 static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
 {
     SK xm = desc ? (SK)~(SK)0 : (SK)0;
@@ -747,9 +850,18 @@ static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
     }
     if (algo == PCC_SORT_AUTO)
         algo = n >= SN(radix_min) ? PCC_SORT_RADIX : PCC_SORT_MERGE;
+#if SIDENT
+    if (algo == PCC_SORT_RADIX && KBYTES >= 4 && n >= sort_inplace_min())
+        return SN(sort_inplace)(c, a, n, desc, algo);
+#endif
     ST *buf = sort_alloc(n * sizeof(ST));
-    if (buf == NULL)
+    if (buf == NULL) {
+#if SIDENT
+        if (algo == PCC_SORT_RADIX && KBYTES >= 4 && n >= ((size_t)1 << 16))
+            return SN(sort_inplace)(c, a, n, desc, algo);
+#endif
         return -ENOMEM;
+    }
     int rc;
     if (algo == PCC_SORT_RADIX && KBYTES >= 4) {
         rc = SN(msd_radix)(c, a, buf, n, xm);
