@@ -102,8 +102,9 @@ def par_argsort(data: Any, *, stable: bool = True) -> Any:
     ``array.array('q')``.  Always stable (``stable=False`` changes nothing).
     Ctrl-C raises ``KeyboardInterrupt`` promptly.
 
-        >>> list(pyconc.par_argsort(array.array("d", [3.0, 1.0, 2.0])))
-        [1, 2, 0]
+        >>> import array
+        >>> pyconc.par_argsort(array.array("d", [3.0, 1.0, 2.0]))
+        array('q', [1, 2, 0])
     """
     del stable
     try:
