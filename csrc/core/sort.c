@@ -412,6 +412,9 @@ FLOAT_BITS_DEF(bits32, uint32_t, int32_t, 0x80000000u, 0x7F800000u)
 
 static int sort_f64_any(sctx *c, double *a, size_t n, int desc, pcc_sort_algo algo)
 {
+    /* presorted input costs one read, not two transforms */
+    if (n >= FLOAT_BITS_MIN && check_order_f64(c, a, n, desc ? ~(uint64_t)0 : 0, 0))
+        return 0;
     if (n >= FLOAT_BITS_MIN && algo != PCC_SORT_MERGE) {
         if (bits64(c, (uint64_t *)a, n, 0) == 0) {
             int rc = sort_u64(c, (uint64_t *)a, n, desc, algo);
@@ -425,6 +428,9 @@ static int sort_f64_any(sctx *c, double *a, size_t n, int desc, pcc_sort_algo al
 
 static int sort_f32_any(sctx *c, float *a, size_t n, int desc, pcc_sort_algo algo)
 {
+    /* presorted input costs one read, not two transforms */
+    if (n >= FLOAT_BITS_MIN && check_order_f32(c, a, n, desc ? ~(uint32_t)0 : 0, 0))
+        return 0;
     if (n >= FLOAT_BITS_MIN && algo != PCC_SORT_MERGE) {
         if (bits32(c, (uint32_t *)a, n, 0) == 0) {
             int rc = sort_u32(c, (uint32_t *)a, n, desc, algo);

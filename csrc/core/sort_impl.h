@@ -583,6 +583,36 @@ static void SN(mp_group)(void *arg, size_t g)
     }
 }
 
+#if SIDENT
+/* When the digit spans every varying bit, each bucket holds one key value,
+ * and equal keys are identical values here: the sorted output can simply be
+ * written from the counts (a counting sort) -- no scatter, no scratch. */
+typedef struct {
+    ST *D;
+    const size_t *start; /* [nb + 1] */
+    size_t nb, len, csize;
+    SK base, xm;
+} SN(fill_t);
+
+static void SN(fill_chunk)(void *arg, size_t ch)
+{
+    SN(fill_t) *f = arg;
+    size_t lo = ch * f->csize, hi = lo + f->csize < f->len ? lo + f->csize : f->len;
+    size_t b = 0, top = f->nb;
+    while (b + 1 < top) { /* the bucket holding position lo */
+        size_t mid = b + (top - b) / 2;
+        if (f->start[mid] <= lo) b = mid; else top = mid;
+    }
+    SK xm = f->xm;
+    for (size_t i = lo; i < hi; b++) {
+        size_t e = f->start[b + 1] < hi ? f->start[b + 1] : hi;
+        ST v = SVAL((SK)((f->base | (SK)b) ^ xm));
+        for (; i < e; i++)
+            f->D[i] = v;
+    }
+}
+#endif
+
 static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi)
 {
     sctx *c = k->c;
@@ -644,6 +674,16 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
         }
     }
     start[nb] = len;
+#if SIDENT
+    if (r.sh == 0) {
+        size_t fch = (size_t)c->nthreads * 2;
+        SN(fill_t) f = {out_x ? X : Y, start, nb, len, (len + fch - 1) / fch,
+                        (SK)(an & ~(SK)(nb - 1)), k->xm};
+        pfor(c, (len + f.csize - 1) / f.csize, SN(fill_chunk), &f);
+        free(mem);
+        return;
+    }
+#endif
     pfor(c, nchunks, SN(mp_scatter), &r);
     if (is_cancelled(c))
         goto cancelled;
@@ -698,15 +738,23 @@ static void SN(check_chunk)(void *arg, size_t ch)
     SN(chk_t) *k = arg;
     SK xm = k->xm;
     size_t lo = ch * k->csize, hi = lo + k->csize + 1 < k->n ? lo + k->csize + 1 : k->n;
-    SK prev = KEYX(k->a[lo]);
-    for (size_t i = lo + 1; i < hi; i++) {
-        SK cur = KEYX(k->a[i]);
-        if (k->strict_desc ? cur >= prev : cur < prev) {
+    /* blocks of 256 pairs without an early exit, so the compiler can
+     * vectorize; random input still fails within the first block */
+    for (size_t blk = lo + 1; blk < hi; blk += 256) {
+        size_t end = blk + 256 < hi ? blk + 256 : hi;
+        int bad = 0;
+        if (k->strict_desc) {
+            for (size_t i = blk; i < end; i++)
+                bad |= KEYX(k->a[i]) >= KEYX(k->a[i - 1]);
+        } else {
+            for (size_t i = blk; i < end; i++)
+                bad |= KEYX(k->a[i]) < KEYX(k->a[i - 1]);
+        }
+        if (bad) {
             atomic_store_explicit(&k->fail, 1, memory_order_relaxed);
             return;
         }
-        prev = cur;
-        if ((i & 4095) == 0 && atomic_load_explicit(&k->fail, memory_order_relaxed))
+        if ((blk & 16383) < 256 && atomic_load_explicit(&k->fail, memory_order_relaxed))
             return; /* another chunk already found disorder */
     }
 }
