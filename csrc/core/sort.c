@@ -137,26 +137,27 @@ static void par_copy(sctx *c, void *dst, const void *src, size_t bytes)
 
 uint64_t pcc_sort_key_i64(int64_t x) { return (uint64_t)x ^ 0x8000000000000000ull; }
 
-uint64_t pcc_sort_key_f64(double x)
+/* Branch-free (the order checks and the generic float kernels vectorize):
+ * every NaN gets the largest key (last, in input order), -0.0 and +0.0 the
+ * same key (equal, input order kept). */
+static inline uint64_t key_f64(double x)
 {
     uint64_t u;
-    if (x != x)
-        return UINT64_MAX; /* every NaN last, in input order */
-    if (x == 0)
-        return 0x8000000000000000ull; /* -0.0 == +0.0: equal keys, stable */
     memcpy(&u, &x, sizeof u);
-    return (u >> 63) ? ~u : (u | 0x8000000000000000ull);
+    uint64_t k = u ^ ((uint64_t)((int64_t)u >> 63) | 0x8000000000000000ull);
+    k = (u << 1) == 0 ? 0x8000000000000000ull : k;
+    return (u & 0x7FFFFFFFFFFFFFFFull) > 0x7FF0000000000000ull ? UINT64_MAX : k;
 }
+
+uint64_t pcc_sort_key_f64(double x) { return key_f64(x); }
 
 static inline uint32_t key_f32(float x)
 {
     uint32_t u;
-    if (x != x)
-        return UINT32_MAX;
-    if (x == 0)
-        return 0x80000000u;
     memcpy(&u, &x, sizeof u);
-    return (u >> 31) ? ~u : (u | 0x80000000u);
+    uint32_t k = u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u);
+    k = (u << 1) == 0 ? 0x80000000u : k;
+    return (u & 0x7FFFFFFFu) > 0x7F800000u ? UINT32_MAX : k;
 }
 
 /* Radix needs a few passes over n elements plus histograms; below these
@@ -321,7 +322,7 @@ static const size_t radix_min_f32 = RADIX_MIN_4;
 
 #define ST double
 #define SK uint64_t
-#define SKEY(x) pcc_sort_key_f64(x)
+#define SKEY(x) key_f64(x)
 #define SN(f) f##_f64
 #define SIDENT 0
 #define SVAL(k) 0
@@ -415,6 +416,10 @@ static int sort_f64_any(sctx *c, double *a, size_t n, int desc, pcc_sort_algo al
     /* presorted input costs one read, not two transforms */
     if (n >= FLOAT_BITS_MIN && check_order_f64(c, a, n, desc ? ~(uint64_t)0 : 0, 0))
         return 0;
+    if (n >= FLOAT_BITS_MIN && check_order_f64(c, a, n, desc ? ~(uint64_t)0 : 0, 1)) {
+        par_reverse_f64(c, a, n); /* strictly the other way: no equal keys */
+        return 0;
+    }
     if (n >= FLOAT_BITS_MIN && algo != PCC_SORT_MERGE) {
         if (bits64(c, (uint64_t *)a, n, 0) == 0) {
             int rc = sort_u64(c, (uint64_t *)a, n, desc, algo);
@@ -431,6 +436,10 @@ static int sort_f32_any(sctx *c, float *a, size_t n, int desc, pcc_sort_algo alg
     /* presorted input costs one read, not two transforms */
     if (n >= FLOAT_BITS_MIN && check_order_f32(c, a, n, desc ? ~(uint32_t)0 : 0, 0))
         return 0;
+    if (n >= FLOAT_BITS_MIN && check_order_f32(c, a, n, desc ? ~(uint32_t)0 : 0, 1)) {
+        par_reverse_f32(c, a, n); /* strictly the other way: no equal keys */
+        return 0;
+    }
     if (n >= FLOAT_BITS_MIN && algo != PCC_SORT_MERGE) {
         if (bits32(c, (uint32_t *)a, n, 0) == 0) {
             int rc = sort_u32(c, (uint32_t *)a, n, desc, algo);

@@ -458,6 +458,18 @@ static void SN(msd_seq)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
     }
     for (size_t b = 0; b < nb; b++)
         cnt[b + 1] += cnt[b];
+#if SIDENT
+    if ((diff & (SK)(((SK)1 << sh) - 1)) == 0) { /* one key per bucket: write them */
+        ST *d = out_x ? X : Y;
+        SK base = (SK)(an & ~(SK)((SK)(nb - 1) << sh));
+        for (size_t b = 0; b < nb; b++) {
+            ST v = SVAL((SK)((base | ((SK)b << sh)) ^ xm));
+            for (size_t i = cnt[b]; i < cnt[b + 1]; i++)
+                d[i] = v;
+        }
+        return;
+    }
+#endif
     {
         uint32_t off[(size_t)1 << MSD_WMAX];
         memcpy(off, cnt, nb * sizeof off[0]);
@@ -592,6 +604,7 @@ typedef struct {
     const size_t *start; /* [nb + 1] */
     size_t nb, len, csize;
     SK base, xm;
+    int sh;
 } SN(fill_t);
 
 static void SN(fill_chunk)(void *arg, size_t ch)
@@ -606,7 +619,7 @@ static void SN(fill_chunk)(void *arg, size_t ch)
     SK xm = f->xm;
     for (size_t i = lo; i < hi; b++) {
         size_t e = f->start[b + 1] < hi ? f->start[b + 1] : hi;
-        ST v = SVAL((SK)((f->base | (SK)b) ^ xm));
+        ST v = SVAL((SK)((f->base | ((SK)b << f->sh)) ^ xm));
         for (; i < e; i++)
             f->D[i] = v;
     }
@@ -653,6 +666,39 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
     }
     int hi = SN(msb)(diff);
     int w = SN(msd_width)(len, hi);
+#if SIDENT
+    {
+        /* every varying bit within 16 (16 distinct floats, ints in a small
+         * range): a counting sort over that window -- count, then write */
+        int lo = __builtin_ctzll((unsigned long long)diff), span = hi - lo + 1;
+        if (span > w && span <= 16 && len >= ((size_t)8 << span)) {
+            size_t cnb = (size_t)1 << span;
+            size_t *ch = calloc(nchunks * (cnb + 1) + cnb + 1, sizeof(size_t));
+            if (ch != NULL) {
+                SN(mp_t) cr = {k, X, Y, len, csize, cnb, ch, orand, lo, 1};
+                pfor(c, nchunks, SN(mp_count), &cr);
+                if (is_cancelled(c)) {
+                    free(ch);
+                    goto cancelled;
+                }
+                size_t *cst = ch + nchunks * (cnb + 1), run = 0;
+                for (size_t b = 0; b < cnb; b++) {
+                    cst[b] = run;
+                    for (size_t q = 0; q < nchunks; q++)
+                        run += ch[q * (cnb + 1) + b];
+                }
+                cst[cnb] = len;
+                size_t fch = (size_t)c->nthreads * 2;
+                SN(fill_t) f = {out_x ? X : Y, cst, cnb, len, (len + fch - 1) / fch,
+                                (SK)(an & ~(SK)((SK)(cnb - 1) << lo)), k->xm, lo};
+                pfor(c, (len + f.csize - 1) / f.csize, SN(fill_chunk), &f);
+                free(ch);
+                free(mem);
+                return;
+            }
+        }
+    }
+#endif
     if (hi != guess_hi || w != gw) {
         r.nb = (size_t)1 << w;
         r.sh = hi + 1 - w;
@@ -675,10 +721,10 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
     }
     start[nb] = len;
 #if SIDENT
-    if (r.sh == 0) {
+    if ((diff & (SK)(((SK)1 << r.sh) - 1)) == 0) { /* no varying bit below the digit */
         size_t fch = (size_t)c->nthreads * 2;
         SN(fill_t) f = {out_x ? X : Y, start, nb, len, (len + fch - 1) / fch,
-                        (SK)(an & ~(SK)(nb - 1)), k->xm};
+                        (SK)(an & ~(SK)((SK)(nb - 1) << r.sh)), k->xm, r.sh};
         pfor(c, (len + f.csize - 1) / f.csize, SN(fill_chunk), &f);
         free(mem);
         return;
@@ -773,6 +819,34 @@ static int SN(check_order)(sctx *c, const ST *a, size_t n, SK xm, int strict_des
 }
 
 static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo);
+
+typedef struct {
+    ST *a;
+    size_t n, csize;
+} SN(rev_t);
+
+static void SN(rev_chunk)(void *arg, size_t ch)
+{
+    SN(rev_t) *r = arg;
+    size_t half = r->n / 2, lo = ch * r->csize, hi = lo + r->csize < half ? lo + r->csize : half;
+    for (size_t i = lo; i < hi; i++) {
+        ST t = r->a[i];
+        r->a[i] = r->a[r->n - 1 - i];
+        r->a[r->n - 1 - i] = t;
+    }
+}
+
+/* Reverse a[0..n) on the pool's threads. */
+static void SN(par_reverse)(sctx *c, ST *a, size_t n)
+{
+    size_t half = n / 2, nch = (size_t)c->nthreads * 2;
+    if (half < ((size_t)1 << 16) || c->nthreads < 2)
+        nch = 1;
+    if (half == 0)
+        return;
+    SN(rev_t) r = {a, n, (half + nch - 1) / nch};
+    pfor(c, (half + r.csize - 1) / r.csize, SN(rev_chunk), &r);
+}
 
 #if SIDENT
 /* ---- in place, for arrays too large for a second copy ----------------------
@@ -889,11 +963,7 @@ static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
     if (SN(check_order)(c, a, n, xm, 0))
         return 0;
     if (SN(check_order)(c, a, n, xm, 1)) {
-        for (size_t i = 0, j = n - 1; i < j; i++, j--) {
-            ST t = a[i];
-            a[i] = a[j];
-            a[j] = t;
-        }
+        SN(par_reverse)(c, a, n);
         return 0;
     }
     if (algo == PCC_SORT_AUTO)
