@@ -17,7 +17,7 @@ from ._core import ThreadPool, current_num_threads, join
 from ._threads import _ScopeBase
 
 __all__ = ["ThreadPool", "join", "current_num_threads", "par_sort", "par_sorted",
-           "merge_sort", "Executor"]
+           "par_argsort", "merge_sort", "Executor"]
 
 
 def par_sort(data: Any, *, key: Optional[Callable[[Any], Any]] = None, reverse: bool = False,
@@ -36,8 +36,15 @@ def par_sort(data: Any, *, key: Optional[Callable[[Any], Any]] = None, reverse: 
       objects, NaN) goes through ``list.sort``.  Either way the order,
       stability, ``reverse`` semantics and exceptions are exactly
       ``list.sort``'s, and the list keeps its very objects.
-    * ``key=`` on a buffer sorts its values with ``sorted(key=...)`` and
-      writes them back.
+    * ``key=`` calls the key once per item, as ``list.sort`` does; when every
+      key is an int that fits in 64 bits, or every key a float (no NaN), the
+      items are sorted natively by their keys (stable; ``reverse=True`` keeps
+      equal keys in input order, as ``list.sort``); other keys go through
+      ``list.sort`` with the keys already computed.  On a buffer, its values
+      are sorted that way and written back.
+    * ``reverse`` is checked as ``list.sort`` checks it, for lists and
+      buffers alike; a 0-d buffer raises ``ValueError`` (nothing to sort
+      along), with or without ``key=``.
 
     The sort is always stable (``stable=False`` is accepted for rayon's
     ``par_sort_unstable`` spelling and changes nothing).  Ctrl-C raises
@@ -50,12 +57,23 @@ def par_sort(data: Any, *, key: Optional[Callable[[Any], Any]] = None, reverse: 
         [1, 3, 5, 9]
     """
     del stable  # both kernels are stable
+    # list.sort's own check of `reverse` (and its message), for every kind of
+    # data, so buffers and lists accept and reject the same values
+    [].sort(reverse=reverse)
     if isinstance(data, list):
         if key is None:
-            [].sort(reverse=reverse)  # list.sort's own check of `reverse`
             if _core._par_sort_list(data, reverse):
                 return None
-        data.sort(key=key, reverse=reverse)
+            data.sort(reverse=reverse)
+            return None
+        # list.sort calls key once per item, in order, before comparing: so do
+        # we; the native path takes 64-bit int or float keys, anything else
+        # goes to list.sort with the keys already computed (no second call).
+        keys = [key(x) for x in data]
+        if _core._par_sort_list(data, reverse, keys):
+            return None
+        it = iter(keys)
+        data.sort(key=lambda _item: next(it), reverse=reverse)
         return None
     if key is None:
         _core._par_sort_buffer(data, reverse)
@@ -70,8 +88,43 @@ def par_sort(data: Any, *, key: Optional[Callable[[Any], Any]] = None, reverse: 
     fmt = view.format.lstrip("@=<")
     if fmt not in tuple("bBhHiIlLqQfd"):
         raise TypeError(f"par_sort cannot sort items of format {view.format!r}")
-    values = sorted(view.tolist(), key=key, reverse=reverse)
+    values = view.tolist()
+    par_sort(values, key=key, reverse=reverse)
     view.cast("B").cast(fmt)[:] = _array_of(fmt, values)  # type: ignore[call-overload,unused-ignore]
+
+
+def par_argsort(data: Any, *, stable: bool = True) -> Any:
+    """The indices that sort ``data``, in numpy's ``argsort(kind="stable")``
+    order (equal values by index, NaN last, ``-0.0 == 0.0``), computed on all
+    threads of the current pool without the GIL.
+
+    ``data`` is a C-contiguous one-dimensional buffer of format
+    ``b B h H i I l L q Q f d`` (read-only is fine).  The result is an int64
+    ``numpy.ndarray`` when ``data`` is a numpy array, else an
+    ``array.array('q')``.  Always stable (``stable=False`` changes nothing).
+    Ctrl-C raises ``KeyboardInterrupt`` promptly.
+
+        >>> import array
+        >>> pyconc.par_argsort(array.array("d", [3.0, 1.0, 2.0]))
+        array('q', [1, 2, 0])
+    """
+    del stable
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError("par_argsort needs a buffer (array.array, numpy array, bytearray, "
+                        f"memoryview), not {type(data).__name__}") from None
+    n = view.nbytes // max(1, view.itemsize)
+    if type(data).__module__ == "numpy":
+        import numpy
+
+        out: Any = numpy.empty(n, dtype=numpy.int64)
+    else:
+        import array
+
+        out = array.array("q", bytes(8 * n))
+    _core._par_argsort_buffer(data, out)
+    return out
 
 
 def _array_of(fmt: str, values: List[Any]) -> Any:

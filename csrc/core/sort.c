@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* Tuning (measured with benchmarks/bench_parallel.py on 2 cores):
  * below INSERTION_MAX elements insertion sort wins; merge sort recursion
@@ -16,12 +17,6 @@
 #define PAR_MERGE_MIN 8192
 #define RADIX_MIN_CHUNK 4096
 #define CANCEL_STRIDE 16384
-/* from this many elements, one MSD pass then per-bucket LSD sorts in cache */
-#ifndef MSD_MIN
-#define MSD_MIN (1 << 17)
-#endif
-/* ... unless one bucket would hold more than 1/MSD_MAX_SHARE of them */
-#define MSD_MAX_SHARE 16
 /* radix digit width for 32- and 64-bit keys (measured) */
 #ifndef SORT_DBITS_32
 #define SORT_DBITS_32 8
@@ -35,6 +30,40 @@ typedef struct sctx {
     int nthreads;
     const _Atomic int *cancel;
 } sctx;
+
+/* The scratch buffer.  A large one is asked for in transparent huge pages:
+ * faulting in 80 MB of 4 KB pages costs ~10% of a 10M-element sort. */
+static void *sort_alloc(size_t bytes)
+{
+    if (bytes < ((size_t)8 << 20))
+        return malloc(bytes);
+    void *p = NULL;
+    if (posix_memalign(&p, (size_t)2 << 20, bytes) != 0)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: fine if refused */
+#endif
+    return p;
+}
+
+/* From this many elements the 4- and 8-byte integer kernels (and floats on
+ * their bit path) distribute the top digit in place instead of allocating
+ * a copy of the whole array (1e9 int64: 8 GB, not 16).  The environment
+ * variable PYCONC_SORT_INPLACE_MIN overrides it (the tests use a small
+ * value to exercise the path). */
+#define SORT_INPLACE_MIN ((size_t)1 << 27)
+
+static size_t sort_inplace_min(void)
+{
+    const char *e = getenv("PYCONC_SORT_INPLACE_MIN");
+    if (e != NULL && *e != '\0') {
+        char *end;
+        unsigned long long v = strtoull(e, &end, 10);
+        if (*end == '\0')
+            return v < 4096 ? 4096 : (size_t)v;
+    }
+    return SORT_INPLACE_MIN;
+}
 
 static inline int is_cancelled(sctx *c)
 {
@@ -108,26 +137,27 @@ static void par_copy(sctx *c, void *dst, const void *src, size_t bytes)
 
 uint64_t pcc_sort_key_i64(int64_t x) { return (uint64_t)x ^ 0x8000000000000000ull; }
 
-uint64_t pcc_sort_key_f64(double x)
+/* Branch-free (the order checks and the generic float kernels vectorize):
+ * every NaN gets the largest key (last, in input order), -0.0 and +0.0 the
+ * same key (equal, input order kept). */
+static inline uint64_t key_f64(double x)
 {
     uint64_t u;
-    if (x != x)
-        return UINT64_MAX; /* every NaN last, in input order */
-    if (x == 0)
-        return 0x8000000000000000ull; /* -0.0 == +0.0: equal keys, stable */
     memcpy(&u, &x, sizeof u);
-    return (u >> 63) ? ~u : (u | 0x8000000000000000ull);
+    uint64_t k = u ^ ((uint64_t)((int64_t)u >> 63) | 0x8000000000000000ull);
+    k = (u << 1) == 0 ? 0x8000000000000000ull : k;
+    return (u & 0x7FFFFFFFFFFFFFFFull) > 0x7FF0000000000000ull ? UINT64_MAX : k;
 }
+
+uint64_t pcc_sort_key_f64(double x) { return key_f64(x); }
 
 static inline uint32_t key_f32(float x)
 {
     uint32_t u;
-    if (x != x)
-        return UINT32_MAX;
-    if (x == 0)
-        return 0x80000000u;
     memcpy(&u, &x, sizeof u);
-    return (u >> 31) ? ~u : (u | 0x80000000u);
+    uint32_t k = u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u);
+    k = (u << 1) == 0 ? 0x80000000u : k;
+    return (u & 0x7FFFFFFFu) > 0x7F800000u ? UINT32_MAX : k;
 }
 
 /* Radix needs a few passes over n elements plus histograms; below these
@@ -141,6 +171,8 @@ static inline uint32_t key_f32(float x)
 #define SK uint8_t
 #define SKEY(x) ((uint8_t)((uint8_t)(x) ^ 0x80u))
 #define SN(f) f##_i8
+#define SIDENT 1
+#define SVAL(k) ((int8_t)((k) ^ 0x80u))
 #define SDBITS 8
 static const size_t radix_min_i8 = RADIX_MIN_1;
 #include "sort_impl.h"
@@ -149,11 +181,15 @@ static const size_t radix_min_i8 = RADIX_MIN_1;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST uint8_t
 #define SK uint8_t
 #define SKEY(x) (x)
 #define SN(f) f##_u8
+#define SIDENT 1
+#define SVAL(k) (k)
 #define SDBITS 8
 static const size_t radix_min_u8 = RADIX_MIN_1;
 #include "sort_impl.h"
@@ -162,11 +198,15 @@ static const size_t radix_min_u8 = RADIX_MIN_1;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST int16_t
 #define SK uint16_t
 #define SKEY(x) ((uint16_t)((uint16_t)(x) ^ 0x8000u))
 #define SN(f) f##_i16
+#define SIDENT 1
+#define SVAL(k) ((int16_t)((k) ^ 0x8000u))
 #define SDBITS 8
 static const size_t radix_min_i16 = RADIX_MIN_2;
 #include "sort_impl.h"
@@ -175,11 +215,15 @@ static const size_t radix_min_i16 = RADIX_MIN_2;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST uint16_t
 #define SK uint16_t
 #define SKEY(x) (x)
 #define SN(f) f##_u16
+#define SIDENT 1
+#define SVAL(k) (k)
 #define SDBITS 8
 static const size_t radix_min_u16 = RADIX_MIN_2;
 #include "sort_impl.h"
@@ -188,11 +232,15 @@ static const size_t radix_min_u16 = RADIX_MIN_2;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST int32_t
 #define SK uint32_t
 #define SKEY(x) ((uint32_t)(x) ^ 0x80000000u)
 #define SN(f) f##_i32
+#define SIDENT 1
+#define SVAL(k) ((int32_t)((k) ^ 0x80000000u))
 #define SDBITS SORT_DBITS_32
 static const size_t radix_min_i32 = RADIX_MIN_4;
 #include "sort_impl.h"
@@ -201,11 +249,15 @@ static const size_t radix_min_i32 = RADIX_MIN_4;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST uint32_t
 #define SK uint32_t
 #define SKEY(x) (x)
 #define SN(f) f##_u32
+#define SIDENT 1
+#define SVAL(k) (k)
 #define SDBITS SORT_DBITS_32
 static const size_t radix_min_u32 = RADIX_MIN_4;
 #include "sort_impl.h"
@@ -214,11 +266,15 @@ static const size_t radix_min_u32 = RADIX_MIN_4;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST int64_t
 #define SK uint64_t
 #define SKEY(x) ((uint64_t)(x) ^ 0x8000000000000000ull)
 #define SN(f) f##_i64
+#define SIDENT 1
+#define SVAL(k) ((int64_t)((k) ^ 0x8000000000000000ull))
 #define SDBITS SORT_DBITS_64
 static const size_t radix_min_i64 = RADIX_MIN_8;
 #include "sort_impl.h"
@@ -227,11 +283,15 @@ static const size_t radix_min_i64 = RADIX_MIN_8;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST uint64_t
 #define SK uint64_t
 #define SKEY(x) (x)
 #define SN(f) f##_u64
+#define SIDENT 1
+#define SVAL(k) (k)
 #define SDBITS SORT_DBITS_64
 static const size_t radix_min_u64 = RADIX_MIN_8;
 #include "sort_impl.h"
@@ -240,11 +300,15 @@ static const size_t radix_min_u64 = RADIX_MIN_8;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST float
 #define SK uint32_t
 #define SKEY(x) key_f32(x)
 #define SN(f) f##_f32
+#define SIDENT 0
+#define SVAL(k) 0
 #define SDBITS SORT_DBITS_32
 static const size_t radix_min_f32 = RADIX_MIN_4;
 #include "sort_impl.h"
@@ -253,11 +317,15 @@ static const size_t radix_min_f32 = RADIX_MIN_4;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST double
 #define SK uint64_t
-#define SKEY(x) pcc_sort_key_f64(x)
+#define SKEY(x) key_f64(x)
 #define SN(f) f##_f64
+#define SIDENT 0
+#define SVAL(k) 0
 #define SDBITS SORT_DBITS_64
 static const size_t radix_min_f64 = RADIX_MIN_8;
 #include "sort_impl.h"
@@ -266,11 +334,15 @@ static const size_t radix_min_f64 = RADIX_MIN_8;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
 
 #define ST pcc_kv
 #define SK uint64_t
 #define SKEY(x) ((x).key)
 #define SN(f) f##_kv
+#define SIDENT 0
+#define SVAL(k) 0
 #define SDBITS SORT_DBITS_64
 static const size_t radix_min_kv = RADIX_MIN_8;
 #include "sort_impl.h"
@@ -279,6 +351,105 @@ static const size_t radix_min_kv = RADIX_MIN_8;
 #undef SKEY
 #undef SN
 #undef SDBITS
+#undef SIDENT
+#undef SVAL
+
+/* ---- floats as their bit patterns --------------------------------------
+ *
+ * Flipping all bits of a negative float and the sign bit of a positive one
+ * is a bijection onto unsigned ints that preserves order -- except that it
+ * puts -0.0 before +0.0 (they must compare equal and keep input order) and
+ * orders NaNs by sign and payload (they must all sort last in input order).
+ * So when an array holds neither -0.0 nor NaN (the check rides along with
+ * the transform), its floats are sorted as those unsigned ints -- the fast
+ * integer kernels, whose leaves need equal keys to be identical values --
+ * and transformed back.  Otherwise the float kernels (keys computed on the
+ * fly, NaN and +-0 handled) do the work.  The back transform runs even
+ * after a cancellation: the data is then still a permutation. */
+#define FLOAT_BITS_DEF(NAME, UT, STI, SIGN, EXP)                                   \
+    typedef struct {                                                            \
+        UT *a;                                                                  \
+        size_t n, csize;                                                        \
+        int back;                                                               \
+        _Atomic int special;                                                    \
+    } NAME##_t;                                                                 \
+    static void NAME##_chunk(void *arg, size_t ch)                              \
+    {                                                                           \
+        NAME##_t *k = arg;                                                      \
+        size_t lo = ch * k->csize, hi = lo + k->csize < k->n ? lo + k->csize : k->n; \
+        UT *a = k->a;                                                           \
+        if (k->back) {                                                          \
+            for (size_t i = lo; i < hi; i++) {                                  \
+                UT u = a[i];                                                    \
+                a[i] = u ^ (~(UT)((STI)u >> (sizeof(UT) * 8 - 1)) | SIGN);     \
+            }                                                                   \
+            return;                                                             \
+        }                                                                       \
+        int special = 0;                                                        \
+        for (size_t i = lo; i < hi; i++) {                                      \
+            UT u = a[i];                                                        \
+            special |= (u == SIGN) | ((UT)(u & ~SIGN) > EXP);                   \
+            a[i] = u ^ ((UT)((STI)u >> (sizeof(UT) * 8 - 1)) | SIGN);          \
+        }                                                                       \
+        if (special)                                                            \
+            atomic_store_explicit(&k->special, 1, memory_order_relaxed);        \
+    }                                                                           \
+    /* Transform forward (back=0; returns 1 if a -0.0 or NaN was seen) or back. */ \
+    static int NAME(sctx *c, UT *a, size_t n, int back)                        \
+    {                                                                           \
+        size_t nch = (size_t)c->nthreads * 2;                                   \
+        if (n < ((size_t)1 << 16) || c->nthreads < 2)                           \
+            nch = 1;                                                            \
+        NAME##_t k = {a, n, (n + nch - 1) / nch, back, 0};                      \
+        pfor(c, (n + k.csize - 1) / k.csize, NAME##_chunk, &k);                 \
+        return atomic_load_explicit(&k.special, memory_order_relaxed);          \
+    }
+
+FLOAT_BITS_DEF(bits64, uint64_t, int64_t, 0x8000000000000000ull, 0x7FF0000000000000ull)
+FLOAT_BITS_DEF(bits32, uint32_t, int32_t, 0x80000000u, 0x7F800000u)
+
+/* Floats of at least this many elements try the bit-pattern path. */
+#define FLOAT_BITS_MIN 4096
+
+static int sort_f64_any(sctx *c, double *a, size_t n, int desc, pcc_sort_algo algo)
+{
+    /* presorted input costs one read, not two transforms */
+    if (n >= FLOAT_BITS_MIN && check_order_f64(c, a, n, desc ? ~(uint64_t)0 : 0, 0))
+        return 0;
+    if (n >= FLOAT_BITS_MIN && check_order_f64(c, a, n, desc ? ~(uint64_t)0 : 0, 1)) {
+        par_reverse_f64(c, a, n); /* strictly the other way: no equal keys */
+        return 0;
+    }
+    if (n >= FLOAT_BITS_MIN && algo != PCC_SORT_MERGE) {
+        if (bits64(c, (uint64_t *)a, n, 0) == 0) {
+            int rc = sort_u64(c, (uint64_t *)a, n, desc, algo);
+            bits64(c, (uint64_t *)a, n, 1);
+            return rc;
+        }
+        bits64(c, (uint64_t *)a, n, 1);
+    }
+    return sort_f64(c, a, n, desc, algo);
+}
+
+static int sort_f32_any(sctx *c, float *a, size_t n, int desc, pcc_sort_algo algo)
+{
+    /* presorted input costs one read, not two transforms */
+    if (n >= FLOAT_BITS_MIN && check_order_f32(c, a, n, desc ? ~(uint32_t)0 : 0, 0))
+        return 0;
+    if (n >= FLOAT_BITS_MIN && check_order_f32(c, a, n, desc ? ~(uint32_t)0 : 0, 1)) {
+        par_reverse_f32(c, a, n); /* strictly the other way: no equal keys */
+        return 0;
+    }
+    if (n >= FLOAT_BITS_MIN && algo != PCC_SORT_MERGE) {
+        if (bits32(c, (uint32_t *)a, n, 0) == 0) {
+            int rc = sort_u32(c, (uint32_t *)a, n, desc, algo);
+            bits32(c, (uint32_t *)a, n, 1);
+            return rc;
+        }
+        bits32(c, (uint32_t *)a, n, 1);
+    }
+    return sort_f32(c, a, n, desc, algo);
+}
 
 size_t pcc_sort_elsize(pcc_sort_type t)
 {
@@ -301,8 +472,8 @@ int pcc_sort(pcc_pool *pool, pcc_sort_type t, void *data, size_t n, int descendi
     case PCC_SORT_U32: return sort_u32(&c, data, n, descending, algo);
     case PCC_SORT_I64: return sort_i64(&c, data, n, descending, algo);
     case PCC_SORT_U64: return sort_u64(&c, data, n, descending, algo);
-    case PCC_SORT_F32: return sort_f32(&c, data, n, descending, algo);
-    case PCC_SORT_F64: return sort_f64(&c, data, n, descending, algo);
+    case PCC_SORT_F32: return sort_f32_any(&c, data, n, descending, algo);
+    case PCC_SORT_F64: return sort_f64_any(&c, data, n, descending, algo);
     case PCC_SORT_KV: return sort_kv(&c, data, n, descending, algo);
     default: return -EINVAL;
     }

@@ -306,128 +306,468 @@ static int SN(radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
     return rc;
 }
 
-/* ---- MSD pass, then cache-sized LSD sorts per bucket ---------------------
+/* ---- adaptive MSD radix sort ------------------------------------------------
  *
- * For large inputs one stable scatter by the most significant varying
- * digit splits the data into up to RADIX buckets; each bucket (n/RADIX
- * elements: a few hundred KB for n = 10M) is then LSD-sorted while it sits
- * in the core's cache, buckets in parallel.  That replaces NDIG-1 passes
- * over main memory by passes over L2, and needs no barrier between them.
+ * A node sorts one range.  It first learns which key bits vary in the range
+ * (OR and AND of every key: diff = OR ^ AND), then scatters stably by the
+ * top varying `w` bits into the other array and recurses into each bucket.
+ * Digits on which every key agrees are never visited (16 distinct values,
+ * ints in 0..1000: one pass), and `w` follows the range's length so each
+ * level shrinks buckets to a couple of elements: 10M random keys need one
+ * scatter over main memory and one inside the cache, then insertion sorts
+ * of ~2 elements, instead of NDIG LSD passes.
+ *
+ * Ping-pong: the input of a node lies in X; the node leaves its result in X
+ * (out_x) or in Y.  Its children read from Y (after the scatter) and must
+ * put their result where the parent's goes, so a child's out_x is !out_x.
+ * A scatter only reads X, so until the children run X still holds the
+ * whole input; on cancellation a node only has to make sure its output
+ * location holds a permutation of its input (at most one memcpy).
+ *
+ * Large ranges (parallel nodes) use per-chunk histograms and scatter the
+ * chunks in parallel; buckets are then handed out in groups of similar
+ * total size; a bucket that is itself large becomes a parallel node.
+ * The first pass fuses the OR/AND with the histogram of a guessed digit
+ * (the top bits, or those just below the parent's digit): right for
+ * random data, one more read when the guess misses.
  */
+
+#define MSD_WMAX 11                /* widest digit: 2048 buckets (16 KB of counts) */
+#define MSD_SMALL 24               /* ranges this short: insertion sort */
+#define MSD_SEQ_MAX ((size_t)1 << 20) /* longer ranges use the parallel node */
+#define MSD_PAR_MIN ((size_t)1 << 16) /* buckets this long may sort in parallel */
+#define KBITS ((int)sizeof(SK) * 8)
+
+/* digit width for a range of len elements: about len/2 buckets */
+static inline int SN(msd_width)(size_t len, int hi)
+{
+    int lg = 0;
+    while (lg < 40 && ((size_t)1 << (lg + 1)) <= len)
+        lg++;
+    int w = lg - 1;
+    if (w > MSD_WMAX)
+        w = MSD_WMAX;
+    if (w < 3)
+        w = 3;
+    return w > hi + 1 ? hi + 1 : w;
+}
+
+static inline int SN(msb)(SK d)
+{
+    return 63 - __builtin_clzll((unsigned long long)d);
+}
 
 typedef struct {
     sctx *c;
-    ST *a, *buf;
-    size_t *start; /* [RADIX + 1] bucket boundaries */
-    size_t big;    /* buckets above this many elements sort in parallel */
     SK xm;
     _Atomic int cancelled;
-} SN(bk_t);
+} SN(msd_t);
 
-static void SN(bucket_task)(void *arg, size_t b)
+static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi);
+
+/* Insertion sort of src[0..m) into dst[0..m) (dst == src: in place). */
+static inline void SN(ins_to)(const ST *src, ST *dst, size_t m, SK xm)
 {
-    SN(bk_t) *k = arg;
-    size_t s = k->start[b], len = k->start[b + 1] - s;
-    if (len == 0)
-        return;
-    /* home first, so a cancelled sort still leaves a permutation in a */
-    memcpy(k->a + s, k->buf + s, len * sizeof(ST));
-    if (len < 2 || is_cancelled(k->c))
-        return;
+    for (size_t i = 0; i < m; i++) {
+        ST v = src[i];
+        SK kv = KEYX(v);
+        size_t j = i;
+        while (j > 0 && kv < KEYX(dst[j - 1])) {
+            dst[j] = dst[j - 1];
+            j--;
+        }
+        dst[j] = v;
+    }
+}
+
+#if SIDENT
+/* Equal keys mean identical values here (ints; floats on the bit-exact
+ * path), so a sorting network needs no stability and can work on keys
+ * alone.  Sorts src[0..m), m <= 4, into dst[0..m) with no data-dependent
+ * branch.  It reads src[0..4) and writes dst[0..4) (the caller keeps both
+ * in bounds); dst[m..4) gets src[m..4) back, so dst == src (in place)
+ * leaves the next bucket intact, and a separate dst is rewritten later. */
+#define CSWAP(a, b)                          \
+    do {                                     \
+        SK lo_ = (a) < (b) ? (a) : (b);      \
+        (b) = (a) < (b) ? (b) : (a);         \
+        (a) = lo_;                           \
+    } while (0)
+static inline void SN(net4)(const ST *src, ST *dst, size_t m, SK xm)
+{
+    const SK mx = (SK)~(SK)0;
+    ST v0 = src[0], v1 = src[1], v2 = src[2], v3 = src[3];
+    SK k0 = m > 0 ? KEYX(v0) : mx, k1 = m > 1 ? KEYX(v1) : mx;
+    SK k2 = m > 2 ? KEYX(v2) : mx, k3 = m > 3 ? KEYX(v3) : mx;
+    CSWAP(k0, k1);
+    CSWAP(k2, k3);
+    CSWAP(k0, k2);
+    CSWAP(k1, k3);
+    CSWAP(k1, k2);
+    dst[0] = m > 0 ? SVAL((SK)(k0 ^ xm)) : v0;
+    dst[1] = m > 1 ? SVAL((SK)(k1 ^ xm)) : v1;
+    dst[2] = m > 2 ? SVAL((SK)(k2 ^ xm)) : v2;
+    dst[3] = m > 3 ? SVAL((SK)(k3 ^ xm)) : v3;
+}
+#undef CSWAP
+#endif
+
+/* Leaves: the range is in X; sort it into the output location. */
+static void SN(msd_leaf)(ST *X, ST *Y, size_t len, int out_x, SK xm)
+{
+    SN(ins_to)(X, out_x ? X : Y, len, xm);
+}
+
+static void SN(msd_seq)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi)
+{
     SK xm = k->xm;
-    if (len <= INSERTION_MAX) {
-        SN(insertion)(k->a + s, len, xm);
+    if (len <= MSD_SMALL) {
+        SN(msd_leaf)(X, Y, len, out_x, xm);
         return;
     }
-    int rc;
-    if (len > k->big) {
-        rc = SN(radix)(k->c, k->a + s, k->buf + s, len, xm);
-    } else {
-        sctx seq = {NULL, 1, k->c->cancel};
-        rc = SN(radix)(&seq, k->a + s, k->buf + s, len, xm);
+    if (len >= 4096 && is_cancelled(k->c)) {
+        atomic_store_explicit(&k->cancelled, 1, memory_order_relaxed);
+        if (!out_x)
+            memcpy(Y, X, len * sizeof(ST));
+        return;
     }
-    if (rc != 0)
-        atomic_store_explicit(&k->cancelled, rc, memory_order_relaxed);
+    uint32_t cnt[((size_t)1 << MSD_WMAX) + 1];
+    int gw = SN(msd_width)(len, guess_hi), gsh = guess_hi + 1 - gw;
+    size_t gnb = (size_t)1 << gw;
+    memset(cnt, 0, (gnb + 1) * sizeof cnt[0]);
+    SK o = 0, an = (SK)~(SK)0;
+    for (size_t i = 0; i < len; i++) {
+        SK key = KEYX(X[i]);
+        o |= key;
+        an &= key;
+        cnt[((key >> gsh) & (gnb - 1)) + 1]++;
+    }
+    SK diff = (SK)(o ^ an);
+    if (diff == 0) { /* every key equal: already in (stable) order */
+        if (!out_x)
+            memcpy(Y, X, len * sizeof(ST));
+        return;
+    }
+    int hi = SN(msb)(diff);
+    int w = SN(msd_width)(len, hi), sh = hi + 1 - w;
+    size_t nb = (size_t)1 << w;
+    if (hi != guess_hi || w != gw) { /* the guess missed: count the real digit */
+        memset(cnt, 0, (nb + 1) * sizeof cnt[0]);
+        for (size_t i = 0; i < len; i++)
+            cnt[((KEYX(X[i]) >> sh) & (nb - 1)) + 1]++;
+    }
+    for (size_t b = 0; b < nb; b++)
+        cnt[b + 1] += cnt[b];
+#if SIDENT
+    if ((diff & (SK)(((SK)1 << sh) - 1)) == 0) { /* one key per bucket: write them */
+        ST *d = out_x ? X : Y;
+        SK base = (SK)(an & ~(SK)((SK)(nb - 1) << sh));
+        for (size_t b = 0; b < nb; b++) {
+            ST v = SVAL((SK)((base | ((SK)b << sh)) ^ xm));
+            for (size_t i = cnt[b]; i < cnt[b + 1]; i++)
+                d[i] = v;
+        }
+        return;
+    }
+#endif
+    {
+        uint32_t off[(size_t)1 << MSD_WMAX];
+        memcpy(off, cnt, nb * sizeof off[0]);
+        for (size_t i = 0; i < len; i++) {
+            ST v = X[i];
+            Y[off[(KEYX(v) >> sh) & (nb - 1)]++] = v;
+        }
+    }
+    ST *dst = out_x ? X : Y;
+    for (size_t b = 0; b < nb; b++) {
+        size_t s = cnt[b], m = cnt[b + 1] - s;
+#if SIDENT
+        /* most buckets hold 0-4 elements: a branch-free network */
+        if (sh != 0 && m <= 4 && s + 4 <= len) {
+            SN(net4)(Y + s, dst + s, m, xm);
+            continue;
+        }
+#endif
+        if (m <= MSD_SMALL) { /* most buckets: a handful of elements */
+            if (sh == 0) { /* one key value: already in order */
+                if (out_x)
+                    for (size_t i = s; i < s + m; i++)
+                        X[i] = Y[i];
+            } else {
+                SN(ins_to)(Y + s, dst + s, m, xm);
+            }
+        } else if (sh == 0) {
+            if (out_x)
+                memcpy(X + s, Y + s, m * sizeof(ST));
+        } else if (m > MSD_SEQ_MAX) {
+            SN(msd_par)(k, Y + s, X + s, m, !out_x, sh - 1);
+        } else {
+            SN(msd_seq)(k, Y + s, X + s, m, !out_x, sh - 1);
+        }
+    }
+}
+
+typedef struct {
+    SN(msd_t) *k;
+    ST *X, *Y;
+    size_t len, csize, nb;
+    size_t *hist;  /* [chunk][nb + 1] */
+    SK *orand;     /* [chunk][2] */
+    int sh, count_only;
+} SN(mp_t);
+
+static void SN(mp_count)(void *arg, size_t ch)
+{
+    SN(mp_t) *r = arg;
+    SK xm = r->k->xm;
+    size_t lo = ch * r->csize, hi = lo + r->csize < r->len ? lo + r->csize : r->len;
+    size_t *h = r->hist + ch * (r->nb + 1), nb = r->nb;
+    int sh = r->sh;
+    const ST *X = r->X;
+    memset(h, 0, (nb + 1) * sizeof(size_t));
+    SK o = 0, an = (SK)~(SK)0;
+    for (size_t blk = lo; blk < hi; blk += CANCEL_STRIDE) {
+        if (is_cancelled(r->k->c))
+            return; /* the caller sees the flag and stops */
+        size_t end = blk + CANCEL_STRIDE < hi ? blk + CANCEL_STRIDE : hi;
+        if (r->count_only) {
+            for (size_t i = blk; i < end; i++)
+                h[(KEYX(X[i]) >> sh) & (nb - 1)]++;
+        } else {
+            for (size_t i = blk; i < end; i++) {
+                SK key = KEYX(X[i]);
+                o |= key;
+                an &= key;
+                h[(key >> sh) & (nb - 1)]++;
+            }
+        }
+    }
+    r->orand[2 * ch] = o;
+    r->orand[2 * ch + 1] = an;
+}
+
+static void SN(mp_scatter)(void *arg, size_t ch)
+{
+    SN(mp_t) *r = arg;
+    SK xm = r->k->xm;
+    size_t lo = ch * r->csize, hi = lo + r->csize < r->len ? lo + r->csize : r->len;
+    size_t nb = r->nb, *off = r->hist + ch * (nb + 1);
+    int sh = r->sh;
+    const ST *X = r->X;
+    ST *Y = r->Y;
+    for (size_t blk = lo; blk < hi; blk += CANCEL_STRIDE) {
+        if (is_cancelled(r->k->c))
+            return; /* X still holds everything */
+        size_t end = blk + CANCEL_STRIDE < hi ? blk + CANCEL_STRIDE : hi;
+        for (size_t i = blk; i < end; i++) {
+            ST v = X[i];
+            Y[off[(KEYX(v) >> sh) & (nb - 1)]++] = v;
+        }
+    }
+}
+
+typedef struct {
+    SN(msd_t) *k;
+    ST *X, *Y; /* the parent's arrays: buckets are in Y */
+    const size_t *start; /* [nb + 1] */
+    const size_t *group; /* [ngroups + 1] bucket index ranges */
+    size_t len;
+    int out_x, sh;
+} SN(mg_t);
+
+static void SN(mp_group)(void *arg, size_t g)
+{
+    SN(mg_t) *q = arg;
+    sctx *c = q->k->c;
+    for (size_t b = q->group[g]; b < q->group[g + 1]; b++) {
+        size_t s = q->start[b], m = q->start[b + 1] - s;
+        if (m == 0)
+            continue;
+        if (q->sh == 0 || m == 1) {
+            if (q->out_x)
+                memcpy(q->X + s, q->Y + s, m * sizeof(ST));
+        } else if (m > MSD_SEQ_MAX ||
+                   (c->nthreads > 1 && m >= MSD_PAR_MIN && m > q->len / ((size_t)c->nthreads * 4))) {
+            SN(msd_par)(q->k, q->Y + s, q->X + s, m, !q->out_x, q->sh - 1);
+        } else {
+            SN(msd_seq)(q->k, q->Y + s, q->X + s, m, !q->out_x, q->sh - 1);
+        }
+    }
+}
+
+#if SIDENT
+/* When the digit spans every varying bit, each bucket holds one key value,
+ * and equal keys are identical values here: the sorted output can simply be
+ * written from the counts (a counting sort) -- no scatter, no scratch. */
+typedef struct {
+    ST *D;
+    const size_t *start; /* [nb + 1] */
+    size_t nb, len, csize;
+    SK base, xm;
+    int sh;
+} SN(fill_t);
+
+static void SN(fill_chunk)(void *arg, size_t ch)
+{
+    SN(fill_t) *f = arg;
+    size_t lo = ch * f->csize, hi = lo + f->csize < f->len ? lo + f->csize : f->len;
+    size_t b = 0, top = f->nb;
+    while (b + 1 < top) { /* the bucket holding position lo */
+        size_t mid = b + (top - b) / 2;
+        if (f->start[mid] <= lo) b = mid; else top = mid;
+    }
+    SK xm = f->xm;
+    for (size_t i = lo; i < hi; b++) {
+        size_t e = f->start[b + 1] < hi ? f->start[b + 1] : hi;
+        ST v = SVAL((SK)((f->base | ((SK)b << f->sh)) ^ xm));
+        for (; i < e; i++)
+            f->D[i] = v;
+    }
+}
+#endif
+
+static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi)
+{
+    sctx *c = k->c;
+    size_t nchunks = (size_t)c->nthreads * 2;
+    if (nchunks > len / RADIX_MIN_CHUNK)
+        nchunks = len / RADIX_MIN_CHUNK;
+    if (nchunks < 1)
+        nchunks = 1;
+    size_t csize = (len + nchunks - 1) / nchunks;
+    nchunks = (len + csize - 1) / csize;
+    size_t maxnb = (size_t)1 << MSD_WMAX;
+    size_t *mem = malloc((nchunks * (maxnb + 1) + 2 * (maxnb + 1)) * sizeof(size_t) +
+                         2 * nchunks * sizeof(SK));
+    if (mem == NULL) {
+        atomic_store_explicit(&k->cancelled, -ENOMEM, memory_order_relaxed);
+        if (!out_x)
+            memcpy(Y, X, len * sizeof(ST));
+        return;
+    }
+    size_t *start = mem + nchunks * (maxnb + 1), *group = start + maxnb + 1;
+    SK *orand = (SK *)(group + maxnb + 1);
+    int gw = SN(msd_width)(len, guess_hi);
+    SN(mp_t) r = {k, X, Y, len, csize, (size_t)1 << gw, mem, orand, guess_hi + 1 - gw, 0};
+    pfor(c, nchunks, SN(mp_count), &r);
+    if (is_cancelled(c))
+        goto cancelled;
+    SK o = 0, an = (SK)~(SK)0;
+    for (size_t ch = 0; ch < nchunks; ch++) {
+        o |= orand[2 * ch];
+        an &= orand[2 * ch + 1];
+    }
+    SK diff = (SK)(o ^ an);
+    if (diff == 0) {
+        if (!out_x)
+            par_copy(c, Y, X, len * sizeof(ST));
+        free(mem);
+        return;
+    }
+    int hi = SN(msb)(diff);
+    int w = SN(msd_width)(len, hi);
+#if SIDENT
+    {
+        /* every varying bit within 16 (16 distinct floats, ints in a small
+         * range): a counting sort over that window -- count, then write */
+        int lo = __builtin_ctzll((unsigned long long)diff), span = hi - lo + 1;
+        if (span > w && span <= 16 && len >= ((size_t)8 << span)) {
+            size_t cnb = (size_t)1 << span;
+            size_t *ch = calloc(nchunks * (cnb + 1) + cnb + 1, sizeof(size_t));
+            if (ch != NULL) {
+                SN(mp_t) cr = {k, X, Y, len, csize, cnb, ch, orand, lo, 1};
+                pfor(c, nchunks, SN(mp_count), &cr);
+                if (is_cancelled(c)) {
+                    free(ch);
+                    goto cancelled;
+                }
+                size_t *cst = ch + nchunks * (cnb + 1), run = 0;
+                for (size_t b = 0; b < cnb; b++) {
+                    cst[b] = run;
+                    for (size_t q = 0; q < nchunks; q++)
+                        run += ch[q * (cnb + 1) + b];
+                }
+                cst[cnb] = len;
+                size_t fch = (size_t)c->nthreads * 2;
+                SN(fill_t) f = {out_x ? X : Y, cst, cnb, len, (len + fch - 1) / fch,
+                                (SK)(an & ~(SK)((SK)(cnb - 1) << lo)), k->xm, lo};
+                pfor(c, (len + f.csize - 1) / f.csize, SN(fill_chunk), &f);
+                free(ch);
+                free(mem);
+                return;
+            }
+        }
+    }
+#endif
+    if (hi != guess_hi || w != gw) {
+        r.nb = (size_t)1 << w;
+        r.sh = hi + 1 - w;
+        r.count_only = 1;
+        pfor(c, nchunks, SN(mp_count), &r);
+        if (is_cancelled(c))
+            goto cancelled;
+    }
+    size_t nb = r.nb;
+    /* exclusive prefix sum, bucket-major then chunk: chunk ch's run of
+     * bucket b follows the runs of every earlier chunk (stability) */
+    size_t run = 0;
+    for (size_t b = 0; b < nb; b++) {
+        start[b] = run;
+        for (size_t ch = 0; ch < nchunks; ch++) {
+            size_t cnt = mem[ch * (nb + 1) + b];
+            mem[ch * (nb + 1) + b] = run;
+            run += cnt;
+        }
+    }
+    start[nb] = len;
+#if SIDENT
+    if ((diff & (SK)(((SK)1 << r.sh) - 1)) == 0) { /* no varying bit below the digit */
+        size_t fch = (size_t)c->nthreads * 2;
+        SN(fill_t) f = {out_x ? X : Y, start, nb, len, (len + fch - 1) / fch,
+                        (SK)(an & ~(SK)((SK)(nb - 1) << r.sh)), k->xm, r.sh};
+        pfor(c, (len + f.csize - 1) / f.csize, SN(fill_chunk), &f);
+        free(mem);
+        return;
+    }
+#endif
+    pfor(c, nchunks, SN(mp_scatter), &r);
+    if (is_cancelled(c))
+        goto cancelled;
+    /* groups of consecutive buckets holding about len/(8 threads) elements */
+    size_t target = len / ((size_t)c->nthreads * 8) + 1, ng = 0, acc = 0;
+    group[0] = 0;
+    for (size_t b = 0; b < nb; b++) {
+        acc += start[b + 1] - start[b];
+        if (acc >= target || b + 1 == nb) {
+            group[++ng] = b + 1;
+            acc = 0;
+        }
+    }
+    SN(mg_t) q = {k, X, Y, start, group, len, out_x, r.sh};
+    pfor(c, ng, SN(mp_group), &q);
+    free(mem);
+    return;
+cancelled:
+    /* only X was read so far: it still holds the whole input */
+    atomic_store_explicit(&k->cancelled, 1, memory_order_relaxed);
+    if (!out_x)
+        par_copy(c, Y, X, len * sizeof(ST));
+    free(mem);
 }
 
 /* Returns 1 if cancelled (data is a permutation in a), -ENOMEM, or 0. */
 static int SN(msd_radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
 {
-    size_t csize, nchunks = SN(chunking)(c, n, &csize);
-    size_t *allh = calloc(nchunks * (size_t)NDIG * RADIX + nchunks * RADIX + RADIX + 1,
-                          sizeof(size_t));
-    if (allh == NULL)
-        return -ENOMEM;
-    size_t *hist = allh + nchunks * (size_t)NDIG * RADIX;
-    size_t *start = hist + nchunks * RADIX;
-    SN(rx_t) r = {c, a, buf, n, csize, hist, allh, 0, xm};
-    pfor(c, nchunks, SN(allhist_chunk), &r);
-    /* the most significant digit on which keys differ */
-    int top = -1;
-    for (int d = NDIG - 1; d >= 0 && top < 0; d--) {
-        for (size_t b = 0; b < RADIX; b++) {
-            size_t t = 0;
-            for (size_t ch = 0; ch < nchunks; ch++)
-                t += allh[(ch * (size_t)NDIG + (size_t)d) * RADIX + b];
-            if (t != 0) {
-                if (t != n)
-                    top = d;
-                break;
-            }
-        }
-    }
-    if (top < 0) { /* every key equal: already sorted */
-        free(allh);
-        return 0;
-    }
-    for (size_t ch = 0; ch < nchunks; ch++)
-        memcpy(hist + ch * RADIX, allh + (ch * (size_t)NDIG + (size_t)top) * RADIX,
-               RADIX * sizeof(size_t));
-    /* Skewed top digit (floats' exponents, clustered ints): buckets would
-     * not fit in cache, so the plain LSD sort is the better deal. */
-    size_t biggest = 0;
-    for (size_t b = 0; b < RADIX; b++) {
-        size_t t = 0;
-        for (size_t ch = 0; ch < nchunks; ch++)
-            t += hist[ch * RADIX + b];
-        if (t > biggest)
-            biggest = t;
-    }
-    if (biggest > n / MSD_MAX_SHARE) {
-        int rc = SN(lsd_passes)(c, a, buf, n, xm, nchunks, csize, allh, hist);
-        free(allh);
-        return rc;
-    }
-    size_t run = 0;
-    for (size_t b = 0; b < RADIX; b++) {
-        start[b] = run;
-        for (size_t ch = 0; ch < nchunks; ch++) {
-            size_t cnt = hist[ch * RADIX + b];
-            hist[ch * RADIX + b] = run;
-            run += cnt;
-        }
-    }
-    start[RADIX] = n;
-    r.shift = SDBITS * top;
-    if (is_cancelled(c)) {
-        free(allh);
-        return 1;
-    }
-    pfor(c, nchunks, SN(scatter_chunk), &r);
-    if (is_cancelled(c)) { /* the scatter may be partial: a still holds all */
-        free(allh);
-        return 1;
-    }
-    SN(bk_t) k = {c, a, buf, start, n / ((size_t)c->nthreads * 2), xm, 0};
-    if (top == 0) { /* one digit only: the scatter sorted it */
-        par_copy(c, a, buf, n * sizeof(ST));
-    } else {
-        pfor(c, RADIX, SN(bucket_task), &k);
-    }
-    free(allh);
+    SN(msd_t) k = {c, xm, 0};
+    if (n > MSD_SEQ_MAX || (c->nthreads > 1 && n >= MSD_PAR_MIN))
+        SN(msd_par)(&k, a, buf, n, 1, KBITS - 1);
+    else
+        SN(msd_seq)(&k, a, buf, n, 1, KBITS - 1);
     int rc = atomic_load_explicit(&k.cancelled, memory_order_relaxed);
     return rc < 0 ? rc : (rc || is_cancelled(c));
 }
+
+#undef KBITS
 
 /* ---- presorted input ------------------------------------------------------ */
 
@@ -444,15 +784,23 @@ static void SN(check_chunk)(void *arg, size_t ch)
     SN(chk_t) *k = arg;
     SK xm = k->xm;
     size_t lo = ch * k->csize, hi = lo + k->csize + 1 < k->n ? lo + k->csize + 1 : k->n;
-    SK prev = KEYX(k->a[lo]);
-    for (size_t i = lo + 1; i < hi; i++) {
-        SK cur = KEYX(k->a[i]);
-        if (k->strict_desc ? cur >= prev : cur < prev) {
+    /* blocks of 256 pairs without an early exit, so the compiler can
+     * vectorize; random input still fails within the first block */
+    for (size_t blk = lo + 1; blk < hi; blk += 256) {
+        size_t end = blk + 256 < hi ? blk + 256 : hi;
+        int bad = 0;
+        if (k->strict_desc) {
+            for (size_t i = blk; i < end; i++)
+                bad |= KEYX(k->a[i]) >= KEYX(k->a[i - 1]);
+        } else {
+            for (size_t i = blk; i < end; i++)
+                bad |= KEYX(k->a[i]) < KEYX(k->a[i - 1]);
+        }
+        if (bad) {
             atomic_store_explicit(&k->fail, 1, memory_order_relaxed);
             return;
         }
-        prev = cur;
-        if ((i & 4095) == 0 && atomic_load_explicit(&k->fail, memory_order_relaxed))
+        if ((blk & 16383) < 256 && atomic_load_explicit(&k->fail, memory_order_relaxed))
             return; /* another chunk already found disorder */
     }
 }
@@ -470,6 +818,137 @@ static int SN(check_order)(sctx *c, const ST *a, size_t n, SK xm, int strict_des
     return !atomic_load_explicit(&k.fail, memory_order_relaxed);
 }
 
+static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo);
+
+typedef struct {
+    ST *a;
+    size_t n, csize;
+} SN(rev_t);
+
+static void SN(rev_chunk)(void *arg, size_t ch)
+{
+    SN(rev_t) *r = arg;
+    size_t half = r->n / 2, lo = ch * r->csize, hi = lo + r->csize < half ? lo + r->csize : half;
+    for (size_t i = lo; i < hi; i++) {
+        ST t = r->a[i];
+        r->a[i] = r->a[r->n - 1 - i];
+        r->a[r->n - 1 - i] = t;
+    }
+}
+
+/* Reverse a[0..n) on the pool's threads. */
+static void SN(par_reverse)(sctx *c, ST *a, size_t n)
+{
+    size_t half = n / 2, nch = (size_t)c->nthreads * 2;
+    if (half < ((size_t)1 << 16) || c->nthreads < 2)
+        nch = 1;
+    if (half == 0)
+        return;
+    SN(rev_t) r = {a, n, (half + nch - 1) / nch};
+    pfor(c, (half + r.csize - 1) / r.csize, SN(rev_chunk), &r);
+}
+
+#if SIDENT
+/* ---- in place, for arrays too large for a second copy ----------------------
+ *
+ * Above sort_inplace_min() elements (or when the scratch buffer cannot be
+ * had) the top digit is distributed in place, American-flag style: every
+ * element is swapped straight into its bucket, so at every moment the array
+ * is a permutation of the input (a cancel may stop anywhere).  Swapping is
+ * not stable, which only types whose equal keys are identical values
+ * (SIDENT) can afford.  The buckets -- 1/2048 of the data each for random
+ * keys -- are then sorted in parallel, each with a buffer its own size. */
+
+typedef struct {
+    sctx *c;
+    ST *a;
+    const size_t *start, *group;
+    int desc;
+    pcc_sort_algo algo;
+    _Atomic int rc;
+} SN(ip_t);
+
+static void SN(ip_group)(void *arg, size_t g)
+{
+    SN(ip_t) *q = arg;
+    for (size_t b = q->group[g]; b < q->group[g + 1]; b++) {
+        size_t s = q->start[b], m = q->start[b + 1] - s;
+        if (m < 2 || is_cancelled(q->c))
+            continue;
+        int rc = SN(sort)(q->c, q->a + s, m, q->desc, q->algo);
+        if (rc != 0)
+            atomic_store_explicit(&q->rc, rc, memory_order_relaxed);
+    }
+}
+
+static int SN(sort_inplace)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
+{
+    SK xm = desc ? (SK)~(SK)0 : (SK)0;
+    size_t nb = (size_t)1 << MSD_WMAX;
+    size_t *start = calloc(3 * (nb + 1), sizeof(size_t));
+    if (start == NULL)
+        return -ENOMEM;
+    size_t *head = start + nb + 1, *group = head + nb + 1;
+    SK o = 0, an = (SK)~(SK)0;
+    for (size_t i = 0; i < n; i++) {
+        SK key = KEYX(a[i]);
+        o |= key;
+        an &= key;
+    }
+    SK diff = (SK)(o ^ an);
+    if (diff == 0) {
+        free(start);
+        return 0;
+    }
+    int hi = SN(msb)(diff), w = SN(msd_width)(n, hi), sh = hi + 1 - w;
+    nb = (size_t)1 << w;
+    for (size_t i = 0; i < n; i++)
+        start[((KEYX(a[i]) >> sh) & (nb - 1)) + 1]++;
+    for (size_t b = 0; b < nb; b++)
+        start[b + 1] += start[b];
+    memcpy(head, start, nb * sizeof(size_t));
+    size_t moved = 0;
+    for (size_t b = 0; b < nb; b++) {
+        while (head[b] < start[b + 1]) {
+            ST v = a[head[b]];
+            size_t d = (size_t)((KEYX(v) >> sh) & (nb - 1));
+            while (d != b) { /* swap v into its bucket; take what was there */
+                ST t = a[head[d]];
+                a[head[d]++] = v;
+                v = t;
+                d = (size_t)((KEYX(v) >> sh) & (nb - 1));
+                moved++;
+            }
+            /* v goes to the hole at head[b]: a permutation again */
+            a[head[b]++] = v;
+            if (++moved >= 16384) {
+                moved = 0;
+                if (is_cancelled(c)) {
+                    free(start);
+                    return -ECANCELED;
+                }
+            }
+        }
+    }
+    size_t target = n / ((size_t)c->nthreads * 8) + 1, ng = 0, acc = 0;
+    group[0] = 0;
+    for (size_t b = 0; b < nb; b++) {
+        acc += start[b + 1] - start[b];
+        if (acc >= target || b + 1 == nb) {
+            group[++ng] = b + 1;
+            acc = 0;
+        }
+    }
+    SN(ip_t) q = {c, a, start, group, desc, algo, 0};
+    if (sh == 0) /* the digit was the whole key: done */
+        ng = 0;
+    pfor(c, ng, SN(ip_group), &q);
+    free(start);
+    int rc = atomic_load_explicit(&q.rc, memory_order_relaxed);
+    return rc != 0 ? rc : (is_cancelled(c) ? -ECANCELED : 0);
+}
+#endif
+
 static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
 {
     SK xm = desc ? (SK)~(SK)0 : (SK)0;
@@ -484,20 +963,25 @@ static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
     if (SN(check_order)(c, a, n, xm, 0))
         return 0;
     if (SN(check_order)(c, a, n, xm, 1)) {
-        for (size_t i = 0, j = n - 1; i < j; i++, j--) {
-            ST t = a[i];
-            a[i] = a[j];
-            a[j] = t;
-        }
+        SN(par_reverse)(c, a, n);
         return 0;
     }
     if (algo == PCC_SORT_AUTO)
         algo = n >= SN(radix_min) ? PCC_SORT_RADIX : PCC_SORT_MERGE;
-    ST *buf = malloc(n * sizeof(ST));
-    if (buf == NULL)
+#if SIDENT
+    if (algo == PCC_SORT_RADIX && KBYTES >= 4 && n >= sort_inplace_min())
+        return SN(sort_inplace)(c, a, n, desc, algo);
+#endif
+    ST *buf = sort_alloc(n * sizeof(ST));
+    if (buf == NULL) {
+#if SIDENT
+        if (algo == PCC_SORT_RADIX && KBYTES >= 4 && n >= ((size_t)1 << 16))
+            return SN(sort_inplace)(c, a, n, desc, algo);
+#endif
         return -ENOMEM;
+    }
     int rc;
-    if (algo == PCC_SORT_RADIX && NDIG > 1 && n >= MSD_MIN) {
+    if (algo == PCC_SORT_RADIX && KBYTES >= 4) {
         rc = SN(msd_radix)(c, a, buf, n, xm);
     } else if (algo == PCC_SORT_RADIX) {
         rc = SN(radix)(c, a, buf, n, xm);

@@ -188,7 +188,7 @@ static PyObject *mod_par_sort_buffer(PyObject *module, PyObject *const *args, Py
                      Py_TYPE(obj)->tp_name);
         goto done;
     }
-    if (view.ndim > 1) {
+    if (view.ndim != 1) { /* 0-d too: nothing to sort along, as with key= */
         PyErr_Format(PyExc_ValueError, "par_sort sorts one-dimensional buffers, got ndim=%d",
                      view.ndim);
         goto done;
@@ -221,14 +221,22 @@ done:
  * list.sort's order (reverse too: equal items keep their order).  Like
  * list.sort, the list looks empty while it is being sorted, and a list
  * modified meanwhile raises ValueError. */
-static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc);
+static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc,
+                                    PyListObject *keys);
 
+/* _par_sort_list(list, reverse, keys=None): with `keys` (a private list of
+ * key(item) for every item, computed by the caller exactly once each, as
+ * list.sort does), the items are ordered by those keys instead; the same
+ * rules decide whether the native path applies (every key an exact int of
+ * 64 bits, or every key an exact float and none NaN). */
 static PyObject *mod_par_sort_list(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyList_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "_par_sort_list(list, reverse)");
+    if (nargs < 2 || nargs > 3 || !PyList_Check(args[0]) ||
+        (nargs == 3 && args[2] != Py_None && !PyList_CheckExact(args[2]))) {
+        PyErr_SetString(PyExc_TypeError, "_par_sort_list(list, reverse, keys=None)");
         return NULL;
     }
+    PyListObject *keys = nargs == 3 && args[2] != Py_None ? (PyListObject *)args[2] : NULL;
     int desc = PyObject_IsTrue(args[1]);
     if (desc < 0)
         return NULL;
@@ -238,7 +246,7 @@ static PyObject *mod_par_sort_list(PyObject *module, PyObject *const *args, Py_s
      * section (suspended while we wait without a thread state) */
     Py_BEGIN_CRITICAL_SECTION(args[0]);
 #endif
-    r = par_sort_list_impl(module, (PyListObject *)args[0], desc);
+    r = par_sort_list_impl(module, (PyListObject *)args[0], desc, keys);
 #ifdef Py_GIL_DISABLED
     Py_END_CRITICAL_SECTION();
 #endif
@@ -260,7 +268,7 @@ static PyObject *mod_par_sort_list(PyObject *module, PyObject *const *args, Py_s
  * other, never a torn pointer) -- else ValueError, as list.sort raises,
  * and the list keeps the other thread's changes. */
 static PyObject *par_sort_list_ft(PyObject *module, PyListObject *L, pcc_kv *kv, Py_ssize_t n,
-                                  int desc, int is_int)
+                                  int desc, int is_int, int keyed)
 {
     pcc_kv *orig = PyMem_RawMalloc((size_t)n * sizeof *orig);
     if (orig == NULL) {
@@ -280,6 +288,8 @@ static PyObject *par_sort_list_ft(PyObject *module, PyListObject *L, pcc_kv *kv,
             PyObject *o = L->ob_item[i];
             if (o != orig[i].value) {
                 modified = 1;
+            } else if (keyed) {
+                /* the keys are a private list: the very same items suffice */
             } else if (is_int) {
                 if (!PyLong_CheckExact(o)) {
                     modified = 1;
@@ -309,12 +319,18 @@ static PyObject *par_sort_list_ft(PyObject *module, PyListObject *L, pcc_kv *kv,
 }
 #endif
 
-static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc)
+static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc,
+                                    PyListObject *keys)
 {
     Py_ssize_t n = PyList_GET_SIZE(L);
+    if (keys != NULL && PyList_GET_SIZE(keys) != n) {
+        PyErr_SetString(PyExc_ValueError, "list modified during sort");
+        return NULL;
+    }
     if (n < 2)
         Py_RETURN_TRUE;
-    PyObject *first = L->ob_item[0];
+    PyObject **src = keys != NULL ? keys->ob_item : L->ob_item;
+    PyObject *first = src[0];
     int is_int = PyLong_CheckExact(first), is_float = PyFloat_CheckExact(first);
     if (!is_int && !is_float)
         Py_RETURN_FALSE;
@@ -323,7 +339,7 @@ static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc)
         return PyErr_NoMemory();
     /* no Python code runs in this loop, so the list cannot change under it */
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *o = L->ob_item[i];
+        PyObject *o = src[i];
         if (is_int) {
             if (!PyLong_CheckExact(o))
                 goto not_native;
@@ -340,10 +356,10 @@ static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc)
                 goto not_native; /* list.sort's order with NaN is its own */
             kv[i].key = pcc_sort_key_f64(d);
         }
-        kv[i].value = o;
+        kv[i].value = L->ob_item[i];
     }
 #ifdef Py_GIL_DISABLED
-    return par_sort_list_ft(module, L, kv, n, desc, is_int);
+    return par_sort_list_ft(module, L, kv, n, desc, is_int, keys != NULL);
 #else
     /* Detach the items as list.sort does (Objects/listobject.c): the list
      * is empty while we sort; whoever changes it meanwhile is detected. */
@@ -384,7 +400,114 @@ not_native:
     Py_RETURN_FALSE;
 }
 
+/* ---- par_argsort ----------------------------------------------------------
+ * (key, index) records sorted by the stable KV kernel: equal keys keep
+ * index order, NaN keys sort last and -0.0 == 0.0 -- numpy's
+ * argsort(kind="stable") order exactly. */
+
+typedef struct {
+    const void *src;
+    pcc_sort_type t;
+    pcc_kv *kv;
+    size_t n;
+} argkeys_t;
+
+static void make_arg_keys(const argkeys_t *k)
+{
+    for (size_t i = 0; i < k->n; i++) {
+        uint64_t key;
+        switch (k->t) {
+        case PCC_SORT_I8: key = pcc_sort_key_i64(((const int8_t *)k->src)[i]); break;
+        case PCC_SORT_U8: key = ((const uint8_t *)k->src)[i]; break;
+        case PCC_SORT_I16: key = pcc_sort_key_i64(((const int16_t *)k->src)[i]); break;
+        case PCC_SORT_U16: key = ((const uint16_t *)k->src)[i]; break;
+        case PCC_SORT_I32: key = pcc_sort_key_i64(((const int32_t *)k->src)[i]); break;
+        case PCC_SORT_U32: key = ((const uint32_t *)k->src)[i]; break;
+        case PCC_SORT_I64: key = pcc_sort_key_i64(((const int64_t *)k->src)[i]); break;
+        case PCC_SORT_U64: key = ((const uint64_t *)k->src)[i]; break;
+        case PCC_SORT_F32: key = pcc_sort_key_f64((double)((const float *)k->src)[i]); break;
+        default: key = pcc_sort_key_f64(((const double *)k->src)[i]); break;
+        }
+        k->kv[i].key = key;
+        k->kv[i].value = (void *)(uintptr_t)i;
+    }
+}
+
+/* _par_argsort_buffer(data, out): write into `out` (a writable int64
+ * buffer of the same length) the indices that stably sort `data` (a
+ * C-contiguous one-dimensional buffer of a par_sort format; read-only is
+ * fine).  Checks everything before writing. */
+static PyObject *mod_par_argsort_buffer(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_par_argsort_buffer(data, out)");
+        return NULL;
+    }
+    if (!PyObject_CheckBuffer(args[0])) {
+        PyErr_Format(PyExc_TypeError,
+                     "par_argsort needs a buffer (array.array, numpy array, bytearray, "
+                     "memoryview), not %.100s", Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    Py_buffer view, out;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_RECORDS_RO) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &out, PyBUF_RECORDS) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    PyObject *ret = NULL;
+    pcc_sort_type t;
+    pcc_kv *kv = NULL;
+    if (view.ndim != 1) {
+        PyErr_Format(PyExc_ValueError, "par_argsort sorts one-dimensional buffers, got ndim=%d",
+                     view.ndim);
+        goto done;
+    }
+    if (!PyBuffer_IsContiguous(&view, 'C')) {
+        PyErr_SetString(PyExc_ValueError,
+                        "par_argsort needs a C-contiguous buffer (this one is strided)");
+        goto done;
+    }
+    if (format_type(view.format, view.itemsize, &t) < 0) {
+        PyErr_Format(PyExc_TypeError,
+                     "par_argsort cannot sort items of format '%.20s' (itemsize %zd); supported: "
+                     "b B h H i I l L q Q f d in native byte order",
+                     view.format ? view.format : "B", view.itemsize);
+        goto done;
+    }
+    size_t n = (size_t)(view.len / view.itemsize);
+    if (out.itemsize != 8 || out.len != (Py_ssize_t)(n * 8) || !PyBuffer_IsContiguous(&out, 'C')) {
+        PyErr_SetString(PyExc_ValueError, "_par_argsort_buffer: out must be n contiguous int64");
+        goto done;
+    }
+    kv = PyMem_RawMalloc((n ? n : 1) * sizeof *kv);
+    if (kv == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    argkeys_t k = {view.buf, t, kv, n};
+    Py_BEGIN_ALLOW_THREADS
+    make_arg_keys(&k);
+    Py_END_ALLOW_THREADS
+    sort_job s = {NULL, PCC_SORT_KV, kv, n, 0, PCC_SORT_AUTO, 0, 0};
+    if (run_sort(pcm_state_of_module(module), &s) < 0)
+        goto done; /* Ctrl-C: `out` untouched */
+    int64_t *o = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (size_t i = 0; i < n; i++)
+        o[i] = (int64_t)(uintptr_t)kv[i].value;
+    Py_END_ALLOW_THREADS
+    ret = Py_NewRef(Py_None);
+done:
+    PyMem_RawFree(kv);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&view);
+    return ret;
+}
+
 PyMethodDef pcm_sort_functions[] = {
+    {"_par_argsort_buffer", (PyCFunction)(void (*)(void))mod_par_argsort_buffer, METH_FASTCALL, NULL},
     {"_par_sort_buffer", (PyCFunction)(void (*)(void))mod_par_sort_buffer, METH_FASTCALL, NULL},
     {"_par_sort_list", (PyCFunction)(void (*)(void))mod_par_sort_list, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},

@@ -173,6 +173,25 @@ static void test_msd_path(void)
     free(data);
 }
 
+/* The in-place top digit (what a 1e9-element array takes), switched on
+ * from 4096 elements: every type, both directions, pool and sequential. */
+static void test_in_place_path(void)
+{
+    CHECK(setenv("PYCONC_SORT_INPLACE_MIN", "4096", 1) == 0);
+    size_t sizes[] = {4095, 4096, 4097, 140000};
+    void *data = malloc(140000 * sizeof(pcc_kv));
+    CHECK(data != NULL);
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+        for (int t = 0; t < PCC_SORT_NTYPES; t++)
+            for (int pattern = 0; pattern <= 3; pattern += 3) {
+                fill((pcc_sort_type)t, data, sizes[s], pattern);
+                check_sort((pcc_sort_type)t, data, sizes[s], (int)(rnd() % 2), PCC_SORT_AUTO,
+                           (int)(s % 2));
+            }
+    free(data);
+    CHECK(unsetenv("PYCONC_SORT_INPLACE_MIN") == 0);
+}
+
 /* -0.0/+0.0 are equal (input order kept), NaNs last in input order. */
 static void test_float_specials(void)
 {
@@ -268,6 +287,7 @@ int main(void)
     test_float_specials();
     test_all_types();
     test_msd_path();
+    test_in_place_path();
     test_cancel_leaves_permutation();
     test_cancel_race();
     CHECK(pcc_sort(NULL, PCC_SORT_NTYPES, NULL, 0, 0, PCC_SORT_AUTO, NULL) == -EINVAL);

@@ -1,0 +1,279 @@
+"""The native sort paths of issue 14: the adaptive MSD radix kernel at every
+size where it changes strategy, floats sorted as bit patterns (and the
+fallback when -0.0 or NaN is present), par_argsort, key= sorted natively,
+list.sort's argument checks for buffers, and Ctrl-C on each new path."""
+from __future__ import annotations
+
+import array
+import math
+import random
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pyconc
+from pyconc import par_argsort, par_sort, par_sorted
+
+from conftest import assert_prompt
+
+SETTINGS = settings(max_examples=30, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+DTYPES = ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32",
+          "float64"]
+# every size where the kernels change strategy, and one either side: the
+# leaves (4, 24), merge vs radix (128..2048), the float bit path (4096), the
+# parallel node (65536), plus the usual 0, 1, 2, 63, 64, 65
+THRESHOLDS = sorted({m + d for m in (0, 1, 2, 4, 24, 64, 128, 512, 1024, 2048, 4096, 65536)
+                     for d in (-1, 0, 1) if m + d >= 0})
+
+
+def values(dtype: str, n: int, rng: np.random.Generator, shape: str) -> np.ndarray:
+    if dtype.startswith("float"):
+        a = (rng.standard_normal(n) * 1e3).astype(dtype)
+        if shape == "specials" and n:
+            idx = rng.integers(0, n, size=max(1, n // 10))
+            a[idx] = rng.choice(np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0], dtype=dtype),
+                                size=idx.size)
+    else:
+        info = np.iinfo(dtype)
+        a = rng.integers(info.min, info.max, size=n, dtype=dtype, endpoint=True)
+    if shape == "few":
+        a = a[rng.integers(0, 16, size=n) % max(1, min(n, 16))] if n else a
+    elif shape == "small_range":
+        a = rng.integers(0, 1001, size=n).astype(dtype)
+    elif shape == "sorted":
+        a = np.sort(a, kind="stable")
+    elif shape == "reversed":
+        a = np.sort(a, kind="stable")[::-1].copy()
+    return a
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_par_sort_equals_numpy_stable_sort_bit_for_bit_at_every_threshold(dtype):
+    rng = np.random.default_rng(11)
+    for n in THRESHOLDS:
+        for shape in ("random", "few", "small_range", "specials"):
+            a = values(dtype, n, rng, shape)
+            want = np.sort(a, kind="stable")
+            par_sort(a)
+            assert a.tobytes() == want.tobytes(), (dtype, n, shape)
+
+
+@SETTINGS
+@given(dtype=st.sampled_from(DTYPES), n=st.sampled_from(THRESHOLDS + [100_000, 300_000]),
+       shape=st.sampled_from(["random", "few", "small_range", "specials", "sorted", "reversed"]),
+       reverse=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_par_sort_matches_numpy_for_every_dtype_and_shape(dtype, n, shape, reverse, seed):
+    a = values(dtype, n, np.random.default_rng(seed), shape)
+    # numpy has no stable descending sort: reverse=True is the stable sort of
+    # the reversed order, i.e. list.sort(reverse=True) -- equal keys in input order
+    want = sorted(a.tolist(), key=lambda x: (1, 0.0) if x != x else (0, x), reverse=reverse)
+    par_sort(a, reverse=reverse)
+    got = a.tolist()
+    assert len(got) == len(want)
+    for x, y in zip(got, want):
+        assert (x == y or (x != x and y != y)) and math.copysign(1, x) == math.copysign(1, y)
+
+
+def test_float_bit_path_keeps_signed_zeros_and_nans_in_input_order():
+    rng = np.random.default_rng(5)
+    for n in (4095, 4096, 200_000):
+        a = rng.standard_normal(n)
+        a[rng.integers(0, n, 50)] = -0.0
+        a[rng.integers(0, n, 50)] = 0.0
+        nans = np.array([np.nan, -np.nan], dtype=np.float64)
+        a[rng.integers(0, n, 20)] = nans[rng.integers(0, 2, 20)]
+        want = np.sort(a, kind="stable")
+        par_sort(a)
+        assert a.tobytes() == want.tobytes()
+
+
+def test_sixteen_distinct_values_and_small_ranges_sort_like_numpy():
+    rng = np.random.default_rng(9)
+    for dtype in ("int64", "float64", "int32", "uint64"):
+        a = rng.integers(0, 16, 2_000_000).astype(dtype) * 3
+        b = rng.integers(0, 1001, 1_000_000).astype(dtype)
+        wa, wb = np.sort(a), np.sort(b)
+        par_sort(a)
+        par_sort(b)
+        assert np.array_equal(a, wa) and np.array_equal(b, wb)
+
+
+@SETTINGS
+@given(dtype=st.sampled_from(DTYPES), n=st.sampled_from(THRESHOLDS + [100_000]),
+       shape=st.sampled_from(["random", "few", "specials", "sorted", "reversed"]),
+       seed=st.integers(0, 2**32 - 1))
+def test_par_argsort_equals_numpy_stable_argsort(dtype, n, shape, seed):
+    a = values(dtype, n, np.random.default_rng(seed), shape)
+    got = par_argsort(a)
+    assert isinstance(got, np.ndarray) and got.dtype == np.int64
+    assert np.array_equal(got, np.argsort(a, kind="stable"))
+
+
+def test_par_argsort_of_array_array_is_an_int64_array_and_accepts_read_only():
+    got = par_argsort(array.array("d", [3.0, -0.0, 1.0, 0.0, math.nan, 1.0]))
+    assert isinstance(got, array.array) and got.typecode == "q"
+    assert got.tolist() == [1, 3, 2, 5, 0, 4]
+    assert par_argsort(b"\x03\x01\x02").tolist() == [1, 2, 0]
+
+
+def test_par_argsort_rejects_what_par_sort_rejects():
+    with pytest.raises(ValueError, match="one-dimensional"):
+        par_argsort(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        par_argsort(np.arange(10)[::2])
+    with pytest.raises(TypeError, match="format"):
+        par_argsort(np.array([1, 2], dtype=np.float16))
+    with pytest.raises(TypeError, match="buffer"):
+        par_argsort([3, 1, 2])
+
+
+class Obj:
+    __slots__ = ("k",)
+
+    def __init__(self, k):
+        self.k = k
+
+
+@SETTINGS
+@given(keys=st.one_of(
+    st.lists(st.integers(-2**63, 2**63 - 1), max_size=3000),
+    st.lists(st.integers(-5, 5), max_size=3000),
+    st.lists(st.floats(allow_nan=False), max_size=3000),
+    st.lists(st.sampled_from([0.0, -0.0, 1.5, -1.5, math.inf]), max_size=3000),
+    st.lists(st.one_of(st.integers(-3, 3), st.floats(allow_nan=False)), max_size=50),
+    st.lists(st.integers(-2**70, 2**70), max_size=50),
+    st.lists(st.text(max_size=3), max_size=50)),
+    reverse=st.booleans())
+def test_key_sorts_like_list_sort_stably_with_one_call_per_item(keys, reverse):
+    items = [Obj(k) for k in keys]
+    calls = []
+
+    def key(o):
+        calls.append(o)
+        return o.k
+
+    want = sorted(items, key=lambda o: o.k, reverse=reverse)
+    got = par_sorted(items, key=key, reverse=reverse)
+    assert [id(o) for o in got] == [id(o) for o in want]  # same objects, same (stable) order
+    assert len(calls) == len(items)
+
+
+def test_key_path_is_native_for_float_and_int_keys():
+    items = [Obj(random.Random(1).random()) for _ in range(3)]
+    assert pyconc._core._par_sort_list(list(items), False, [o.k for o in items]) is True
+    assert pyconc._core._par_sort_list(list(items), False, [str(o.k) for o in items]) is False
+    with pytest.raises(ValueError, match="modified"):
+        pyconc._core._par_sort_list(list(items), False, [1, 2])
+
+
+def test_key_errors_are_list_sorts():
+    for keyf in (lambda x: 1 / x, lambda x: "a" if x else 1):
+        data = [3, 0, 2, 1]
+        want_exc = None
+        expected = list(data)
+        try:
+            expected.sort(key=keyf)
+        except Exception as e:  # noqa: BLE001
+            want_exc = e
+        ours = list(data)
+        with pytest.raises(type(want_exc)) as info:
+            par_sort(ours, key=keyf)
+        assert str(info.value) == str(want_exc) and ours == expected
+
+
+def test_buffers_check_reverse_as_list_sort_does():
+    want = None
+    try:
+        [2, 1].sort(reverse="yes")  # type: ignore[arg-type]
+    except Exception as e:  # noqa: BLE001 - list.sort is the reference
+        want = e
+    a = np.array([2, 1])
+    if want is None:
+        par_sort(a, reverse="yes")  # type: ignore[arg-type]
+        assert a.tolist() == [2, 1]
+    else:
+        with pytest.raises(type(want), match=str(want)):
+            par_sort(a, reverse="yes")  # type: ignore[arg-type]
+        assert a.tolist() == [2, 1]  # untouched
+
+
+def test_zero_dim_buffers_raise_with_and_without_key():
+    for kwargs in ({}, {"key": abs}):
+        a = np.array(5)
+        with pytest.raises(ValueError):
+            par_sort(a, **kwargs)
+        assert int(a) == 5
+
+
+def test_ctrl_c_during_float_bit_path_leaves_the_original_floats(interrupt_main):
+    n = 4_000_000
+    a0 = np.random.default_rng(3).standard_normal(n)
+    a = a0.copy()
+    with interrupt_main(0.05) as irq:
+        with pytest.raises(KeyboardInterrupt):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                a[:] = a0
+                par_sort(a)
+    assert_prompt(irq)
+    assert np.sort(a).tobytes() == np.sort(a0).tobytes()  # the floats, not their keys
+
+
+def test_ctrl_c_during_par_argsort_is_prompt(interrupt_main):
+    a = np.random.default_rng(4).integers(0, 2**40, 3_000_000)
+    with interrupt_main(0.05) as irq:
+        with pytest.raises(KeyboardInterrupt):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                par_argsort(a)
+    assert_prompt(irq)
+
+
+def test_ctrl_c_during_native_key_sort_leaves_the_list_a_permutation(interrupt_main):
+    rnd = random.Random(6)
+    items = [Obj(rnd.random()) for _ in range(1_000_000)]
+    ids = sorted(map(id, items))
+    with interrupt_main(0.05) as irq:
+        with pytest.raises(KeyboardInterrupt):
+            deadline, i = time.monotonic() + 30, 0
+            while time.monotonic() < deadline:
+                items.reverse()
+                par_sort(items, key=lambda o: o.k, reverse=bool(i % 2))
+                i += 1
+    assert_prompt(irq)
+    assert sorted(map(id, items)) == ids
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint64", "int32", "uint32", "float64", "float32"])
+def test_in_place_path_for_huge_arrays_sorts_like_numpy(dtype, monkeypatch):
+    # the path a 1e9-element array takes (no full-size scratch buffer),
+    # switched on from 4096 elements through the core's knob
+    monkeypatch.setenv("PYCONC_SORT_INPLACE_MIN", "4096")
+    rng = np.random.default_rng(21)
+    for n in (4095, 4096, 4097, 300_000):
+        for shape in ("random", "few", "small_range"):
+            a = values(dtype, n, rng, shape)
+            for reverse in (False, True):
+                b = a.copy()
+                want = np.sort(b, kind="stable")
+                par_sort(b, reverse=reverse)
+                assert np.array_equal(b, want[::-1] if reverse else want), (dtype, n, shape)
+
+
+def test_ctrl_c_during_in_place_path_leaves_a_permutation(interrupt_main, monkeypatch):
+    monkeypatch.setenv("PYCONC_SORT_INPLACE_MIN", "4096")
+    n = 4_000_000
+    a0 = np.random.default_rng(8).integers(-2**62, 2**62, n)
+    a = a0.copy()
+    with interrupt_main(0.05) as irq:
+        with pytest.raises(KeyboardInterrupt):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                a[:] = a0
+                par_sort(a)
+    assert_prompt(irq)
+    assert np.array_equal(np.sort(a), np.sort(a0))
