@@ -14,6 +14,9 @@ enum { PL_POOL_TYPE, PL_GLOBAL, PL_JOB_TYPE };
  * core pool, or NULL with an exception set. */
 pcc_pool *pcm_current_pool(pcm_state *st);
 
+/* Raise the one RuntimeError for work given to a closed pool.  Returns NULL. */
+PyObject *pcm_raise_pool_closed(void);
+
 /* par_sort's functions (sort.c), added to the module by pcm_pool_init. */
 extern PyMethodDef pcm_sort_functions[];
 

@@ -242,7 +242,7 @@ static int job_wait_op(void *arg, pcc_deadline_t deadline)
     return pcc_pool_wait(NULL, (pcc_job *)arg, deadline);
 }
 
-static PyObject *raise_closed(void)
+PyObject *pcm_raise_pool_closed(void)
 {
     PyErr_SetString(PyExc_RuntimeError, "the thread pool is closed: it accepts no new work");
     return NULL;
@@ -257,7 +257,7 @@ static int pyjob_submit(pcc_pool *pool, pyjob *j)
     /* never queued: the runner's reference and ours */
     atomic_store_explicit(&j->refs, 1, memory_order_relaxed);
     pyjob_unref(j);
-    raise_closed();
+    pcm_raise_pool_closed();
     return -1;
 }
 
@@ -385,12 +385,16 @@ typedef struct {
 } PoolObject;
 
 /* A pool started before os.fork() has no threads in the child: refuse to
- * queue work that would never run (-1, RuntimeError). */
+ * queue work that would never run (-1, DeadlockError -- a RuntimeError --
+ * as for joining a thread that did not survive the fork). */
 static int pool_check_fork(PoolObject *self)
 {
     if (self->fork_gen == pcm_fork_generation())
         return 0;
-    PyErr_SetString(PyExc_RuntimeError,
+    pcm_state *st = pcm_state_of_type(Py_TYPE(self));
+    if (st == NULL)
+        return -1;
+    PyErr_SetString(st->DeadlockError,
                     "this ThreadPool was started before os.fork(): its threads do not exist "
                     "in this child process (make a new ThreadPool here; the global pool used by "
                     "join() and par_sort() is remade automatically)");
@@ -592,7 +596,7 @@ static PyObject *pool_spawn(PoolObject *self, PyObject *args, PyObject *kwargs)
     if (pcc_pool_push(self->pool, &j->job) != 0) {
         pyjob_unref(j);
         Py_DECREF(h);
-        return raise_closed();
+        return pcm_raise_pool_closed();
     }
     return h;
 }
@@ -710,7 +714,7 @@ static PyObject *pool_submit_cancellable(PoolObject *self, PyObject *f)
         /* never queued: only our reference is left */
         atomic_store_explicit(&t->job->refs, 1, memory_order_relaxed);
         Py_DECREF(t);
-        return raise_closed();
+        return pcm_raise_pool_closed();
     }
     return (PyObject *)t;
 }

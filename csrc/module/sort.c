@@ -68,7 +68,7 @@ static int run_sort(pcm_state *st, sort_job *s)
             pcc_job job;
             pcc_job_init(&job, sort_task, s);
             if (pcc_pool_push(pool, &job) != 0) {
-                PyErr_SetString(PyExc_RuntimeError, "the thread pool is closed");
+                pcm_raise_pool_closed();
                 return -1;
             }
             if (pcm_wait(wait_op, &job, PCC_FOREVER) == PCM_RAISED) {
