@@ -31,14 +31,32 @@ uint64_t pcm_fork_generation(void)
     return atomic_load_explicit(&fork_gen, memory_order_relaxed);
 }
 
+/* The registered handlers.  Written under reg_mu at module init, read by
+ * the atfork handlers (which run in the forking thread, after or before any
+ * init that could be adding one: init holds reg_mu, and before_fork takes
+ * it too, so a fork never sees a half-written entry). */
+#define MAX_FORK_HANDLERS 8
+static struct {
+    pcm_fork_fn before, parent, child;
+} handlers[MAX_FORK_HANDLERS];
+static int nhandlers;
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static void before_fork(void)
 {
-    pcm_pool_before_fork();
+    pthread_mutex_lock(&reg_mu);
+    /* in reverse order of registration, as pthread_atfork's prepare */
+    for (int i = nhandlers - 1; i >= 0; i--)
+        if (handlers[i].before)
+            handlers[i].before();
 }
 
 static void after_fork_parent(void)
 {
-    pcm_pool_after_fork_parent();
+    for (int i = 0; i < nhandlers; i++)
+        if (handlers[i].parent)
+            handlers[i].parent();
+    pthread_mutex_unlock(&reg_mu);
 }
 
 static void after_fork_child(void)
@@ -48,7 +66,10 @@ static void after_fork_child(void)
     fork_survivor = pcm_thread_id();
     ghost_below = atomic_load_explicit(&next_thread_id, memory_order_relaxed);
     atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
-    pcm_pool_after_fork_child();
+    for (int i = 0; i < nhandlers; i++)
+        if (handlers[i].child)
+            handlers[i].child();
+    pthread_mutex_init(&reg_mu, NULL);
 }
 
 static pthread_once_t install_once = PTHREAD_ONCE_INIT;
@@ -58,7 +79,26 @@ static void install(void)
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 }
 
-void pcm_fork_install(void)
+int pcm_fork_register(pcm_fork_fn before, pcm_fork_fn parent, pcm_fork_fn child)
 {
     pthread_once(&install_once, install);
+    int rc = 0;
+    pthread_mutex_lock(&reg_mu);
+    int known = 0;
+    for (int i = 0; i < nhandlers; i++)
+        if (handlers[i].before == before && handlers[i].parent == parent &&
+            handlers[i].child == child)
+            known = 1;
+    if (!known) {
+        if (nhandlers == MAX_FORK_HANDLERS) {
+            rc = -1;
+        } else {
+            handlers[nhandlers].before = before;
+            handlers[nhandlers].parent = parent;
+            handlers[nhandlers].child = child;
+            nhandlers++;
+        }
+    }
+    pthread_mutex_unlock(&reg_mu);
+    return rc;
 }

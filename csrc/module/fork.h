@@ -53,12 +53,13 @@ int pcm_thread_id_is_ghost(uint64_t id);
  * one (0 in a process that never forked since). */
 uint64_t pcm_fork_generation(void);
 
-/* Register the atfork handlers (once per process; idempotent). */
-void pcm_fork_install(void);
-
-/* pool.c's part of the fork handlers (its global-pool mutex). */
-void pcm_pool_before_fork(void);
-void pcm_pool_after_fork_parent(void);
-void pcm_pool_after_fork_child(void);
+/* Add an area's part of the fork handlers (e.g. pool.c's global-pool
+ * mutex): `before` runs just before fork() in the forking thread, `parent`
+ * and `child` right after it; any may be NULL.  fork.c installs the atfork
+ * handlers on first use and knows nothing of the areas.  Registering the
+ * same triple again (another interpreter's init) does nothing.  Returns 0,
+ * or -1 when the table is full (a programming error). */
+typedef void (*pcm_fork_fn)(void);
+int pcm_fork_register(pcm_fork_fn before, pcm_fork_fn parent, pcm_fork_fn child);
 
 #endif

@@ -1046,13 +1046,16 @@ static PyMethodDef pool_functions[] = {
 };
 
 /* fork(): nobody may hold global_mu across it (see fork.c). */
-void pcm_pool_before_fork(void) { pthread_mutex_lock(&global_mu); }
-void pcm_pool_after_fork_parent(void) { pthread_mutex_unlock(&global_mu); }
-void pcm_pool_after_fork_child(void) { pthread_mutex_init(&global_mu, NULL); }
+static void pool_before_fork(void) { pthread_mutex_lock(&global_mu); }
+static void pool_after_fork_parent(void) { pthread_mutex_unlock(&global_mu); }
+static void pool_after_fork_child(void) { pthread_mutex_init(&global_mu, NULL); }
 
 int pcm_pool_init(PyObject *module, pcm_state *st)
 {
-    pcm_fork_install();
+    if (pcm_fork_register(pool_before_fork, pool_after_fork_parent, pool_after_fork_child) < 0) {
+        PyErr_SetString(PyExc_SystemError, "pyconc: too many fork handlers");
+        return -1;
+    }
     st->pool[PL_POOL_TYPE] = pcm_add_type(module, &pool_spec, NULL);
     if (st->pool[PL_POOL_TYPE] == NULL)
         return -1;
