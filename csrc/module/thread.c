@@ -493,6 +493,19 @@ typedef struct {
     PyObject *context;    /* contextvars.Context to run in (strong), or NULL: a fresh one */
 } boot_t;
 
+/* "pyconc-<id>", the name of a thread nobody named; snprintf costs a tenth
+ * of PyUnicode_FromFormat.  Out of line on purpose: thread_main's frame
+ * stays live while the thread runs Python, and a thread that CPython ends
+ * at interpreter shutdown (pthread_exit) never returns through it, so
+ * under AddressSanitizer a stack buffer there would leave its redzones
+ * poisoned for the thread's exit to trip over. */
+static __attribute__((noinline)) PyObject *default_thread_name(uint64_t id)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "pyconc-%llu", (unsigned long long)id);
+    return PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, buf, n);
+}
+
 static void *thread_main(void *arg)
 {
     boot_t boot = *(boot_t *)arg;
@@ -530,10 +543,7 @@ static void *thread_main(void *arg)
     if (tname != Py_None) {
         pyname = Py_NewRef(tname);
     } else {
-        /* "pyconc-<id>"; snprintf costs a tenth of PyUnicode_FromFormat */
-        char buf[32];
-        int n = snprintf(buf, sizeof buf, "pyconc-%llu", (unsigned long long)self_thread->id);
-        pyname = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, buf, n);
+        pyname = default_thread_name(self_thread->id);
     }
     if (pyname != NULL) {
         pcm_pythread_enter(st, pyname, tname != Py_None ? PyUnicode_AsUTF8(tname) : NULL);
