@@ -194,7 +194,7 @@ int pcc_thread_spawn(pcc_thread_fn fn, void *arg, size_t stack_size)
 
 int pcc_available_parallelism(void)
 {
-#if defined(__linux__)
+#if defined(__linux__) && !defined(PYCONC_PORTABLE) /* portable: sysconf, as on macOS */
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0) {
         int n = CPU_COUNT(&set);
