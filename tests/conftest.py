@@ -104,6 +104,14 @@ _THREAD_UNSAFE_NAMES = [
     ({"tracemalloc", "getrefcount", "getrusage"},
      "measures process-wide memory, reference counts or CPU time that the other copies change"),
     ({"settrace", "setprofile"}, "sets a process-wide trace/profile hook"),
+    ({"doctest", "DocTestRunner"}, "runs doctest, which patches linecache and sys.stdout process-wide"),
+]
+# by name: (pattern in the test's node id, reason)
+_THREAD_UNSAFE_IDS = [
+    ("main_thread", "is about the main thread itself: the copies run on other threads"),
+    ("_stress.py::", "a stress test that starts its own 4-16 threads at fixed sizes: 4 copies "
+                     "oversubscribe a 2-core machine past the time limit (CI repeats the stress "
+                     "files on 3.13t instead)"),
 ]
 
 
@@ -143,6 +151,8 @@ def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
             continue
         reason = next((why for fx, why in _THREAD_UNSAFE_FIXTURES.items()
                        if fx in getattr(item, "fixturenames", ())), None)
+        if reason is None:
+            reason = next((why for pat, why in _THREAD_UNSAFE_IDS if pat in item.nodeid), None)
         if reason is None:
             used = _names_used_by(getattr(item, "function", None))
             reason = next((why for names, why in _THREAD_UNSAFE_NAMES if names & used), None)
