@@ -112,3 +112,79 @@ def panic_reports(_quiet_panic_hook: None) -> List[Any]:
     reports: List[Any] = []
     pyconc.set_panic_hook(reports.append)
     return reports
+
+
+# ---- pytest-run-parallel: which tests run in one thread only ------------------
+#
+# CI runs the suite on free-threaded CPython under pytest-run-parallel
+# (``--parallel-threads=4``: every test runs in 4 threads at once).  A test is
+# kept single-threaded only when it is inherently so; it is found here by
+# what it uses, with the reason, instead of a marker in every file.  The
+# names are looked for in the test's code and in the module-level helpers it
+# calls (one level down).
+
+_THREAD_UNSAFE_FIXTURES = {
+    "interrupt_main": "sends SIGINT to the main thread: signals are delivered to the main thread only",
+    "panic_reports": "installs a process-wide panic hook and counts its reports",
+}
+_THREAD_UNSAFE_NAMES = [
+    ({"signal", "pthread_kill"}, "installs a signal handler or sends a signal (main thread only)"),
+    ({"fork"}, "forks: the child of a multithreaded parent has only the forking thread"),
+    ({"subprocess", "run_py"}, "runs its case in a subprocess: nothing shared with this process"),
+    ({"tracemalloc", "getrefcount", "getrusage"},
+     "measures process-wide memory, reference counts or CPU time that the other copies change"),
+    ({"settrace", "setprofile"}, "sets a process-wide trace/profile hook"),
+    ({"doctest", "DocTestRunner"}, "runs doctest, which patches linecache and sys.stdout process-wide"),
+]
+# by name: (pattern in the test's node id, reason)
+_THREAD_UNSAFE_IDS = [
+    ("main_thread", "is about the main thread itself: the copies run on other threads"),
+    ("_stress.py::", "a stress test that starts its own 4-16 threads at fixed sizes: 4 copies "
+                     "oversubscribe a 2-core machine past the time limit (CI repeats the stress "
+                     "files on 3.13t instead)"),
+]
+
+
+def _code_names(code: Any, seen: Any) -> set:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names") and const not in seen:
+            seen.add(const)
+            names |= _code_names(const, seen)
+    return names
+
+
+def _names_used_by(func: Any) -> set:
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return set()
+    seen: set = set()
+    names = _code_names(code, seen)
+    module_globals = getattr(func, "__globals__", {})
+    for name in list(names):
+        helper = module_globals.get(name)
+        helper_code = getattr(helper, "__code__", None)
+        if helper_code is not None and helper is not func and helper_code not in seen:
+            names |= _code_names(helper_code, seen)
+    return names
+
+
+def pytest_configure(config: Any) -> None:
+    # registered by pytest-run-parallel too; here so the suite runs without it
+    config.addinivalue_line("markers", "thread_unsafe: run this test in one thread only "
+                            "(pytest-run-parallel)")
+
+
+def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
+    for item in items:
+        if item.get_closest_marker("thread_unsafe") is not None:
+            continue
+        reason = next((why for fx, why in _THREAD_UNSAFE_FIXTURES.items()
+                       if fx in getattr(item, "fixturenames", ())), None)
+        if reason is None:
+            reason = next((why for pat, why in _THREAD_UNSAFE_IDS if pat in item.nodeid), None)
+        if reason is None:
+            used = _names_used_by(getattr(item, "function", None))
+            reason = next((why for names, why in _THREAD_UNSAFE_NAMES if names & used), None)
+        if reason is not None:
+            item.add_marker(pytest.mark.thread_unsafe(reason=reason))

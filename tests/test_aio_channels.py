@@ -451,26 +451,25 @@ def test_several_loops_in_several_threads_share_one_channel_with_sync_users():
     tx, rx = pyconc.sync_channel(8)
     n_loops, per_producer, n_producers = 3, stress_scale(2000, 100), 2
 
-    def loop_consumer(i):
+    # every handle is cloned here, before the originals close (a clone made
+    # in the thread could come after the close on a loaded machine)
+    def loop_consumer(r):
         async def main():
-            r = rx.clone()
             return [v async for v in r]
 
         return asyncio.run(main())
 
-    def sync_consumer():
-        r = rx.clone()
+    def sync_consumer(r):
         return list(r)
 
-    def producer(p):
-        t = tx.clone()
+    def producer(p, t):
         for k in range(per_producer):
             t.send((p, k), timeout=10)
         t.close()
 
-    consumers = [pyconc.spawn(loop_consumer, i) for i in range(n_loops)] + [pyconc.spawn(sync_consumer)]
-    producers = [pyconc.spawn(producer, p) for p in range(n_producers)]
-    time.sleep(0.05)
+    consumers = ([pyconc.spawn(loop_consumer, rx.clone()) for i in range(n_loops)]
+                 + [pyconc.spawn(sync_consumer, rx.clone())])
+    producers = [pyconc.spawn(producer, p, tx.clone()) for p in range(n_producers)]
     tx.close()
     rx.close()
     for h in producers:

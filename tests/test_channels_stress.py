@@ -364,13 +364,21 @@ def test_dropping_receivers_at_random_wakes_every_blocked_send_with_its_value(fl
 
 
 def test_closing_the_handle_a_thread_is_blocked_on_wakes_it():
-    tx, rx = pyconc.sync_channel(1)
-    tx.send(0)
-    h = pyconc.spawn(lambda: tx.send("v", timeout=10))
-    time.sleep(0.02)
-    tx.close()  # the only sender: its own blocked send gets the value back
-    r = h.join(timeout=10)
-    assert r.is_err() and isinstance(r.err(), SendError) and r.err().value == "v"
+    # Nothing shows that the thread is blocked yet, so give it time; on a
+    # loaded machine (4 copies of this test under pytest-run-parallel) it
+    # may not have reached send() when close() comes -- then send() reports
+    # the closed handle, and the case is tried again with a longer wait.
+    for delay in (0.02, 0.2, 1.0, 3.0):
+        tx, rx = pyconc.sync_channel(1)
+        tx.send(0)
+        h = pyconc.spawn(lambda: tx.send("v", timeout=10))
+        time.sleep(delay)
+        tx.close()  # the only sender: its own blocked send gets the value back
+        r = h.join(timeout=10)
+        assert r.is_err()
+        if not isinstance(r.err(), UseAfterDrop):
+            break
+    assert isinstance(r.err(), SendError) and r.err().value == "v"
     assert rx.recv() == 0
     with pytest.raises(RecvError):
         rx.recv(timeout=1)

@@ -18,7 +18,10 @@ import pyconc
 import pyconc._core as core
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STUB = os.path.join(ROOT, "pyconc", "_core.pyi")
+# the package under test: the source folder, or the installed one when the
+# tests run outside the source tree (CI's wheel and sdist runs)
+PKG = os.path.dirname(os.path.abspath(pyconc.__file__))
+STUB = os.path.join(PKG, "_core.pyi")
 CHECK_API = os.path.join(ROOT, "tests", "typing", "check_api.py")
 
 
@@ -132,12 +135,18 @@ def _mypy_env() -> Dict[str, str]:
 
 
 def test_mypy_strict_passes_on_examples_package_and_typed_api_check(tmp_path: Any) -> None:
-    cmd = [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "mypy-cache"),
-           "--no-color-output", "--config-file", os.devnull,
-           "examples", "pyconc", os.path.relpath(CHECK_API, ROOT)]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=_mypy_env(), timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "Success" in r.stdout
+    base = [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "mypy-cache"),
+            "--no-color-output", "--config-file", os.devnull]
+    targets = ["examples", os.path.relpath(CHECK_API, ROOT)]
+    if PKG == os.path.join(ROOT, "pyconc"):
+        runs = [targets + ["pyconc"]]
+    else:  # the installed package: mypy checks it by name (-p takes no files with it)
+        runs = [targets, ["-p", "pyconc"]]
+    for args in runs:
+        r = subprocess.run(base + args, capture_output=True, text=True, cwd=ROOT, env=_mypy_env(),
+                           timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "Success" in r.stdout
 
 
 def test_typed_api_check_runs_at_runtime_too() -> None:

@@ -8,7 +8,7 @@
 #include <time.h>
 #include <limits.h>
 
-#if defined(__linux__)
+#if PCC_PARK_FUTEX
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -44,7 +44,7 @@ void pcc_backoff_snooze(pcc_backoff *b)
         b->step++;
 }
 
-#if defined(__linux__)
+#if PCC_PARK_FUTEX
 
 int pcc_wait_on(_Atomic uint32_t *word, uint32_t expected, pcc_deadline_t deadline)
 {
@@ -83,21 +83,53 @@ void pcc_wake_all(_Atomic uint32_t *word)
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
 }
 
-#else /* portable fallback: a striped table of mutex + condvar keyed by address */
+#else /* PCC_PARK_PORTABLE: a striped table of mutex + condvar keyed by address */
 
+/* Every wait sleeps on the condvar of the stripe its word hashes to.  No
+ * wake-up is lost: a waker changes the word first and then takes the
+ * stripe's mutex to broadcast; a waiter re-checks the word under that
+ * mutex before it sleeps (pthread_cond_wait releases the mutex atomically),
+ * so either it sees the new value or it is already asleep when the
+ * broadcast comes.  Several words share a stripe, so a wake-up wakes every
+ * sleeper of the stripe; each re-checks its own word (pcc_wait_on allows
+ * spurious returns).  Signals do not interrupt pthread_cond_wait: the
+ * binding's wait loop sleeps in slices on the main thread instead. */
 #define PCC_STRIPES 64
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    char pad[PCC_CACHELINE]; /* neighbouring stripes on different lines */
 } stripes[PCC_STRIPES];
 static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
 
-static void stripes_init(void)
+static void stripes_init_all(void)
 {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+#if !defined(__APPLE__)
+    /* deadlines are CLOCK_MONOTONIC: let the condvar wait on that clock
+     * (macOS has no setclock; it waits with a relative timeout below) */
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+#endif
     for (int i = 0; i < PCC_STRIPES; i++) {
         pthread_mutex_init(&stripes[i].mu, NULL);
-        pthread_cond_init(&stripes[i].cv, NULL);
+        pthread_cond_init(&stripes[i].cv, &attr);
     }
+    pthread_condattr_destroy(&attr);
+}
+
+/* In a forked child the other threads are gone, but a stripe's mutex may
+ * have been held by one of them, and a condvar may count their waits
+ * (glibc's broadcast can wait for such waiters): start the table afresh. */
+static void stripes_after_fork_child(void)
+{
+    stripes_init_all();
+}
+
+static void stripes_init(void)
+{
+    stripes_init_all();
+    pthread_atfork(NULL, NULL, stripes_after_fork_child);
 }
 
 static unsigned stripe_of(const void *addr)
@@ -108,6 +140,9 @@ static unsigned stripe_of(const void *addr)
 
 int pcc_wait_on(_Atomic uint32_t *word, uint32_t expected, pcc_deadline_t deadline)
 {
+    /* as the futex path: a deadline already passed is reported first */
+    if (deadline != PCC_FOREVER && deadline <= pcc_now_ns())
+        return -ETIMEDOUT;
     pthread_once(&stripes_once, stripes_init);
     unsigned s = stripe_of(word);
     int rc = 0;
@@ -116,18 +151,21 @@ int pcc_wait_on(_Atomic uint32_t *word, uint32_t expected, pcc_deadline_t deadli
         if (deadline == PCC_FOREVER) {
             pthread_cond_wait(&stripes[s].cv, &stripes[s].mu);
         } else {
-            /* condvar clocks are realtime by default: convert */
-            struct timespec now_rt;
-            clock_gettime(CLOCK_REALTIME, &now_rt);
+#if defined(__APPLE__)
             int64_t left = deadline - pcc_now_ns();
             if (left <= 0) {
                 rc = -ETIMEDOUT;
             } else {
-                int64_t t = (int64_t)now_rt.tv_sec * 1000000000 + now_rt.tv_nsec + left;
-                struct timespec ts = {(time_t)(t / 1000000000), (long)(t % 1000000000)};
-                if (pthread_cond_timedwait(&stripes[s].cv, &stripes[s].mu, &ts) == ETIMEDOUT)
+                struct timespec rel = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
+                if (pthread_cond_timedwait_relative_np(&stripes[s].cv, &stripes[s].mu, &rel)
+                        == ETIMEDOUT)
                     rc = -ETIMEDOUT;
             }
+#else
+            struct timespec ts = {(time_t)(deadline / 1000000000), (long)(deadline % 1000000000)};
+            if (pthread_cond_timedwait(&stripes[s].cv, &stripes[s].mu, &ts) == ETIMEDOUT)
+                rc = -ETIMEDOUT;
+#endif
         }
     }
     pthread_mutex_unlock(&stripes[s].mu);

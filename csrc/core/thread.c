@@ -251,7 +251,7 @@ void pcc_thread_set_name(const char *name)
 
 int pcc_available_parallelism(void)
 {
-#if defined(__linux__)
+#if defined(__linux__) && !defined(PYCONC_PORTABLE) /* portable: sysconf, as on macOS */
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0) {
         int n = CPU_COUNT(&set);

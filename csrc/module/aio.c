@@ -12,7 +12,7 @@
  * held and without the GIL, so it cannot touch Python.  It links the op
  * into the ready list of its loop's *hub* (a mutex-protected intrusive
  * list) and, if the hub was not already signalled, writes the hub's
- * eventfd.  The loop watches that eventfd with loop.add_reader (one per
+ * wake fd (an eventfd; a pipe off Linux).  The loop watches that fd with loop.add_reader (one per
  * loop, created on first use by pyconc/_aio.py), so the loop's own
  * selector wakes it: no polling, no helper thread.  The reader callback
  * (_process) drains the list and resolves each op's future; the task then
@@ -40,7 +40,7 @@
  * hub (hub mutex) before its memory can go away; after both, no other
  * thread can reach it.  The hub is reference-counted in C (ops hold a
  * reference while bound to it), so a wake after the loop closed writes to
- * a still-open eventfd that nobody reads: harmless.
+ * a still-open wake fd that nobody reads: harmless.
  */
 #include "channel.h"
 
@@ -48,8 +48,17 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
+
+/* The hub's wake fd: an eventfd on Linux; a non-blocking pipe elsewhere
+ * (macOS, the BSDs) and in the PYCONC_PORTABLE build that tests it. */
+#if defined(__linux__) && !defined(PYCONC_PORTABLE)
+#define HUB_EVENTFD 1
+#include <sys/eventfd.h>
+#else
+#define HUB_EVENTFD 0
+#include <fcntl.h>
+#endif
 
 enum { PCM_AIO_OP, PCM_AIO_HUB, PCM_AIO_GETHUB, PCM_AIO_CANCELLED };
 
@@ -60,8 +69,9 @@ typedef struct aio_op aio_op;
 typedef struct aio_hub {
     _Atomic size_t refs;
     pthread_mutex_t mu;
-    int fd;        /* eventfd, non-blocking */
-    int signalled; /* an eventfd write is pending (mu) */
+    int fd;        /* eventfd, or a pipe's read end; non-blocking: the loop watches it */
+    int wfd;       /* where wakes are written: fd itself, or the pipe's write end */
+    int signalled; /* a wake write is pending (mu) */
     aio_op *head;  /* ready list (mu) */
 } aio_hub;
 
@@ -89,11 +99,73 @@ typedef struct {
     aio_hub *hub;
 } HubObject;
 
+/* Open the hub's wake fd(s).  Returns 0, or -1 with errno set. */
+static int hub_fd_open(aio_hub *h)
+{
+#if HUB_EVENTFD
+    h->fd = h->wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return h->fd < 0 ? -1 : 0;
+#else
+    int p[2];
+    if (pipe(p) < 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        if (fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK) < 0 ||
+            fcntl(p[i], F_SETFD, FD_CLOEXEC) < 0) {
+            int e = errno;
+            close(p[0]);
+            close(p[1]);
+            errno = e;
+            return -1;
+        }
+    }
+    h->fd = p[0];
+    h->wfd = p[1];
+    return 0;
+#endif
+}
+
+static void hub_fd_close(aio_hub *h)
+{
+    close(h->fd);
+    if (h->wfd != h->fd)
+        close(h->wfd);
+}
+
+/* Make the fd readable.  At most one write is pending (h->signalled), so
+ * neither the eventfd counter nor the pipe can fill up (EAGAIN); nothing
+ * useful to do on another error. */
+static void hub_fd_signal(aio_hub *h)
+{
+#if HUB_EVENTFD
+    uint64_t one = 1;
+    ssize_t n = write(h->wfd, &one, sizeof one);
+#else
+    char one = 1;
+    ssize_t n = write(h->wfd, &one, 1);
+#endif
+    (void)n;
+}
+
+/* Make the fd unreadable again (EAGAIN: a spurious call, fine). */
+static void hub_fd_drain(aio_hub *h)
+{
+#if HUB_EVENTFD
+    uint64_t cnt;
+    ssize_t n = read(h->fd, &cnt, sizeof cnt);
+    (void)n;
+#else
+    char buf[64];
+    while (read(h->fd, buf, sizeof buf) == (ssize_t)sizeof buf)
+        ;
+#endif
+}
+
 static void hub_decref(aio_hub *h)
 {
     if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1)
         return;
-    close(h->fd);
+    hub_fd_close(h);
     pthread_mutex_destroy(&h->mu);
     PyMem_RawFree(h);
 }
@@ -116,13 +188,8 @@ static void op_wake(pcc_waiter *w)
     int signal = !h->signalled;
     h->signalled = 1;
     pthread_mutex_unlock(&h->mu);
-    if (signal) {
-        uint64_t one = 1;
-        /* EAGAIN (counter saturated) cannot happen: at most one write is
-         * pending.  Nothing useful to do on another error. */
-        ssize_t n = write(h->fd, &one, sizeof one);
-        (void)n;
-    }
+    if (signal)
+        hub_fd_signal(h);
 }
 
 static void hub_unlink_locked(aio_hub *h, aio_op *op)
@@ -146,8 +213,7 @@ static PyObject *hub_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     aio_hub *h = PyMem_RawCalloc(1, sizeof *h);
     if (h == NULL)
         return PyErr_NoMemory();
-    h->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (h->fd < 0) {
+    if (hub_fd_open(h) < 0) {
         PyMem_RawFree(h);
         return PyErr_SetFromErrno(PyExc_OSError);
     }
@@ -212,14 +278,12 @@ static int resolve_future(PyObject *fut)
 
 #define HUB_BATCH 64
 
-/* The loop's reader callback: drain the eventfd, then resolve the future
+/* The loop's reader callback: drain the wake fd, then resolve the future
  * of every op woken since.  Runs on the loop's thread. */
 static PyObject *hubobj_process(HubObject *self, PyObject *Py_UNUSED(ignored))
 {
     aio_hub *h = self->hub;
-    uint64_t cnt;
-    ssize_t n = read(h->fd, &cnt, sizeof cnt);
-    (void)n; /* EAGAIN: a spurious call, fine */
+    hub_fd_drain(h);
     PyObject *futs[HUB_BATCH];
     int first = 1, failed = 0;
     for (;;) {
@@ -253,7 +317,7 @@ static PyObject *hubobj_process(HubObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyMethodDef hub_methods[] = {
-    {"fileno", (PyCFunction)hubobj_fileno, METH_NOARGS, "The eventfd the loop watches."},
+    {"fileno", (PyCFunction)hubobj_fileno, METH_NOARGS, "The fd the loop watches (an eventfd, or a pipe's read end)."},
     {"_process", (PyCFunction)hubobj_process, METH_NOARGS,
      "Reader callback: resolve the futures of the ops woken since the last call."},
     {"_pending", (PyCFunction)hubobj_pending, METH_NOARGS, "Ops woken, not yet processed."},

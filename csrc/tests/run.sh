@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Build and run the C core tests under the sanitizers.
 #
-#   csrc/tests/run.sh [address|thread|none]...     (default: address thread)
+#   csrc/tests/run.sh [--portable] [address|thread|none]...  (default: address thread)
+#
+# --portable compiles the core with PYCONC_PORTABLE defined: the pthread
+# mutex/condvar parker that macOS and the BSDs use instead of the futex.
 #
 # Each csrc/tests/test_*.c is linked with every csrc/core/*.c; "address"
 # means AddressSanitizer + UndefinedBehaviorSanitizer.  Exits non-zero on the
@@ -12,6 +15,13 @@ root=$(cd "$here/../.." && pwd)
 out="$here/bin"
 mkdir -p "$out"
 CC=${CC:-gcc}
+defs=""
+tag=""
+if [ "${1:-}" = "--portable" ]; then
+  defs="-DPYCONC_PORTABLE=1"
+  tag="+portable"
+  shift
+fi
 modes=("$@")
 [ ${#modes[@]} -eq 0 ] && modes=(address thread)
 passed=0
@@ -25,19 +35,19 @@ for mode in "${modes[@]}"; do
   esac
   for t in "$here"/test_*.c; do
     name=$(basename "$t" .c)
-    exe="$out/$name.$mode"
-    if ! $CC -std=c11 -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread $flags \
+    exe="$out/$name.$mode${tag}"
+    if ! $CC -std=c11 -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE $defs -pthread $flags \
         -I"$root/csrc/include" -I"$here" "$t" "$root"/csrc/core/*.c -o "$exe" -lm; then
-      echo "FAIL (build) $name [$mode]"; failed=$((failed+1)); continue
+      echo "FAIL (build) $name [$mode$tag]"; failed=$((failed+1)); continue
     fi
     start=$(date +%s)
     if TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
        ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" \
        UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" timeout 600 "$exe"; then
-      printf 'ok   %-28s [%s] %ss\n' "$name" "$mode" "$(( $(date +%s) - start ))"
+      printf 'ok   %-28s [%s] %ss\n' "$name" "$mode$tag" "$(( $(date +%s) - start ))"
       passed=$((passed+1))
     else
-      echo "FAIL $name [$mode]"; failed=$((failed+1))
+      echo "FAIL $name [$mode$tag]"; failed=$((failed+1))
     fi
   done
 done
