@@ -331,7 +331,7 @@ static int is_own_attr(PyObject *self, PyObject *name)
 {
     if (!PyUnicode_Check(name) || is_dunder(name))
         return 1;
-    return _PyType_Lookup(Py_TYPE(self), name) != NULL;
+    return pcm_type_lookup(Py_TYPE(self), name) != NULL;
 }
 
 /* 1 if the value of a live handle has attribute `name` (0 if not, or if

@@ -30,4 +30,44 @@ static inline PyObject *pcm_type_lookup(PyTypeObject *tp, PyObject *name)
     return _PyType_Lookup(tp, name);
 }
 
+/* Whether the interpreter is finalizing: a thread that takes the GIL then
+ * is ended (3.11-3.13), so no pyconc thread or pool job may start.
+ * Public from 3.13; _Py_IsFinalizing before.
+ * Test: tests/test_parallel.py and tests/test_threads.py teardown cases. */
+static inline int pcm_is_finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
+/* Drop the calling thread's threading.local data, as PyThreadState_Clear
+ * does: 3.13+ keys it by two objects the thread state holds (fields of the
+ * public struct in cpython/pystate.h); before 3.13 it lives in the
+ * thread-state dict, which the caller clears.
+ * Test: tests/test_threads.py threading.local isolation between spawns. */
+static inline void pcm_drop_threading_local(PyThreadState *ts)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    Py_CLEAR(ts->threading_local_key);
+    Py_CLEAR(ts->threading_local_sentinel);
+#else
+    (void)ts;
+#endif
+}
+
+/* Publish a list item with release ordering (free-threaded readers of the
+ * list may read ob_item without a lock); a plain store with the GIL.
+ * Test: tests/test_freethreaded.py par_sort of a shared list. */
+static inline void pcm_list_store_release(PyObject **slot, PyObject *value)
+{
+#ifdef Py_GIL_DISABLED
+    _Py_atomic_store_ptr_release(slot, value);
+#else
+    *slot = value;
+#endif
+}
+
 #endif

@@ -33,11 +33,7 @@
 
 static int finalizing(void)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    return Py_IsFinalizing();
-#else
-    return _Py_IsFinalizing();
-#endif
+    return pcm_is_finalizing();
 }
 
 /* The pool that work for `pool` goes to from this thread: `pool` itself,

@@ -305,7 +305,7 @@ static PyObject *par_sort_list_ft(PyObject *module, PyListObject *L, pcc_kv *kv,
         }
         if (!modified)
             for (Py_ssize_t i = 0; i < n; i++)
-                _Py_atomic_store_ptr_release(&L->ob_item[i], kv[i].value);
+                pcm_list_store_release(&L->ob_item[i], kv[i].value);
     }
     PyMem_RawFree(orig);
     PyMem_RawFree(kv);

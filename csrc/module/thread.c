@@ -29,11 +29,7 @@ enum { T_THREAD_TYPE, T_HANDLE_TYPE, T_CURRENT_KEY };
  * a new thread would never run and an unfinished one never finish. */
 static int interpreter_finalizing(void)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    return Py_IsFinalizing();
-#else
-    return _Py_IsFinalizing();
-#endif
+    return pcm_is_finalizing();
 }
 
 /* Threads spawned whose thread state does not exist yet.  At interpreter
@@ -602,9 +598,7 @@ static void *thread_main(void *arg)
          * holds (created lazily by _thread._local, cleared by
          * PyThreadState_Clear); dropping them, as PyThreadState_Clear does,
          * drops this thread's locals, and the next job starts fresh. */
-        PyThreadState *me = PyThreadState_Get();
-        Py_CLEAR(me->threading_local_key);
-        Py_CLEAR(me->threading_local_sentinel);
+        pcm_drop_threading_local(PyThreadState_Get());
         PyErr_Clear();
     }
 #endif
