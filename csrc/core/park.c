@@ -83,52 +83,60 @@ void pcc_wake_all(_Atomic uint32_t *word)
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
 }
 
-#else /* PCC_PARK_PORTABLE: a striped table of mutex + condvar keyed by address */
+#else /* PCC_PARK_PORTABLE: a striped table of waiter queues keyed by address */
 
-/* Every wait sleeps on the condvar of the stripe its word hashes to.  No
- * wake-up is lost: a waker changes the word first and then takes the
- * stripe's mutex to broadcast; a waiter re-checks the word under that
- * mutex before it sleeps (pthread_cond_wait releases the mutex atomically),
- * so either it sees the new value or it is already asleep when the
- * broadcast comes.  Several words share a stripe, so a wake-up wakes every
- * sleeper of the stripe; each re-checks its own word (pcc_wait_on allows
- * spurious returns).  Signals do not interrupt pthread_cond_wait: the
- * binding's wait loop sleeps in slices on the main thread instead. */
+/* A futex emulated with pthreads, with the futex's exact semantics: a
+ * waiter sleeps only if its word still holds `expected` (checked under the
+ * stripe's mutex, which every waker takes), and once asleep it returns only
+ * when a wake-up picked it (or its deadline passed) -- never because some
+ * other word of the stripe was woken.  pcc_wake_one wakes exactly one
+ * sleeper of that word, oldest first, as the Condvar's counted notify
+ * relies on (k notify_one wake k waiters, not all of them).  Each sleeper
+ * waits on its own condvar, so a wake-up wakes no bystander.  Signals do
+ * not interrupt pthread_cond_wait: the binding's wait loop sleeps in slices
+ * on the main thread instead. */
+typedef struct pcc_portable_waiter {
+    struct pcc_portable_waiter *next, *prev;
+    _Atomic uint32_t *word;
+    int woken; /* set by the waker, under the stripe's mutex */
+    pthread_cond_t cv;
+} pcc_portable_waiter;
+
 #define PCC_STRIPES 64
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    char pad[PCC_CACHELINE]; /* neighbouring stripes on different lines */
+    pcc_portable_waiter head; /* sentinel of the circular queue of sleepers */
+    char pad[PCC_CACHELINE];  /* neighbouring stripes on different lines */
 } stripes[PCC_STRIPES];
+static pthread_condattr_t cond_attr;
 static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
 
-static void stripes_init_all(void)
+/* (Re)start every stripe: empty queues, fresh mutexes. */
+static void stripes_reset(void)
 {
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-#if !defined(__APPLE__)
-    /* deadlines are CLOCK_MONOTONIC: let the condvar wait on that clock
-     * (macOS has no setclock; it waits with a relative timeout below) */
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-#endif
     for (int i = 0; i < PCC_STRIPES; i++) {
         pthread_mutex_init(&stripes[i].mu, NULL);
-        pthread_cond_init(&stripes[i].cv, &attr);
+        stripes[i].head.next = stripes[i].head.prev = &stripes[i].head;
     }
-    pthread_condattr_destroy(&attr);
 }
 
 /* In a forked child the other threads are gone, but a stripe's mutex may
- * have been held by one of them, and a condvar may count their waits
- * (glibc's broadcast can wait for such waiters): start the table afresh. */
+ * have been held by one of them and its queue may hold their nodes: start
+ * the table afresh. */
 static void stripes_after_fork_child(void)
 {
-    stripes_init_all();
+    stripes_reset();
 }
 
 static void stripes_init(void)
 {
-    stripes_init_all();
+    pthread_condattr_init(&cond_attr);
+#if !defined(__APPLE__)
+    /* deadlines are CLOCK_MONOTONIC: let the condvars wait on that clock
+     * (macOS has no setclock; it waits with a relative timeout below) */
+    pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC);
+#endif
+    stripes_reset();
     pthread_atfork(NULL, NULL, stripes_after_fork_child);
 }
 
@@ -136,6 +144,12 @@ static unsigned stripe_of(const void *addr)
 {
     uintptr_t a = (uintptr_t)addr;
     return (unsigned)((a >> 4) ^ (a >> 12)) % PCC_STRIPES;
+}
+
+static void waiter_unlink(pcc_portable_waiter *w)
+{
+    w->prev->next = w->next;
+    w->next->prev = w->prev;
 }
 
 int pcc_wait_on(_Atomic uint32_t *word, uint32_t expected, pcc_deadline_t deadline)
@@ -147,44 +161,75 @@ int pcc_wait_on(_Atomic uint32_t *word, uint32_t expected, pcc_deadline_t deadli
     unsigned s = stripe_of(word);
     int rc = 0;
     pthread_mutex_lock(&stripes[s].mu);
-    if (atomic_load(word) == expected) {
+    if (atomic_load(word) != expected) {
+        pthread_mutex_unlock(&stripes[s].mu);
+        return 0;
+    }
+    pcc_portable_waiter w;
+    w.word = word;
+    w.woken = 0;
+    pthread_cond_init(&w.cv, &cond_attr);
+    w.prev = stripes[s].head.prev;
+    w.next = &stripes[s].head;
+    w.prev->next = &w;
+    stripes[s].head.prev = &w;
+    while (!w.woken) {
         if (deadline == PCC_FOREVER) {
-            pthread_cond_wait(&stripes[s].cv, &stripes[s].mu);
-        } else {
+            pthread_cond_wait(&w.cv, &stripes[s].mu);
+            continue;
+        }
+        int timed_out;
 #if defined(__APPLE__)
-            int64_t left = deadline - pcc_now_ns();
-            if (left <= 0) {
-                rc = -ETIMEDOUT;
-            } else {
-                struct timespec rel = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
-                if (pthread_cond_timedwait_relative_np(&stripes[s].cv, &stripes[s].mu, &rel)
-                        == ETIMEDOUT)
-                    rc = -ETIMEDOUT;
-            }
+        int64_t left = deadline - pcc_now_ns();
+        if (left <= 0) {
+            timed_out = 1;
+        } else {
+            struct timespec rel = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
+            timed_out = pthread_cond_timedwait_relative_np(&w.cv, &stripes[s].mu, &rel) == ETIMEDOUT;
+        }
 #else
-            struct timespec ts = {(time_t)(deadline / 1000000000), (long)(deadline % 1000000000)};
-            if (pthread_cond_timedwait(&stripes[s].cv, &stripes[s].mu, &ts) == ETIMEDOUT)
-                rc = -ETIMEDOUT;
+        struct timespec ts = {(time_t)(deadline / 1000000000), (long)(deadline % 1000000000)};
+        timed_out = pthread_cond_timedwait(&w.cv, &stripes[s].mu, &ts) == ETIMEDOUT;
 #endif
+        if (timed_out && !w.woken) {
+            waiter_unlink(&w); /* nobody picked us: leave the queue */
+            rc = -ETIMEDOUT;
+            break;
         }
     }
     pthread_mutex_unlock(&stripes[s].mu);
+    pthread_cond_destroy(&w.cv);
     return rc;
 }
 
-void pcc_wake_one(_Atomic uint32_t *word)
-{
-    /* the stripe is shared: wake all sleepers on it, they re-check */
-    pcc_wake_all(word);
-}
-
-void pcc_wake_all(_Atomic uint32_t *word)
+/* Wake up to n sleepers of word, oldest first. */
+static void wake_n(_Atomic uint32_t *word, int n)
 {
     pthread_once(&stripes_once, stripes_init);
     unsigned s = stripe_of(word);
     pthread_mutex_lock(&stripes[s].mu);
-    pthread_cond_broadcast(&stripes[s].cv);
+    pcc_portable_waiter *head = &stripes[s].head;
+    for (pcc_portable_waiter *w = head->next; w != head && n > 0;) {
+        pcc_portable_waiter *next = w->next;
+        if (w->word == word) {
+            waiter_unlink(w);
+            w->woken = 1;
+            pthread_cond_signal(&w->cv); /* w stays valid: it needs our mutex to leave */
+            n--;
+        }
+        w = next;
+    }
     pthread_mutex_unlock(&stripes[s].mu);
+}
+
+void pcc_wake_one(_Atomic uint32_t *word)
+{
+    wake_n(word, 1);
+}
+
+void pcc_wake_all(_Atomic uint32_t *word)
+{
+    wake_n(word, INT_MAX);
 }
 
 #endif
