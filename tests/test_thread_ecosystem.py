@@ -382,7 +382,19 @@ with pyconc.Executor(1) as ex:
 '''
 
 
-@pytest.mark.parametrize("core", ["ctrace"] + (["sysmon"] if sys.version_info >= (3, 12) else []))
+def _settrace_core() -> str:
+    """coverage.py's settrace-based core here: its C tracer, or -- where
+    coverage ships none (free-threaded 3.13t) -- its Python tracer, which
+    hooks the threads the same way (threading.settrace)."""
+    try:
+        from coverage.tracer import CTracer  # noqa: F401
+    except ImportError:
+        return "pytrace"
+    return "ctrace"
+
+
+@pytest.mark.parametrize("core", [_settrace_core()]
+                         + (["sysmon"] if sys.version_info >= (3, 12) else []))
 def test_coverage_reports_every_line_run_in_threads_pool_jobs_executor_jobs_and_join(core,
                                                                                        tmp_path):
     import coverage  # noqa: F401  (the test extra installs it)
