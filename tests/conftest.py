@@ -138,6 +138,11 @@ _THREAD_UNSAFE_NAMES = [
 ]
 # by name: (pattern in the test's node id, reason)
 _THREAD_UNSAFE_IDS = [
+    ("test_cpython_futures_port.py::", "CPython's unittest TestCases: the copies share one "
+                                        "TestCase instance, whose setUp/tearDown make and shut "
+                                        "down one executor"),
+    ("test_lock_tests_port.py::", "CPython's unittest TestCases: the copies share one TestCase "
+                                  "instance and its fixtures"),
     ("main_thread", "is about the main thread itself: the copies run on other threads"),
     ("_stress.py::", "a stress test that starts its own 4-16 threads at fixed sizes: 4 copies "
                      "oversubscribe a 2-core machine past the time limit (CI repeats the stress "
