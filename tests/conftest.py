@@ -143,6 +143,9 @@ _THREAD_UNSAFE_IDS = [
                                         "down one executor"),
     ("test_lock_tests_port.py::", "CPython's unittest TestCases: the copies share one TestCase "
                                   "instance and its fixtures"),
+    ("test_thread_ecosystem.py::", "checks process-wide thread state that the copies change: "
+                                   "threading.enumerate(), OS thread names, trace/profile "
+                                   "hooks and the panic hook"),
     ("main_thread", "is about the main thread itself: the copies run on other threads"),
     ("_stress.py::", "a stress test that starts its own 4-16 threads at fixed sizes: 4 copies "
                      "oversubscribe a 2-core machine past the time limit (CI repeats the stress "
