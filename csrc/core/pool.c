@@ -690,13 +690,7 @@ static void worker_wait(pcc_worker *w, pcc_job *job)
         if (j == job) {
             /* Nobody stole it: run it inline (no wake-up needed). */
             int counted = job->counted;
-            pcc_task_fn release = job->release;
-            void *arg = job->arg;
-            if (job_begin(job))
-                job->fn(arg);
-            atomic_store_explicit(&job->state, PCC_JOB_DONE, memory_order_release);
-            if (release != NULL)
-                release(arg);
+            run_inline(job);
             if (counted)
                 count_done(w->pool);
             return;

@@ -89,14 +89,21 @@ static int use_after_drop(PyObject *self, const char *what)
     return -1;
 }
 
-/* The value, as a new reference; NULL with UseAfterDrop if dropped. */
-static PyObject *arc_value(ArcObject *a)
+/* The value, as a new reference; NULL (no exception) if dropped. */
+static PyObject *arc_value_or_null(ArcObject *a)
 {
     PyObject *v = NULL;
     PCM_CS_BEGIN(a);
     if (a->inner != NULL)
         v = Py_NewRef(a->inner->value);
     PCM_CS_END();
+    return v;
+}
+
+/* The value, as a new reference; NULL with UseAfterDrop if dropped. */
+static PyObject *arc_value(ArcObject *a)
+{
+    PyObject *v = arc_value_or_null(a);
     if (v == NULL)
         use_after_drop((PyObject *)a, "Arc");
     return v;
@@ -339,11 +346,7 @@ static int is_own_attr(PyObject *self, PyObject *name)
  * an exception set. */
 static int value_has_attr(ArcObject *a, PyObject *name)
 {
-    PyObject *v = NULL;
-    PCM_CS_BEGIN(a);
-    if (a->inner != NULL)
-        v = Py_NewRef(a->inner->value);
-    PCM_CS_END();
+    PyObject *v = arc_value_or_null(a);
     if (v == NULL)
         return 0;
     PyObject *attr = PyObject_GetAttr(v, name);
