@@ -305,10 +305,14 @@ class _PoolFuture(_cf.Future):  # type: ignore[type-arg]
         return True
 
     def set_running_or_notify_cancel(self) -> bool:
+        # One step under the condition (a re-entrant lock): a cancel() or
+        # running() between the check and the transition would mark the
+        # future RUNNING, and the base class then refuses ("unexpected
+        # state") and the future never finishes.
         with self._condition:
             if self._state == _RUNNING:  # cancel()/running() saw the job taken
                 return True
-        return bool(super().set_running_or_notify_cancel())
+            return bool(super().set_running_or_notify_cancel())
 
 
 def _broken_thread_pool(message: Optional[str]) -> BaseException:

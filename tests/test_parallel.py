@@ -605,3 +605,31 @@ def test_importing_pyconc_first_in_an_atexit_hook_works_and_refuses_executor_wor
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         "(1, 2)", "RuntimeError: cannot schedule new futures after interpreter shutdown"]
+
+
+def test_executor_cancel_between_the_workers_state_check_and_its_transition(monkeypatch):
+    # CI on 3.13t: cancel() saw the job taken and marked the future RUNNING
+    # between the worker's own RUNNING check and its switch to RUNNING; the
+    # worker then raised "Future in unexpected state" and the future never
+    # finished (interpreter exit waited for it forever).  The window is
+    # widened here: the worker stops inside that transition until cancel()
+    # has been called.
+    original = cf.Future.set_running_or_notify_cancel
+    inside = threading.Event()
+    main = threading.get_ident()
+
+    def slow_transition(self: cf.Future) -> bool:  # type: ignore[type-arg]
+        if threading.get_ident() != main:
+            inside.set()
+            time.sleep(0.3)
+        return original(self)
+
+    monkeypatch.setattr(cf.Future, "set_running_or_notify_cancel", slow_transition)
+    with pyconc.Executor(1) as ex:
+        fut = ex.submit(lambda: 42)
+        assert inside.wait(10)
+        canceller = threading.Thread(target=lambda: fut.cancel())
+        canceller.start()
+        canceller.join(10)
+        assert fut.result(timeout=10) == 42
+        assert not fut.cancelled()
