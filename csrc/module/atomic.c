@@ -447,9 +447,9 @@ static PyType_Spec ab_spec = {
 
 int pcm_atomic_init(PyObject *module, pcm_state *st)
 {
-    if ((st->sync[S_ATOMIC_INT_TYPE] = pcm_add_type(module, &ai_spec, NULL)) == NULL)
+    if ((st->AtomicIntType = pcm_add_type(module, &ai_spec, NULL)) == NULL)
         return -1;
-    if ((st->sync[S_ATOMIC_BOOL_TYPE] = pcm_add_type(module, &ab_spec, NULL)) == NULL)
+    if ((st->AtomicBoolType = pcm_add_type(module, &ab_spec, NULL)) == NULL)
         return -1;
     return 0;
 }

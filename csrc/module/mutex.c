@@ -107,7 +107,7 @@ void pcm_mutex_release(MutexObject *m)
 static PyObject *guard_new(pcm_state *st, MutexObject *m)
 {
     MutexGuardObject *g =
-        PyObject_GC_New(MutexGuardObject, (PyTypeObject *)st->sync[S_GUARD_TYPE]);
+        PyObject_GC_New(MutexGuardObject, (PyTypeObject *)st->MutexGuardType);
     if (g == NULL)
         return NULL;
     g->mutex = (MutexObject *)Py_NewRef(m);
@@ -129,7 +129,7 @@ static int guard_release(MutexGuardObject *g)
 
 int pcm_mutex_guard_drop(pcm_state *st, PyObject *obj)
 {
-    if (!Py_IS_TYPE(obj, (PyTypeObject *)st->sync[S_GUARD_TYPE]))
+    if (!Py_IS_TYPE(obj, (PyTypeObject *)st->MutexGuardType))
         return 0;
     return guard_release((MutexGuardObject *)obj);
 }
@@ -527,9 +527,9 @@ static PyType_Spec mutex_spec = {
 
 int pcm_mutex_init(PyObject *module, pcm_state *st)
 {
-    if ((st->sync[S_MUTEX_TYPE] = pcm_add_type(module, &mutex_spec, NULL)) == NULL)
+    if ((st->MutexType = pcm_add_type(module, &mutex_spec, NULL)) == NULL)
         return -1;
-    if ((st->sync[S_GUARD_TYPE] = pcm_add_type(module, &guard_spec, NULL)) == NULL)
+    if ((st->MutexGuardType = pcm_add_type(module, &guard_spec, NULL)) == NULL)
         return -1;
     return 0;
 }

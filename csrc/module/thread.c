@@ -21,9 +21,6 @@
 
 #include "fork.h"
 
-/* (slots 8 and up: PCM_T_*, module.h) */
-enum { T_THREAD_TYPE, T_HANDLE_TYPE, T_CURRENT_KEY };
-
 /* Once the interpreter is finalizing, a thread other than the one
  * finalizing can never take the GIL again (CPython ends it when it tries):
  * a new thread would never run and an unfinished one never finish. */
@@ -48,7 +45,7 @@ typedef struct {
 
 static PyObject *thread_new_object(pcm_state *st, PyObject *name)
 {
-    PyTypeObject *tp = (PyTypeObject *)st->threads[T_THREAD_TYPE];
+    PyTypeObject *tp = (PyTypeObject *)st->ThreadType;
     ThreadObject *t = PyObject_GC_New(ThreadObject, tp);
     if (t == NULL)
         return NULL;
@@ -164,14 +161,14 @@ PyObject *pcm_current_thread(pcm_state *st)
         PyErr_SetString(PyExc_RuntimeError, "pyconc: no thread state dict");
         return NULL;
     }
-    PyObject *t = PyDict_GetItemWithError(dict, st->threads[T_CURRENT_KEY]);
+    PyObject *t = PyDict_GetItemWithError(dict, st->current_thread_key);
     if (t != NULL || PyErr_Occurred())
         return t;
     /* A thread pyconc did not start: the main thread is named "main" (as
      * in Rust); other foreign threads are unnamed.  threading was imported
      * when the module was (no import here: this runs from __del__ at
      * shutdown too); an error asking it propagates. */
-    PyObject *threading = st->threads[PCM_T_THREADING];
+    PyObject *threading = st->threading_module;
     if (threading == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "pyconc: the threading module is gone");
         return NULL;
@@ -200,7 +197,7 @@ PyObject *pcm_current_thread(pcm_state *st)
     Py_DECREF(name);
     if (t == NULL)
         return NULL;
-    int rc = PyDict_SetItem(dict, st->threads[T_CURRENT_KEY], t);
+    int rc = PyDict_SetItem(dict, st->current_thread_key, t);
     Py_DECREF(t);
     return rc < 0 ? NULL : t;
 }
@@ -552,7 +549,7 @@ static void *thread_main(void *arg)
     PyObject *dict = PyThreadState_GetDict();
     if (result != NULL) {
         /* the Context could not be entered: f does not run */
-    } else if (dict == NULL || PyDict_SetItem(dict, st->threads[T_CURRENT_KEY], h->thread) < 0) {
+    } else if (dict == NULL || PyDict_SetItem(dict, st->current_thread_key, h->thread) < 0) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_RuntimeError, "pyconc: no thread state dict");
         result = pcm_capture_exception(st);
@@ -623,7 +620,7 @@ static void thread_exit_hook(void)
 
 static HandleObject *handle_alloc(pcm_state *st, PyObject *thread)
 {
-    HandleObject *h = PyObject_GC_New(HandleObject, (PyTypeObject *)st->threads[T_HANDLE_TYPE]);
+    HandleObject *h = PyObject_GC_New(HandleObject, (PyTypeObject *)st->JoinHandleType);
     if (h == NULL)
         return NULL;
     h->thread = Py_NewRef(thread);
@@ -923,11 +920,11 @@ static PyMethodDef thread_functions[] = {
 
 int pcm_threads_init(PyObject *module, pcm_state *st)
 {
-    if ((st->threads[T_THREAD_TYPE] = pcm_add_type(module, &thread_spec, NULL)) == NULL)
+    if ((st->ThreadType = pcm_add_type(module, &thread_spec, NULL)) == NULL)
         return -1;
-    if ((st->threads[T_HANDLE_TYPE] = pcm_add_type(module, &handle_spec, NULL)) == NULL)
+    if ((st->JoinHandleType = pcm_add_type(module, &handle_spec, NULL)) == NULL)
         return -1;
-    if ((st->threads[T_CURRENT_KEY] = PyUnicode_InternFromString("pyconc.current_thread")) == NULL)
+    if ((st->current_thread_key = PyUnicode_InternFromString("pyconc.current_thread")) == NULL)
         return -1;
     pcc_thread_set_exit_hook(thread_exit_hook);
     if (pcm_pythread_init(module, st) < 0)
