@@ -696,13 +696,11 @@ static PyObject *spawn_impl(pcm_state *st, PyObject *func, PyObject *args, PyObj
         Py_XDECREF(boot->context);
         PyMem_RawFree(boot);
         Py_DECREF(h);
-        if (rc == -EINVAL)
-            PyErr_Format(PyExc_ValueError, "invalid stack size %zu", stack_size);
-        else if (rc == -ENOMEM)
-            PyErr_NoMemory();
-        else
-            PyErr_SetString(PyExc_RuntimeError, "can't start new thread");
-        return NULL;
+        const pcm_errmap errors[] = {
+            {-EINVAL, PyExc_ValueError, "invalid stack size"},
+            {-EAGAIN, PyExc_RuntimeError, "can't start new thread"},
+        };
+        return PCM_RAISE_CODE("spawn", rc, errors, NULL);
     }
     return (PyObject *)h;
 }
@@ -800,14 +798,11 @@ static int park_op(void *arg, pcc_deadline_t deadline)
     return pcc_park((pcc_parker *)arg, deadline);
 }
 
-static PyObject *mod_park(PyObject *module, PyObject *args, PyObject *kwargs)
+static PyObject *mod_park(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
 {
-    static char *names[] = {"timeout", NULL};
-    PyObject *timeout = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:park", names, &timeout))
-        return NULL;
     pcc_deadline_t deadline;
-    if (pcm_deadline_from_timeout(timeout, &deadline) < 0)
+    if (pcm_parse_timeout_arg("park", args, nargs, kwnames, &deadline) < 0)
         return NULL;
     PyObject *me = pcm_current_thread(pcm_state_of_module(module));
     if (me == NULL)
@@ -893,7 +888,7 @@ static PyMethodDef thread_functions[] = {
      "current()\n--\n\nThe Thread running this code (Rust's thread::current()).\n\n"
      "    >>> pyconc.current().name\n    'main'\n"
      "    >>> pyconc.spawn(lambda: pyconc.current().name).join()\n    Ok(None)\n"},
-    {"park", (PyCFunction)(void (*)(void))mod_park, METH_VARARGS | METH_KEYWORDS,
+    {"park", (PyCFunction)(void (*)(void))mod_park, METH_FASTCALL | METH_KEYWORDS,
      "park(timeout=None)\n--\n\n"
      "Block until this thread's token is available (Thread.unpark), the\n"
      "timeout passes, or Ctrl-C.  Like Rust's park it may return spuriously,\n"
