@@ -358,17 +358,10 @@ static void mutex_dealloc(MutexObject *m)
 }
 
 /* lock(timeout=None) -> MutexGuard */
-static PyObject *mutex_lock(MutexObject *m, PyObject *const *args, Py_ssize_t nargs,
-                            PyObject *kwnames)
+/* The lock is ours: its guard, or PoisonError carrying the guard (Rust's
+ * LockResult).  Unlocks again if the guard cannot be made. */
+static PyObject *guard_or_poison(pcm_state *st, MutexObject *m)
 {
-    pcm_state *st = pcm_state_of_type(Py_TYPE(m));
-    if (st == NULL)
-        return NULL;
-    pcc_deadline_t deadline = PCC_FOREVER;
-    if ((nargs || kwnames) && pcm_parse_timeout_arg("lock", args, nargs, kwnames, &deadline) < 0)
-        return NULL;
-    if (pcm_mutex_acquire(st, m, pcm_thread_id(), deadline) < 0)
-        return NULL;
     PyObject *g = guard_new(st, m);
     if (g == NULL) {
         pcc_mutex_unlock(&m->mu);
@@ -381,6 +374,20 @@ static PyObject *mutex_lock(MutexObject *m, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     return g;
+}
+
+static PyObject *mutex_lock(MutexObject *m, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    pcm_state *st = pcm_state_of_type(Py_TYPE(m));
+    if (st == NULL)
+        return NULL;
+    pcc_deadline_t deadline = PCC_FOREVER;
+    if ((nargs || kwnames) && pcm_parse_timeout_arg("lock", args, nargs, kwnames, &deadline) < 0)
+        return NULL;
+    if (pcm_mutex_acquire(st, m, pcm_thread_id(), deadline) < 0)
+        return NULL;
+    return guard_or_poison(st, m);
 }
 
 static PyObject *mutex_try_lock(MutexObject *m, PyObject *Py_UNUSED(ignored))
@@ -398,17 +405,7 @@ static PyObject *mutex_try_lock(MutexObject *m, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(st->UseAfterDrop, "the Mutex was consumed by into_inner()");
         return NULL;
     }
-    PyObject *g = guard_new(st, m);
-    if (g == NULL) {
-        pcc_mutex_unlock(&m->mu);
-        return NULL;
-    }
-    if (pcc_mutex_is_poisoned(&m->mu)) {
-        pcm_raise_poison(st, "the Mutex is poisoned (err.into_inner() gives the guard)", g);
-        Py_DECREF(g);
-        return NULL;
-    }
-    return g;
+    return guard_or_poison(st, m);
 }
 
 static PyObject *mutex_is_poisoned(MutexObject *m, PyObject *Py_UNUSED(ignored))
