@@ -95,6 +95,7 @@ void pcc_bcast_subscribe(pcc_bcast *b, pcc_bcast_rx *rx)
     lock_acquire(&b->lock);
     rx->b = b;
     rx->next = b->tail;
+    rx->gone = 0;
     b->receivers++;
     lock_release(&b->lock);
 }
@@ -103,8 +104,14 @@ void pcc_bcast_unsubscribe(pcc_bcast_rx *rx, pcc_chan_free_fn free_msg, void *ct
 {
     pcc_bcast *b = rx->b;
     lock_acquire(&b->lock);
+    if (rx->gone) {
+        lock_release(&b->lock);
+        return;
+    }
+    rx->gone = 1;
     b->receivers--;
     uint64_t p = rx->next, end = b->tail;
+    q_notify_all(&b->recvq);
     lock_release(&b->lock);
     /* Give up our claim on every message we had not read, a batch at a
      * time with the lock released around free_msg (it may run any code,
@@ -157,6 +164,10 @@ int pcc_bcast_try_recv(pcc_bcast_rx *rx, void **msg, uint64_t *lagged, pcc_retai
 {
     pcc_bcast *b = rx->b;
     lock_acquire(&b->lock);
+    if (rx->gone) {
+        lock_release(&b->lock);
+        return -EBADF;
+    }
     uint64_t first = oldest(b);
     if (rx->next < first) {
         *lagged = first - rx->next;
@@ -185,7 +196,7 @@ int pcc_bcast_try_recv(pcc_bcast_rx *rx, void **msg, uint64_t *lagged, pcc_retai
 
 static int bcast_ready_locked(pcc_bcast_rx *rx)
 {
-    return rx->next != rx->b->tail || rx->b->senders == 0;
+    return rx->next != rx->b->tail || rx->b->senders == 0 || rx->gone;
 }
 
 static int bcast_try_ready(void *src)
@@ -342,6 +353,7 @@ void pcc_watch_unsubscribe(pcc_watch_rx *rx)
 {
     lock_acquire(&rx->w->lock);
     rx->w->receivers--;
+    q_notify_all(&rx->w->recvq);
     lock_release(&rx->w->lock);
 }
 

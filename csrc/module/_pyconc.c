@@ -51,13 +51,18 @@ static const pcm_area_init_fn areas[] = {
     pcm_sync_init,
     pcm_pool_init,
     pcm_aio_init,
+    pcm_coordchan_init,
     NULL,
 };
+
+static const char *const coordchan_error_names[] = {"Lagged", NULL};
 
 static int pcm_exec(PyObject *module)
 {
     pcm_state *st = pcm_state_of_module(module);
     if (import_attrs("pyconc._errors", error_names, &st->PyconcError) < 0)
+        return -1;
+    if (import_attrs("pyconc._errors", coordchan_error_names, &st->Lagged) < 0)
         return -1;
     if (import_attrs("pyconc._result", result_names, &st->Ok) < 0)
         return -1;

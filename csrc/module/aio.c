@@ -72,24 +72,20 @@ typedef struct aio_hub {
     int fd;        /* eventfd, or a pipe's read end; non-blocking: the loop watches it */
     int wfd;       /* where wakes are written: fd itself, or the pipe's write end */
     int signalled; /* a wake write is pending (mu) */
-    aio_op *head;  /* ready list (mu) */
+    pcm_hub_node *head; /* ready list (mu) */
 } aio_hub;
 
 struct aio_op {
     PyObject_HEAD
     pcm_chan_end *end; /* the Sender or Receiver */
     PyObject *value;   /* send: the value (the caller keeps it unless sent) */
-    PyObject *fut;     /* the future yielded while waiting */
-    aio_hub *hub;      /* bound on the first wait (one reference) */
+    pcm_hub_node node; /* the future yielded while waiting, its hub and ready link */
     int kind;          /* OP_RECV, OP_ANEXT, OP_SEND */
     int finished;
     int registered;
     int awaited;       /* __await__ was called: one awaiter only */
     pcc_waiter waiter;
     pcc_chan_entry entry;
-    /* hub ready list (hub->mu) */
-    aio_op *rprev, *rnext;
-    int in_ready;
 };
 
 enum { OP_RECV = PCM_AIO_RECV, OP_ANEXT = PCM_AIO_ANEXT, OP_SEND = PCM_AIO_SEND };
@@ -170,11 +166,8 @@ static void hub_decref(aio_hub *h)
     PyMem_RawFree(h);
 }
 
-/* The core's wake callback: channel lock held, no GIL.  Must not block
- * (the mutex is only held for list surgery) and must not touch Python. */
-static void op_wake(pcc_waiter *w)
+void pcm_hub_wake(pcm_hub_node *op)
 {
-    aio_op *op = w->wake_arg;
     aio_hub *h = op->hub;
     pthread_mutex_lock(&h->mu);
     if (!op->in_ready) {
@@ -192,7 +185,15 @@ static void op_wake(pcc_waiter *w)
         hub_fd_signal(h);
 }
 
-static void hub_unlink_locked(aio_hub *h, aio_op *op)
+/* The core's wake callback: channel lock held, no GIL.  Must not block
+ * (the mutex is only held for list surgery) and must not touch Python. */
+static void op_wake(pcc_waiter *w)
+{
+    aio_op *op = w->wake_arg;
+    pcm_hub_wake(&op->node);
+}
+
+static void hub_unlink_locked(aio_hub *h, pcm_hub_node *op)
 {
     if (op->rprev)
         op->rprev->rnext = op->rnext;
@@ -202,6 +203,24 @@ static void hub_unlink_locked(aio_hub *h, aio_op *op)
         op->rnext->rprev = op->rprev;
     op->rprev = op->rnext = NULL;
     op->in_ready = 0;
+}
+
+void pcm_hub_unready(pcm_hub_node *n)
+{
+    if (n->hub == NULL)
+        return;
+    pthread_mutex_lock(&n->hub->mu);
+    if (n->in_ready)
+        hub_unlink_locked(n->hub, n);
+    pthread_mutex_unlock(&n->hub->mu);
+}
+
+void pcm_hub_release(pcm_hub_node *n)
+{
+    if (n->hub) {
+        hub_decref(n->hub);
+        n->hub = NULL;
+    }
 }
 
 static PyObject *hub_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
@@ -246,7 +265,7 @@ static PyObject *hubobj_pending(HubObject *self, PyObject *Py_UNUSED(ignored))
 {
     size_t n = 0;
     pthread_mutex_lock(&self->hub->mu);
-    for (aio_op *op = self->hub->head; op; op = op->rnext)
+    for (pcm_hub_node *op = self->hub->head; op; op = op->rnext)
         n++;
     pthread_mutex_unlock(&self->hub->mu);
     return PyLong_FromSize_t(n);
@@ -296,7 +315,7 @@ static PyObject *hubobj_process(HubObject *self, PyObject *Py_UNUSED(ignored))
          * alive even if the op goes away right after (it must take this
          * mutex to unlink itself, and it will find itself unlinked). */
         while (h->head && k < HUB_BATCH) {
-            aio_op *op = h->head;
+            pcm_hub_node *op = h->head;
             hub_unlink_locked(h, op);
             if (op->fut)
                 futs[k++] = Py_NewRef(op->fut);
@@ -352,12 +371,9 @@ static int op_stop_waiting(aio_op *op)
     int won = !atomic_compare_exchange_strong_explicit(&op->waiter.selected, &sel, PCC_SEL_ABORTED,
                                                        memory_order_acq_rel, memory_order_acquire);
     pcc_chan_unregister(op->end->ch, &op->entry);
-    pthread_mutex_lock(&op->hub->mu);
-    if (op->in_ready)
-        hub_unlink_locked(op->hub, op);
-    pthread_mutex_unlock(&op->hub->mu);
+    pcm_hub_unready(&op->node);
     op->registered = 0;
-    Py_CLEAR(op->fut);
+    Py_CLEAR(op->node.fut);
     return won;
 }
 
@@ -394,9 +410,9 @@ static PyObject *aio_slot(pcm_state *st, int idx)
     return o;
 }
 
-static int bind_hub(aio_op *op, PyObject **loop)
+int pcm_hub_bind(PyObject *self, pcm_hub_node *op, PyObject **loop)
 {
-    pcm_state *st = pcm_state_of_type(Py_TYPE(op));
+    pcm_state *st = pcm_state_of_type(Py_TYPE(self));
     if (st == NULL)
         return -1;
     PyObject *get = aio_slot(st, PCM_AIO_GETHUB);
@@ -502,7 +518,7 @@ static PySendResult op_step_locked(aio_op *op, PyObject **result)
         }
         /* Would block: register and wait on a fresh future. */
         PyObject *loop = NULL;
-        if (bind_hub(op, &loop) < 0) {
+        if (pcm_hub_bind((PyObject *)op, &op->node, &loop) < 0) {
             op->finished = 1;
             return PYGEN_ERROR;
         }
@@ -517,7 +533,7 @@ static PySendResult op_step_locked(aio_op *op, PyObject **result)
             op->finished = 1;
             return PYGEN_ERROR;
         }
-        op->fut = fut;
+        op->node.fut = fut;
         pcc_waiter_init(&op->waiter);
         op->waiter.wake = op_wake;
         op->waiter.wake_arg = op;
@@ -681,7 +697,7 @@ static int op_traverse(aio_op *op, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(op->end);
     Py_VISIT(op->value);
-    Py_VISIT(op->fut);
+    Py_VISIT(op->node.fut);
     return 0;
 }
 
@@ -689,7 +705,7 @@ static int op_clear(aio_op *op)
 {
     if (!op->finished && op->end != NULL)
         op_abandon(op);
-    Py_CLEAR(op->fut);
+    Py_CLEAR(op->node.fut);
     Py_CLEAR(op->value);
     Py_CLEAR(op->end);
     return 0;
@@ -700,8 +716,7 @@ static void op_dealloc(aio_op *op)
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
     op_clear(op);
-    if (op->hub)
-        hub_decref(op->hub);
+    pcm_hub_release(&op->node);
     tp->tp_free((PyObject *)op);
     Py_DECREF(tp);
 }
@@ -758,12 +773,9 @@ PyObject *pcm_aio_op_new(pcm_chan_end *end, pcm_aio_kind kind, PyObject *value)
         return NULL;
     op->end = (pcm_chan_end *)Py_NewRef(end);
     op->value = Py_XNewRef(value);
-    op->fut = NULL;
-    op->hub = NULL;
+    memset(&op->node, 0, sizeof op->node);
     op->kind = kind;
     op->finished = op->registered = op->awaited = 0;
-    op->rprev = op->rnext = NULL;
-    op->in_ready = 0;
     memset(&op->entry, 0, sizeof op->entry);
     PyObject_GC_Track(op);
     return (PyObject *)op;

@@ -40,6 +40,10 @@ typedef struct pcm_state {
         *UseAfterDrop, *AlreadySet, *UnwrapError, *JoinTimeoutError, *LockTimeoutError;
     /* Result, from pyconc/_result.py */
     PyObject *Ok, *Err;
+    /* coordination channels (issue 17, coordchan): oneshot, broadcast,
+     * watch, the awaitable select; Lagged, from pyconc/_errors.py */
+    PyObject *OneshotSenderType, *OneshotReceiverType, *BroadcastSenderType,
+        *BroadcastReceiverType, *WatchSenderType, *WatchReceiverType, *SelectOpType, *Lagged;
     /* one slice per area; each area names its indices in an enum */
     PyObject *threads[PCM_AREA_SLOTS];
     PyObject *channels[PCM_AREA_SLOTS];
@@ -149,5 +153,6 @@ int pcm_channels_init(PyObject *module, pcm_state *st); /* channel.c */
 int pcm_sync_init(PyObject *module, pcm_state *st);     /* sync.c */
 int pcm_pool_init(PyObject *module, pcm_state *st);     /* pool.c */
 int pcm_aio_init(PyObject *module, pcm_state *st);      /* aio.c */
+int pcm_coordchan_init(PyObject *module, pcm_state *st); /* oneshot.c, bcast.c, aio_select.c */
 
 #endif

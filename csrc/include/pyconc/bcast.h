@@ -38,6 +38,7 @@ typedef struct pcc_bcast pcc_bcast;
 typedef struct pcc_bcast_rx {
     pcc_bcast *b;
     uint64_t next;
+    int gone; /* unsubscribed: try_recv answers -EBADF (lock held) */
 } pcc_bcast_rx;
 
 /* A broadcast of capacity cap >= 1 with one sender and no receiver (add
@@ -55,7 +56,8 @@ int pcc_bcast_drop_sender(pcc_bcast *b);
  * reference); tokio's subscribe and resubscribe both start at the tail. */
 void pcc_bcast_subscribe(pcc_bcast *b, pcc_bcast_rx *rx);
 /* Drop rx: the messages it had not read are released when it was their
- * last reader (through free_msg, lock released). */
+ * last reader (through free_msg, lock released).  Waiters are woken (a
+ * thread blocked on rx then finds it gone: -EBADF). */
 void pcc_bcast_unsubscribe(pcc_bcast_rx *rx, pcc_chan_free_fn free_msg, void *ctx);
 
 /* Send: 0 with *nrecv the receivers that will see it and *dropped the
@@ -65,8 +67,8 @@ int pcc_bcast_send(pcc_bcast *b, void *msg, void **dropped, size_t *nrecv);
 /* Receive without blocking: 0 with *msg (a reference the caller owns:
  * retain(msg) was called under the lock unless this was its last
  * reader), -EOVERFLOW with *lagged the messages skipped (the cursor moved
- * to the oldest kept one), -EAGAIN (nothing new) or -EPIPE (nothing new
- * and every sender gone). */
+ * to the oldest kept one), -EAGAIN (nothing new), -EPIPE (nothing new
+ * and every sender gone) or -EBADF (rx was unsubscribed). */
 int pcc_bcast_try_recv(pcc_bcast_rx *rx, void **msg, uint64_t *lagged, pcc_retain_fn retain);
 /* The source of rx for select and pcc_source_wait (src = the rx). */
 extern const pcc_source_vt pcc_bcast_source;
@@ -96,6 +98,7 @@ int pcc_watch_drop_sender(pcc_watch *w);
 /* A receiver that has seen the current value (tokio's subscribe); with
  * `from`, one that has seen what `from` has (tokio's Receiver::clone). */
 void pcc_watch_subscribe(pcc_watch *w, pcc_watch_rx *rx, pcc_watch_rx *from);
+/* Drop rx (waiters are woken, so one blocked on rx can notice). */
 void pcc_watch_unsubscribe(pcc_watch_rx *rx);
 /* Replace the value: 0 with *old the previous one (the caller releases
  * it), or -EPIPE when no receiver exists and !force (v not taken). */
