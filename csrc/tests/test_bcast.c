@@ -110,6 +110,8 @@ static void *breceiver(void *p)
             int w = pcc_source_wait(&pcc_bcast_source, rx, PCC_FOREVER);
             CHECK(w == 0 || w == -EINTR);
         } else {
+            if (rc != -EPIPE)
+                fprintf(stderr, "unexpected rc %d\n", rc);
             CHECK(rc == -EPIPE);
             break;
         }
