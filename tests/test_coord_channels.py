@@ -892,3 +892,24 @@ def test_oneshot_many_threads_race_one_receiver_each():
         return rx.recv(timeout=10)
 
     assert run_threads(body, 8) == [(i - 1) % 8 for i in range(8)]
+
+
+# ---- the tour sections --------------------------------------------------------
+
+
+def test_tour_oneshot_request_reply_section():
+    from pyconc.tour import s52_oneshot_reply
+
+    out = []
+    s52_oneshot_reply.run(lambda *a: out.append(" ".join(map(str, a))))
+    assert out[:2] == ["get answer -> 42", "from a coroutine -> 42"]
+    assert out[2].startswith("get missing -> RecvError")
+
+
+def test_tour_broadcast_shutdown_section():
+    from pyconc.tour import s54_broadcast_shutdown
+
+    out = []
+    s54_broadcast_shutdown.run(lambda *a: out.append(" ".join(map(str, a))))
+    assert out == ["sum of squares 0..9 = 285", "shutdown sent to 3 workers",
+                   "jobs done per worker add up to 10"]
