@@ -8,6 +8,8 @@ import asyncio
 import random
 import threading
 
+import pytest
+
 import pyconc
 from pyconc import Lagged, RecvError
 
@@ -251,3 +253,74 @@ def test_tick_in_select_with_busy_channel_counts_everything():
             ticks += 1
     h.join().unwrap()
     assert got == list(range(n))
+
+
+# ---- one object shared by many threads (free-threaded builds: no GIL) ----------
+
+
+def test_one_broadcast_receiver_shared_by_threads_splits_messages_exactly():
+    n = stress_scale(20_000, 200)
+    tx, rx = pyconc.broadcast(n)
+
+    def body(i):
+        if i == 0:
+            for k in range(n):
+                tx.send(k)
+            tx.close()
+            return []
+        got = []
+        while True:
+            try:
+                got.append(rx.recv(timeout=30))
+            except RecvError:
+                return got
+
+    parts = run_threads(body, 5)[1:]
+    everything = sorted(v for p in parts for v in p)
+    assert everything == list(range(n))  # one cursor: each message once
+    for p in parts:
+        assert p == sorted(p)  # and in order within each thread
+
+
+def test_broadcast_receiver_closed_while_other_threads_receive_is_clean():
+    rounds = stress_scale(200, 20)
+    for _ in range(rounds):
+        tx, rx = pyconc.broadcast(64)
+        for k in range(32):
+            tx.send(k)
+
+        def body(i):
+            if i == 0:
+                rx.close()
+                return 0
+            c = 0
+            try:
+                while True:
+                    rx.try_recv()
+                    c += 1
+            except (pyconc.UseAfterDrop, pyconc.Empty):
+                return c
+
+        assert sum(run_threads(body, 4)) <= 32
+        assert len(tx) == 0  # everything the receiver held was released
+
+
+def test_one_select_op_closed_from_many_threads_is_abandoned_once():
+    for _ in range(stress_scale(200, 20)):
+        tx, rx = pyconc.sync_channel(0)
+        op = pyconc._core._select_async((tx, "v"), rx, pyconc.never())
+
+        async def start():
+            # register the op's waiters on this loop, then leave it suspended
+            it = op.__await__()
+            fut = it.send(None)
+            return it, fut
+
+        loop = asyncio.new_event_loop()
+        try:
+            it, _ = loop.run_until_complete(start())
+            run_threads(lambda i: it.close(), 4)
+        finally:
+            loop.close()
+        with pytest.raises(pyconc.Empty):
+            rx.try_recv()  # the offered value was not left behind
