@@ -72,20 +72,25 @@ typedef struct aio_hub {
     int fd;        /* eventfd, or a pipe's read end; non-blocking: the loop watches it */
     int wfd;       /* where wakes are written: fd itself, or the pipe's write end */
     int signalled; /* a wake write is pending (mu) */
-    pcm_hub_node *head; /* ready list (mu) */
+    aio_op *head;  /* ready list (mu) */
+    pcm_aio_node *ghead; /* other areas' woken waiters (mu; see the end) */
 } aio_hub;
 
 struct aio_op {
     PyObject_HEAD
     pcm_chan_end *end; /* the Sender or Receiver */
     PyObject *value;   /* send: the value (the caller keeps it unless sent) */
-    pcm_hub_node node; /* the future yielded while waiting, its hub and ready link */
+    PyObject *fut;     /* the future yielded while waiting */
+    aio_hub *hub;      /* bound on the first wait (one reference) */
     int kind;          /* OP_RECV, OP_ANEXT, OP_SEND */
     int finished;
     int registered;
     int awaited;       /* __await__ was called: one awaiter only */
     pcc_waiter waiter;
     pcc_chan_entry entry;
+    /* hub ready list (hub->mu) */
+    aio_op *rprev, *rnext;
+    int in_ready;
 };
 
 enum { OP_RECV = PCM_AIO_RECV, OP_ANEXT = PCM_AIO_ANEXT, OP_SEND = PCM_AIO_SEND };
@@ -166,8 +171,11 @@ static void hub_decref(aio_hub *h)
     PyMem_RawFree(h);
 }
 
-void pcm_hub_wake(pcm_hub_node *op)
+/* The core's wake callback: channel lock held, no GIL.  Must not block
+ * (the mutex is only held for list surgery) and must not touch Python. */
+static void op_wake(pcc_waiter *w)
 {
+    aio_op *op = w->wake_arg;
     aio_hub *h = op->hub;
     pthread_mutex_lock(&h->mu);
     if (!op->in_ready) {
@@ -185,15 +193,7 @@ void pcm_hub_wake(pcm_hub_node *op)
         hub_fd_signal(h);
 }
 
-/* The core's wake callback: channel lock held, no GIL.  Must not block
- * (the mutex is only held for list surgery) and must not touch Python. */
-static void op_wake(pcc_waiter *w)
-{
-    aio_op *op = w->wake_arg;
-    pcm_hub_wake(&op->node);
-}
-
-static void hub_unlink_locked(aio_hub *h, pcm_hub_node *op)
+static void hub_unlink_locked(aio_hub *h, aio_op *op)
 {
     if (op->rprev)
         op->rprev->rnext = op->rnext;
@@ -205,22 +205,16 @@ static void hub_unlink_locked(aio_hub *h, pcm_hub_node *op)
     op->in_ready = 0;
 }
 
-void pcm_hub_unready(pcm_hub_node *n)
+static void node_unlink_locked(aio_hub *h, pcm_aio_node *n)
 {
-    if (n->hub == NULL)
-        return;
-    pthread_mutex_lock(&n->hub->mu);
-    if (n->in_ready)
-        hub_unlink_locked(n->hub, n);
-    pthread_mutex_unlock(&n->hub->mu);
-}
-
-void pcm_hub_release(pcm_hub_node *n)
-{
-    if (n->hub) {
-        hub_decref(n->hub);
-        n->hub = NULL;
-    }
+    if (n->rprev)
+        n->rprev->rnext = n->rnext;
+    else
+        h->ghead = n->rnext;
+    if (n->rnext)
+        n->rnext->rprev = n->rprev;
+    n->rprev = n->rnext = NULL;
+    n->in_ready = 0;
 }
 
 static PyObject *hub_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
@@ -265,7 +259,7 @@ static PyObject *hubobj_pending(HubObject *self, PyObject *Py_UNUSED(ignored))
 {
     size_t n = 0;
     pthread_mutex_lock(&self->hub->mu);
-    for (pcm_hub_node *op = self->hub->head; op; op = op->rnext)
+    for (aio_op *op = self->hub->head; op; op = op->rnext)
         n++;
     pthread_mutex_unlock(&self->hub->mu);
     return PyLong_FromSize_t(n);
@@ -315,12 +309,18 @@ static PyObject *hubobj_process(HubObject *self, PyObject *Py_UNUSED(ignored))
          * alive even if the op goes away right after (it must take this
          * mutex to unlink itself, and it will find itself unlinked). */
         while (h->head && k < HUB_BATCH) {
-            pcm_hub_node *op = h->head;
+            aio_op *op = h->head;
             hub_unlink_locked(h, op);
             if (op->fut)
                 futs[k++] = Py_NewRef(op->fut);
         }
-        int more = h->head != NULL;
+        while (h->ghead && k < HUB_BATCH) {
+            pcm_aio_node *n = h->ghead;
+            node_unlink_locked(h, n);
+            if (n->fut)
+                futs[k++] = Py_NewRef(n->fut);
+        }
+        int more = h->head != NULL || h->ghead != NULL;
         pthread_mutex_unlock(&h->mu);
         for (size_t i = 0; i < k; i++) {
             if (!failed && resolve_future(futs[i]) < 0)
@@ -371,9 +371,12 @@ static int op_stop_waiting(aio_op *op)
     int won = !atomic_compare_exchange_strong_explicit(&op->waiter.selected, &sel, PCC_SEL_ABORTED,
                                                        memory_order_acq_rel, memory_order_acquire);
     pcc_chan_unregister(op->end->ch, &op->entry);
-    pcm_hub_unready(&op->node);
+    pthread_mutex_lock(&op->hub->mu);
+    if (op->in_ready)
+        hub_unlink_locked(op->hub, op);
+    pthread_mutex_unlock(&op->hub->mu);
     op->registered = 0;
-    Py_CLEAR(op->node.fut);
+    Py_CLEAR(op->fut);
     return won;
 }
 
@@ -410,9 +413,9 @@ static PyObject *aio_slot(pcm_state *st, int idx)
     return o;
 }
 
-int pcm_hub_bind(PyObject *self, pcm_hub_node *op, PyObject **loop)
+static int bind_hub(aio_op *op, PyObject **loop)
 {
-    pcm_state *st = pcm_state_of_type(Py_TYPE(self));
+    pcm_state *st = pcm_state_of_type(Py_TYPE(op));
     if (st == NULL)
         return -1;
     PyObject *get = aio_slot(st, PCM_AIO_GETHUB);
@@ -518,7 +521,7 @@ static PySendResult op_step_locked(aio_op *op, PyObject **result)
         }
         /* Would block: register and wait on a fresh future. */
         PyObject *loop = NULL;
-        if (pcm_hub_bind((PyObject *)op, &op->node, &loop) < 0) {
+        if (bind_hub(op, &loop) < 0) {
             op->finished = 1;
             return PYGEN_ERROR;
         }
@@ -533,7 +536,7 @@ static PySendResult op_step_locked(aio_op *op, PyObject **result)
             op->finished = 1;
             return PYGEN_ERROR;
         }
-        op->node.fut = fut;
+        op->fut = fut;
         pcc_waiter_init(&op->waiter);
         op->waiter.wake = op_wake;
         op->waiter.wake_arg = op;
@@ -697,7 +700,7 @@ static int op_traverse(aio_op *op, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(op->end);
     Py_VISIT(op->value);
-    Py_VISIT(op->node.fut);
+    Py_VISIT(op->fut);
     return 0;
 }
 
@@ -705,7 +708,7 @@ static int op_clear(aio_op *op)
 {
     if (!op->finished && op->end != NULL)
         op_abandon(op);
-    Py_CLEAR(op->node.fut);
+    Py_CLEAR(op->fut);
     Py_CLEAR(op->value);
     Py_CLEAR(op->end);
     return 0;
@@ -716,7 +719,8 @@ static void op_dealloc(aio_op *op)
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
     op_clear(op);
-    pcm_hub_release(&op->node);
+    if (op->hub)
+        hub_decref(op->hub);
     tp->tp_free((PyObject *)op);
     Py_DECREF(tp);
 }
@@ -773,9 +777,12 @@ PyObject *pcm_aio_op_new(pcm_chan_end *end, pcm_aio_kind kind, PyObject *value)
         return NULL;
     op->end = (pcm_chan_end *)Py_NewRef(end);
     op->value = Py_XNewRef(value);
-    memset(&op->node, 0, sizeof op->node);
+    op->fut = NULL;
+    op->hub = NULL;
     op->kind = kind;
     op->finished = op->registered = op->awaited = 0;
+    op->rprev = op->rnext = NULL;
+    op->in_ready = 0;
     memset(&op->entry, 0, sizeof op->entry);
     PyObject_GC_Track(op);
     return (PyObject *)op;
@@ -804,6 +811,124 @@ static PyMethodDef aio_functions[] = {
      "Internal: install the running-loop hub lookup and asyncio.CancelledError."},
     {NULL, NULL, 0, NULL},
 };
+
+/* ---- waiters of other areas (module.h, "async waiters") ------------------ */
+
+PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node)
+{
+    PyObject *get = aio_slot(st, PCM_AIO_GETHUB);
+    if (get == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "pyconc._aio is not initialized");
+        return NULL;
+    }
+    PyObject *pair = PyObject_CallNoArgs(get); /* (loop, hub); RuntimeError outside a loop */
+    Py_DECREF(get);
+    if (pair == NULL)
+        return NULL;
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+        !PyObject_TypeCheck(PyTuple_GET_ITEM(pair, 1), (PyTypeObject *)st->aio[PCM_AIO_HUB])) {
+        Py_DECREF(pair);
+        PyErr_SetString(PyExc_SystemError, "pyconc._aio hub lookup returned a bad value");
+        return NULL;
+    }
+    aio_hub *h = ((HubObject *)PyTuple_GET_ITEM(pair, 1))->hub;
+    if (node->hub != NULL && node->hub != h) {
+        Py_DECREF(pair);
+        PyErr_SetString(PyExc_RuntimeError, "a pyconc awaitable was awaited from two event loops");
+        return NULL;
+    }
+    if (node->hub == NULL) {
+        atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+        node->hub = h;
+    }
+    PyObject *fut = PyObject_CallMethod(PyTuple_GET_ITEM(pair, 0), "create_future", NULL);
+    Py_DECREF(pair);
+    if (fut == NULL)
+        return NULL;
+    if (PyObject_SetAttrString(fut, "_asyncio_future_blocking", Py_True) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    /* Under the hub mutex: _process may be reading node->fut right now
+     * (a node re-armed after a spurious resume). */
+    pthread_mutex_lock(&h->mu);
+    PyObject *old = node->fut;
+    node->fut = Py_NewRef(fut);
+    pthread_mutex_unlock(&h->mu);
+    Py_XDECREF(old);
+    return fut;
+}
+
+void pcm_aio_node_wake(pcm_aio_node *node)
+{
+    aio_hub *h = node->hub;
+    pthread_mutex_lock(&h->mu);
+    if (!node->in_ready) {
+        node->rprev = NULL;
+        node->rnext = h->ghead;
+        if (h->ghead)
+            h->ghead->rprev = node;
+        h->ghead = node;
+        node->in_ready = 1;
+    }
+    int signal = !h->signalled;
+    h->signalled = 1;
+    pthread_mutex_unlock(&h->mu);
+    if (signal)
+        hub_fd_signal(h);
+}
+
+void pcm_aio_node_disarm(pcm_aio_node *node)
+{
+    aio_hub *h = node->hub;
+    if (h == NULL)
+        return;
+    pthread_mutex_lock(&h->mu);
+    if (node->in_ready)
+        node_unlink_locked(h, node);
+    PyObject *fut = node->fut;
+    node->fut = NULL;
+    pthread_mutex_unlock(&h->mu);
+    Py_XDECREF(fut);
+}
+
+void pcm_aio_node_release(pcm_aio_node *node)
+{
+    if (node->hub != NULL) {
+        hub_decref(node->hub);
+        node->hub = NULL;
+    }
+}
+
+PyObject *pcm_aio_throw_exc(PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+        return NULL;
+    }
+    PyObject *typ = args[0], *val = nargs > 1 ? args[1] : Py_None, *tb = nargs > 2 ? args[2] : NULL;
+    PyObject *exc;
+    if (PyExceptionInstance_Check(typ)) {
+        exc = Py_NewRef(typ);
+    } else if (PyExceptionClass_Check(typ)) {
+        if (val != Py_None && PyObject_IsInstance(val, typ) == 1)
+            exc = Py_NewRef(val);
+        else if (val == Py_None)
+            exc = PyObject_CallNoArgs(typ);
+        else
+            exc = PyObject_CallOneArg(typ, val);
+        if (exc == NULL)
+            return NULL;
+    } else {
+        PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException");
+        return NULL;
+    }
+    if (tb != NULL && tb != Py_None && PyException_SetTraceback(exc, tb) < 0) {
+        Py_DECREF(exc);
+        return NULL;
+    }
+    return exc;
+}
 
 int pcm_aio_init(PyObject *module, pcm_state *st)
 {

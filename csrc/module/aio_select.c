@@ -5,7 +5,8 @@
  * The same design as aio.c's ChannelOp, over n operations: try them all
  * once (pcc_select_try); if none is ready, register one entry per
  * operation on a single waiter whose wake links the op into its loop's
- * hub (pcm_hub_wake), and yield a future of the running loop.  When the
+ * hub (pcm_aio_node_wake, module.h), and yield a future of the running
+ * loop.  When the
  * task resumes it unregisters everything and tries again on its own
  * thread, so nothing is ever received on its behalf elsewhere:
  * cancelling loses nothing.  Entries are notify-only, except a send on a
@@ -30,7 +31,7 @@ typedef struct {
     pcm_source_end **srcs; /* broadcast/watch receivers, else NULL */
     pcc_chan_entry *entries;
     pcc_waiter waiter;
-    pcm_hub_node node;
+    pcm_aio_node node; /* the future and the hub link (module.h) */
     PyObject *timer; /* loop TimerHandle while waiting on a timer channel */
     int mode;        /* 0: (index, value); 1: value; 2: None */
     int finished, registered, awaited;
@@ -40,7 +41,7 @@ typedef struct {
 static void sop_wake(pcc_waiter *w)
 {
     SelectOp *op = w->wake_arg;
-    pcm_hub_wake(&op->node);
+    pcm_aio_node_wake(&op->node);
 }
 
 /* Does op i offer its value in an ordinary entry (rendezvous send)? */
@@ -64,7 +65,7 @@ static Py_ssize_t sop_stop_waiting(SelectOp *op)
         else
             pcc_chan_unregister(op->ops[i].ch, &op->entries[i]);
     }
-    pcm_hub_unready(&op->node);
+    pcm_aio_node_disarm(&op->node); /* also drops the future */
     if (op->timer != NULL) {
         PyObject *r = PyObject_CallMethod(op->timer, "cancel", NULL);
         if (r == NULL)
@@ -74,7 +75,6 @@ static Py_ssize_t sop_stop_waiting(SelectOp *op)
     }
     op->registered = 0;
     op->nreg = 0;
-    Py_CLEAR(op->node.fut);
     return sel == PCC_SEL_WAITING || sel == PCC_SEL_ABORTED ? -1 : (Py_ssize_t)(sel - 2);
 }
 
@@ -203,19 +203,18 @@ static PySendResult sop_step_locked(SelectOp *op, PyObject **result)
             return *result ? PYGEN_RETURN : PYGEN_ERROR;
         }
         /* None ready: register everywhere and wait on a fresh future. */
-        PyObject *loop = NULL;
-        if (pcm_hub_bind((PyObject *)op, &op->node, &loop) < 0) {
+        PyObject *fut = pcm_aio_node_arm(st, &op->node); /* also in op->node.fut */
+        if (fut == NULL) {
             op->finished = 1;
             return PYGEN_ERROR;
         }
-        PyObject *fut = PyObject_CallMethod(loop, "create_future", NULL);
-        if (fut == NULL || PyObject_SetAttrString(fut, "_asyncio_future_blocking", Py_True) < 0) {
-            Py_XDECREF(fut);
-            Py_DECREF(loop);
+        PyObject *loop = PyObject_CallMethod(fut, "get_loop", NULL);
+        if (loop == NULL) {
+            Py_DECREF(fut);
+            pcm_aio_node_disarm(&op->node);
             op->finished = 1;
             return PYGEN_ERROR;
         }
-        op->node.fut = fut;
         pcc_waiter_init(&op->waiter);
         op->waiter.wake = sop_wake;
         op->waiter.wake_arg = op;
@@ -237,11 +236,13 @@ static PySendResult sop_step_locked(SelectOp *op, PyObject **result)
         }
         if (!ready && sop_arm_timer(op, loop) < 0) {
             Py_DECREF(loop);
+            Py_DECREF(fut);
             sop_abandon(op);
             return PYGEN_ERROR;
         }
         Py_DECREF(loop);
         if (ready) {
+            Py_DECREF(fut);
             /* Something can proceed already: stop waiting and retry now. */
             Py_ssize_t nreg = op->nreg;
             Py_ssize_t won = sop_stop_waiting(op);
@@ -252,7 +253,7 @@ static PySendResult sop_step_locked(SelectOp *op, PyObject **result)
             }
             continue;
         }
-        *result = Py_NewRef(op->node.fut);
+        *result = fut;
         return PYGEN_NEXT;
     }
 }
@@ -299,31 +300,9 @@ static PyObject *sop_send_meth(SelectOp *op, PyObject *arg)
 
 static PyObject *sop_throw(SelectOp *op, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs < 1 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+    PyObject *exc = pcm_aio_throw_exc(args, nargs);
+    if (exc == NULL)
         return NULL;
-    }
-    PyObject *typ = args[0], *val = nargs > 1 ? args[1] : Py_None, *tb = nargs > 2 ? args[2] : NULL;
-    PyObject *exc;
-    if (PyExceptionInstance_Check(typ)) {
-        exc = Py_NewRef(typ);
-    } else if (PyExceptionClass_Check(typ)) {
-        if (val != Py_None && PyObject_IsInstance(val, typ) == 1)
-            exc = Py_NewRef(val);
-        else if (val == Py_None)
-            exc = PyObject_CallNoArgs(typ);
-        else
-            exc = PyObject_CallOneArg(typ, val);
-        if (exc == NULL)
-            return NULL;
-    } else {
-        PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException");
-        return NULL;
-    }
-    if (tb != NULL && tb != Py_None && PyException_SetTraceback(exc, tb) < 0) {
-        Py_DECREF(exc);
-        return NULL;
-    }
     Py_ssize_t done = -1;
     PCM_CS_BEGIN(op);
     if (!op->finished)
@@ -424,7 +403,7 @@ static void sop_dealloc(SelectOp *op)
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
     sop_clear(op);
-    pcm_hub_release(&op->node);
+    pcm_aio_node_release(&op->node);
     PyMem_Free(op->ops);
     PyMem_Free(op->vals);
     PyMem_Free(op->srcs);

@@ -80,26 +80,6 @@ typedef enum {
 } pcm_aio_kind;
 PyObject *pcm_aio_op_new(pcm_chan_end *end, pcm_aio_kind kind, PyObject *value);
 
-/* ---- the per-loop hub (aio.c), for every awaitable that waits on the core --
- * An awaitable embeds a node; its waiter's wake function calls
- * pcm_hub_wake (no GIL, any thread); the loop's reader callback then
- * resolves node->fut on the loop's thread. */
-typedef struct pcm_hub_node {
-    struct pcm_hub_node *rprev, *rnext; /* the hub's ready list (hub mutex) */
-    int in_ready;
-    PyObject *fut;      /* the future yielded while waiting */
-    struct aio_hub *hub; /* bound on the first wait (one reference) */
-} pcm_hub_node;
-/* Bind node to the running loop's hub (self: any of our objects, for the
- * module state).  *loop: a new reference to the loop.  Returns 0, or -1
- * with an exception set (no running loop; a second loop). */
-int pcm_hub_bind(PyObject *self, pcm_hub_node *node, PyObject **loop);
-void pcm_hub_wake(pcm_hub_node *node);
-/* Unlink node from its hub's ready list (after its waiter stopped). */
-void pcm_hub_unready(pcm_hub_node *node);
-/* Drop the hub reference (dealloc). */
-void pcm_hub_release(pcm_hub_node *node);
-
 /* select over parsed operations, awaitable (aio_select.c).  `ops` is a
  * tuple of operations as select() takes them; `unwrap`: return only the
  * value (a single receive: recv_async of a timer, broadcast or watch
