@@ -70,7 +70,7 @@ static void raise_disconnected(pcm_state *st, int is_send, PyObject *value, size
 int pcm_select_parse(pcm_state *st, PyObject *const *args, Py_ssize_t n, pcc_select_op *ops,
                      PyObject **vals, pcm_source_end **srcs, const char *fname)
 {
-    PyTypeObject *tx_type = (PyTypeObject *)st->channels[PCM_CH_SENDER];
+    PyTypeObject *tx_type = (PyTypeObject *)st->SenderType;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *op = args[i];
         pcm_chan_end *end = NULL;
