@@ -915,3 +915,10 @@ def test_tour_broadcast_shutdown_section():
     s54_broadcast_shutdown.run(lambda *a: out.append(" ".join(map(str, a))))
     assert out == ["sum of squares 0..9 = 285", "shutdown sent to 3 workers",
                    "jobs done per worker add up to 10"]
+
+
+def test_generic_types_are_subscriptable_at_run_time():
+    for cls in (pyconc.OneshotSender, pyconc.OneshotReceiver, pyconc.BroadcastSender,
+                pyconc.BroadcastReceiver, pyconc.WatchSender, pyconc.WatchReceiver):
+        alias = cls[int]
+        assert alias.__origin__ is cls and alias.__args__ == (int,)
