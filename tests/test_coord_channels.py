@@ -350,6 +350,17 @@ def test_broadcast_async_lagged_and_closed():
     asyncio.run(main())
 
 
+def test_broadcast_async_for_ends_when_senders_are_gone():
+    async def main():
+        tx, rx = pyconc.broadcast(8)
+        h = pyconc.spawn(lambda: ([tx.send(i) for i in range(5)], tx.close()))
+        got = [v async for v in rx]
+        h.join().unwrap()
+        return got
+
+    assert asyncio.run(main()) == [0, 1, 2, 3, 4]
+
+
 def test_broadcast_mixed_thread_and_coroutine_receivers():
     tx, rx = pyconc.broadcast(1024)
     arx = tx.subscribe()

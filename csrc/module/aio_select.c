@@ -33,7 +33,8 @@ typedef struct {
     pcc_waiter waiter;
     pcm_aio_node node; /* the future and the hub link (module.h) */
     PyObject *timer; /* loop TimerHandle while waiting on a timer channel */
-    int mode;        /* 0: (index, value); 1: value; 2: None */
+    int mode;        /* 0: (index, value); 1: value; 2: None; 3: value, and RecvError
+                      * ends the iteration (__anext__) */
     int finished, registered, awaited;
     Py_ssize_t nreg;
 } SelectOp;
@@ -117,7 +118,7 @@ static PyObject *sop_result(SelectOp *op, PyObject *pair)
 {
     if (pair == NULL || op->mode == 0)
         return pair;
-    PyObject *r = op->mode == 1 ? Py_NewRef(PyTuple_GET_ITEM(pair, 1)) : Py_NewRef(Py_None);
+    PyObject *r = op->mode == 2 ? Py_NewRef(Py_None) : Py_NewRef(PyTuple_GET_ITEM(pair, 1));
     Py_DECREF(pair);
     return r;
 }
@@ -200,6 +201,10 @@ static PySendResult sop_step_locked(SelectOp *op, PyObject **result)
                 continue;
             op->finished = 1;
             *result = sop_result(op, pair);
+            if (*result == NULL && op->mode == 3 && PyErr_ExceptionMatches(st->RecvError)) {
+                PyErr_Clear(); /* `async for` ends when every sender is gone */
+                PyErr_SetNone(PyExc_StopAsyncIteration);
+            }
             return *result ? PYGEN_RETURN : PYGEN_ERROR;
         }
         /* None ready: register everywhere and wait on a fresh future. */

@@ -205,6 +205,17 @@ static PyObject *brx_recv_async(BcastRx *self, PyObject *Py_UNUSED(ignored))
     return make_async((PyObject *)self, 1);
 }
 
+static PyObject *brx_anext(BcastRx *self)
+{
+    return make_async((PyObject *)self, 3);
+}
+
+static PyObject *brx_aiter(BcastRx *self)
+{
+    CHECK_OPEN(&self->h);
+    return Py_NewRef(self);
+}
+
 static PyObject *brx_resubscribe(BcastRx *self, PyObject *Py_UNUSED(ignored))
 {
     CHECK_OPEN(&self->h);
@@ -441,7 +452,9 @@ static PyMethodDef brx_methods[] = {
      "try_recv($self)\n--\n\nLike recv() without waiting: raises Empty when nothing new is there."},
     {"recv_async", (PyCFunction)brx_recv_async, METH_NOARGS,
      "recv_async($self)\n--\n\nAwaitable recv.  Cancelling it loses nothing: the message stays\n"
-     "for the next receive.  ``async for`` is not provided; loop on this."},
+     "for the next receive.  ``async for msg in rx`` receives until every\n"
+     "sender is gone (Lagged is raised through the loop).\n\n"
+     "    >>> async def listen(rx):\n    ...     async for msg in rx:\n    ...         print(msg)"},
     {"resubscribe", (PyCFunction)brx_resubscribe, METH_NOARGS,
      "resubscribe($self)\n--\n\nA new receiver of the same channel that sees what is sent from now on."},
     {"close", (PyCFunction)brx_close, METH_NOARGS,
@@ -482,6 +495,8 @@ static PyType_Slot brx_slots[] = {
     {Py_tp_getset, closed_getset},
     {Py_tp_iter, brx_iter},
     {Py_tp_iternext, brx_iternext},
+    {Py_am_aiter, brx_aiter},
+    {Py_am_anext, brx_anext},
     {Py_sq_length, brx_len},
     {Py_nb_bool, always_true},
     {0, NULL},
