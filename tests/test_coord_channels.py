@@ -825,7 +825,9 @@ def _sel(*rxs):
 
 def test_ctrl_c_in_a_subprocess_stops_a_blocked_broadcast_recv():
     code = textwrap.dedent("""
-        import sys, pyconc
+        import signal, sys, pyconc
+        # a background job starts with SIGINT ignored; Ctrl-C is the point here
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         tx, rx = pyconc.broadcast(4)
         wtx, wrx = pyconc.watch(0)
         print("ready", flush=True)
