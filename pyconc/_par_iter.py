@@ -142,7 +142,7 @@ class ParIter(Generic[T]):
     # ---- terminals -----------------------------------------------------------
 
     def _run(self, stages: Tuple[_Stage, ...], term: int, f1: Any = None, f2: Any = None) -> Any:
-        return _core._par_run(self._source, stages, term, f1, f2,  # type: ignore[attr-defined]
+        return _core._par_run(self._source, stages, term, f1, f2,
                               self._min_len or 1, self._min_len is not None, self._pool)
 
     def collect(self) -> List[T]:
@@ -338,7 +338,7 @@ def _workers(executor: Any) -> int:
     if isinstance(n, int) and n > 0:
         return n
     try:  # dask's ClientExecutor
-        return max(1, sum(executor._client.nthreads().values()))
+        return max(1, int(sum(executor._client.nthreads().values())))
     except Exception:
         return 4
 
@@ -387,7 +387,7 @@ def _map_on_executor(f: Callable[[Any], Any], iterable: Iterable[Any], chunksize
                 errors.append((s + err[0], err[1]))
         errors.sort(key=lambda e: e[0])
         first = errors[0][1]
-        for pos, exc in errors[1:]:
-            first.add_note(f"par_map: the item at position {pos} also raised {exc!r}")
+        for pos, other in errors[1:]:
+            first.add_note(f"par_map: the item at position {pos} also raised {other!r}")
         raise first
     return results
