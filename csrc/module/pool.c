@@ -180,6 +180,7 @@ static void pyjob_run(void *arg)
         pcm_job_hooks(j->st);
     }
     PyObject *r = PyObject_Call(j->func, j->args, j->kwargs);
+    void *complete = NULL; /* the handle opens once the GIL is released */
     if (j->handle != NULL) {
         PyObject *res = r != NULL ? pcm_ok(j->st, r) : NULL;
         if (res == NULL)
@@ -192,7 +193,7 @@ static void pyjob_run(void *arg)
         Py_CLEAR(j->func);
         Py_CLEAR(j->args);
         Py_CLEAR(j->kwargs);
-        pcm_handle_complete(h, res);
+        complete = pcm_handle_complete_begin(h, res);
         Py_DECREF(h);
     } else {
         if (r != NULL)
@@ -207,6 +208,7 @@ static void pyjob_run(void *arg)
         pcm_job_hooks_clear();
     tl_job_depth--;
     PyGILState_Release(g);
+    pcm_handle_complete_end(complete);
 }
 
 /* A job calling func(*args, **kwargs) with `refs` references.  Returns NULL
