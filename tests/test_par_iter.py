@@ -389,6 +389,19 @@ def test_ctrl_c_on_a_generator_source():
     assert r.stdout.split() == ["interrupted"], r.stderr
 
 
+def test_ctrl_c_with_a_builtin_function_that_never_enters_the_eval_loop():
+    r = run_py("""
+        import os, signal, threading, time, pyconc
+        threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        t = time.monotonic()
+        try:
+            pyconc.par_iter(range(10**12)).map(abs).count()
+        except KeyboardInterrupt:
+            print("interrupted", time.monotonic() - t < 10)
+    """)
+    assert r.stdout.split() == ["interrupted", "True"], r.stderr
+
+
 # ---- stress: many threads at once ---------------------------------------------
 
 def test_stress_many_threads_share_the_pool():

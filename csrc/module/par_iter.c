@@ -385,10 +385,23 @@ static void leaf_body(run_t *r, int64_t lo, int64_t hi, PyObject *items)
     }
     if (r->term == T_MIN || r->term == T_MAX)
         Py_CLEAR(L.acc);
+    int64_t last_yield = pcc_now_ns();
     for (int64_t i = lo; i < hi && !stopped; i++) {
         if (run_stopped(r) || i > atomic_load_explicit(&r->err_pos, memory_order_relaxed)) {
             stopped = 1;
             break;
+        }
+        if (((i - lo) & 255) == 255) {
+            /* A C loop calling builtins never reaches the eval loop's
+             * switch: every 5 ms let waiting threads take the GIL (the
+             * main thread's Ctrl-C, the other chunks) or, free-threaded,
+             * a stop-the-world pause (GC) proceed. */
+            int64_t now = pcc_now_ns();
+            if (now - last_yield > 5000000) {
+                last_yield = now;
+                Py_BEGIN_ALLOW_THREADS
+                Py_END_ALLOW_THREADS
+            }
         }
         PyObject *x = items ? Py_NewRef(PyList_GET_ITEM(items, (Py_ssize_t)(i - lo)))
                             : src_item(r, i);
@@ -484,10 +497,10 @@ static void drain(run_t *r)
 {
     PyGILState_STATE g = PyGILState_Ensure();
     for (;;) {
-        if (run_stopped(r) || r->it_next > atomic_load(&r->err_pos))
+        if (run_stopped(r))
             break;
         it_lock(r);
-        if (r->it_done) {
+        if (r->it_done || r->it_next > atomic_load(&r->err_pos)) {
             pthread_mutex_unlock(&r->it_mu);
             break;
         }
