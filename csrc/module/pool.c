@@ -1049,7 +1049,7 @@ pcc_pool *pcm_pool_arg(pcm_state *st, PyObject *obj)
 {
     if (obj == NULL || obj == Py_None)
         return pcm_current_pool(st);
-    if (!PyObject_TypeCheck(obj, (PyTypeObject *)st->pool[PL_POOL_TYPE])) {
+    if (!PyObject_TypeCheck(obj, (PyTypeObject *)st->ThreadPoolType)) {
         PyErr_Format(PyExc_TypeError, "pool must be a pyconc.ThreadPool or None, not %.100s",
                      Py_TYPE(obj)->tp_name);
         return NULL;
