@@ -322,6 +322,14 @@ def test_nested_in_a_one_thread_pool_does_not_deadlock():
     assert got == [list(map(abs, range(-i, 0))) for i in range(20)]
 
 
+def test_nested_runs_stop_with_a_find_of_the_enclosing_run():
+    def inner(i):
+        return par_iter(range(2000)).map(lambda x: x + i).sum()
+
+    for _ in range(5):
+        assert par_iter(range(64)).map(inner).find_any(lambda s: s >= 0) is not None
+
+
 def test_par_map_inside_join_and_spawn():
     a, b = pyconc.join(lambda: par_map(abs, range(-5, 0)), lambda: par_iter(range(5)).sum())
     assert (a, b) == ([5, 4, 3, 2, 1], 10)

@@ -104,6 +104,12 @@ static int run_stopped(run_t *r)
 static void record_error(run_t *r, int64_t pos)
 {
     PyObject *exc = pcm_fetch_exception();
+    if (atomic_load(&r->stop)) {
+        /* raised after a find stopped the run (or Ctrl-C did): a chunk
+         * cut short, e.g. a nested par_iter cancelled with it; dropped */
+        Py_DECREF(exc);
+        return;
+    }
     int64_t cur = atomic_load_explicit(&r->err_pos, memory_order_relaxed);
     while (pos < cur &&
            !atomic_compare_exchange_weak_explicit(&r->err_pos, &cur, pos, memory_order_relaxed,
