@@ -600,7 +600,8 @@ static int cmp_err(const void *a, const void *b)
 
 static PyObject *combine(run_t *r)
 {
-    qsort(r->recs, r->nrecs, sizeof *r->recs, cmp_leaf);
+    if (r->nrecs > 1) /* (recs is NULL when no leaf finished) */
+        qsort(r->recs, r->nrecs, sizeof *r->recs, cmp_leaf);
     size_t n = r->nrecs;
     leafrec *v = r->recs;
     switch (r->term) {
