@@ -260,8 +260,9 @@ class ParIter(Generic[T]):
 def par_iter(source: Iterable[T], *, pool: Any = None) -> ParIter[T]:
     """A parallel iterator over ``source`` (rayon's ``par_iter``).
 
-    A ``range``, list, tuple or other sequence (buffers, numpy arrays, str,
-    bytes) is split by index without copying; any other iterable is drawn
+    A ``range``, list, tuple or buffer (``bytes``, ``array.array``, numpy
+    arrays, a 1-d ``memoryview``) is split by index without copying; any
+    other iterable (a generator, a set, a dict's keys, a ``deque``) is drawn
     in chunks (under a lock: one thread calls ``next`` at a time).  Work is
     split adaptively: pieces keep splitting while threads of the pool are
     idle.  It runs on ``pool`` (a ``ThreadPool``), else on the pool this

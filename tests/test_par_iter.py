@@ -142,6 +142,27 @@ def test_par_map_equals_map_for_many_sources():
         assert par_map(f, src) == list(map(f, src if not hasattr(src, "__next__") else range(1000)))
 
 
+def test_non_buffer_sequences_are_iterated_not_indexed():
+    import collections
+
+    class LabelIndexed:
+        # item i is a label lookup, not position i (as a pandas Series)
+        def __init__(self, d):
+            self.d = d
+
+        def __len__(self):
+            return len(self.d)
+
+        def __getitem__(self, key):
+            return self.d[key]
+
+        def __iter__(self):
+            return iter(self.d.values())
+
+    assert par_map(abs, LabelIndexed({10: -1, 20: -2})) == [1, 2]
+    assert par_map(abs, collections.deque([-3, -4])) == [3, 4]
+
+
 def test_par_map_chunksize_and_pool():
     with ThreadPool(3) as pool:
         assert par_map(str, range(100), chunksize=7, pool=pool) == list(map(str, range(100)))

@@ -3,9 +3,10 @@
  * _core._par_run(source, stages, term, f1, f2, min_len, pool) runs a fused
  * pipeline over `source` on a pool and returns the terminal's value.
  *
- * Sources: a range, list or tuple, or any other sequence (buffers, numpy
- * arrays, str, bytes) is split by index, without copying; any other iterable
- * is drawn in chunks under a lock (the chunks grow as more is drawn).
+ * Sources: a range, list or tuple, or a buffer that is a sequence (bytes,
+ * array.array, numpy arrays, 1-d memoryviews) is split by index, without
+ * copying; any other iterable is drawn in chunks under a lock (the chunks
+ * grow as more is drawn).
  *
  * Splitting is rayon's adaptive splitter: a span starts with `splits` =
  * the pool's size; each split halves it; a span that was stolen (it runs on
@@ -806,7 +807,10 @@ static int setup_source(run_t *r, PyObject *src)
         r->n = PyList_CheckExact(src) ? PyList_GET_SIZE(src) : PyTuple_GET_SIZE(src);
         return 0;
     }
-    if (PySequence_Check(src) && !PyDict_Check(src)) {
+    /* buffers (array.array, numpy arrays, bytes, memoryview) by index too;
+     * not every sequence: a deque's or a pandas Series' item i is not
+     * positional and O(1) */
+    if (PyObject_CheckBuffer(src) && PySequence_Check(src)) {
         Py_ssize_t n = PySequence_Size(src);
         if (n >= 0) {
             r->kind = SRC_SEQ;
