@@ -368,6 +368,16 @@ def test_par_map_on_thread_pool_executor_and_pyconc_executor():
             assert par_map(str, [], executor=ex) == []
 
 
+def test_par_map_on_a_process_pool_executor():
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # fork of a threaded process is unsafe
+    with cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        assert par_map(abs, range(-100, 0), executor=ex) == list(map(abs, range(-100, 0)))
+        with pytest.raises(TypeError):
+            par_map(abs, [1, "x", 2], chunksize=1, executor=ex)
+
+
 def test_par_map_executor_first_exception_by_position_with_notes():
     def f(x):
         if x in (5, 50):
