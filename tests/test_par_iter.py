@@ -351,6 +351,17 @@ def test_nested_runs_stop_with_a_find_of_the_enclosing_run():
         assert par_iter(range(64)).map(inner).find_any(lambda s: s >= 0) is not None
 
 
+def test_a_pool_job_running_par_map_on_another_pool_and_back():
+    with ThreadPool(1) as a, ThreadPool(2) as b:
+        def on_b(i):
+            # b's job runs par_iter on a: a's only thread is waiting for b
+            # and runs a's jobs meanwhile
+            return par_iter(range(i), pool=a).sum()
+
+        got = a.install(lambda: par_map(on_b, range(30), pool=b))
+    assert got == [i * (i - 1) // 2 for i in range(30)]
+
+
 def test_par_map_inside_join_and_spawn():
     a, b = pyconc.join(lambda: par_map(abs, range(-5, 0)), lambda: par_iter(range(5)).sum())
     assert (a, b) == ([5, 4, 3, 2, 1], 10)
