@@ -434,7 +434,7 @@ static void leaf_body(run_t *r, int64_t lo, int64_t hi, PyObject *items)
     if (stopped)
         Py_XDECREF(L.acc);
     else
-        record_leaf(r, lo, L.acc, L.count, L.has || r->term != T_MIN);
+        record_leaf(r, lo, L.acc, L.count, L.has);
     tl_run = saved;
 }
 
@@ -466,7 +466,7 @@ static void span_run(void *arg)
         int64_t len = s->hi - s->lo;
         int migrated = pcc_pool_current_index() != s->creator;
         int split = 0;
-        if (len / 2 >= r->min_len && len >= 2 * r->align) {
+        if (len / 2 >= r->min_len && len / 2 >= r->align) {
             if (migrated) {
                 s->splits = s->splits / 2 > r->nthreads ? s->splits / 2 : r->nthreads;
                 split = 1;
@@ -518,7 +518,7 @@ static void drain(run_t *r)
             want = r->it_next / (4 * (int64_t)r->nthreads);
             want = want < 1 ? 1 : (want > 1024 ? 1024 : want);
         }
-        want = (want + r->align - 1) / r->align * r->align;
+        want = ((want - 1) / r->align + 1) * r->align; /* a multiple of align, >= 1 */
         int64_t base = r->it_next;
         PyObject *items = PyList_New(0);
         int64_t got = 0;
