@@ -325,6 +325,16 @@ def test_short_circuit_call_counts_are_bounded():
     assert next(calls) < n // 10
 
 
+def test_work_keeps_splitting_while_threads_are_idle():
+    # every item waits for three others to be running at the same time: it
+    # only passes if the splitter handed pieces to all four threads
+    barrier = threading.Barrier(4, timeout=30)
+    with ThreadPool(4) as pool:
+        ids = par_iter(range(8), pool=pool).map(
+            lambda x: (barrier.wait(), threading.get_ident())[1]).collect()
+    assert len(set(ids)) == 4
+
+
 # ---- nesting -------------------------------------------------------------------
 
 def test_nested_use_inside_pool_jobs_runs_on_that_pool():
