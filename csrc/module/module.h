@@ -136,6 +136,12 @@ PyObject *pcm_handle_new_pending(pcm_state *st, PyObject *thread);
 /* Finish a pending handle with `result` (Ok/Err; the reference is stolen)
  * and wake its joiners.  Call with the GIL held, exactly once. */
 void pcm_handle_complete(PyObject *handle, PyObject *result);
+/* The same in two steps (pool jobs): _begin with the GIL stores the result
+ * (and, if callbacks were added, completes fully and returns NULL); _end,
+ * called after the GIL was released, opens the handle.  Returns/takes an
+ * opaque token. */
+void *pcm_handle_complete_begin(PyObject *handle, PyObject *result);
+void pcm_handle_complete_end(void *token);
 
 /* ---- pyconc threads as Python threads (pythread.c) ----------------------- */
 

@@ -363,6 +363,22 @@ def check_parallel() -> None:
         assert named_pool.install(lambda: 1) == ex2.submit(lambda: 1).result()
 
 
+def check_par_iter() -> None:
+    # ---- parallel iterators ----
+    squares = pyconc.par_iter(range(10)).map(lambda x: x * x)
+    assert_type(squares, pyconc.ParIter[int])
+    assert_type(squares.collect(), List[int])
+    assert_type(squares.filter(lambda x: x > 3).count(), int)
+    assert_type(pyconc.par_iter(["a"]).reduce(str, lambda a, b: a + b), str)
+    assert_type(pyconc.par_iter([1, 2]).chunks(2).collect(), List[List[int]])
+    assert_type(pyconc.par_iter([1, 2]).enumerate().collect(), List[Tuple[int, int]])
+    assert_type(pyconc.par_iter([1, 2]).min(), Optional[int])
+    assert_type(pyconc.par_iter([1, 2]).any(lambda x: x > 1), bool)
+    assert_type(pyconc.par_map(str, [1, 2]), List[str])
+    with Executor(2) as ex3:
+        assert_type(pyconc.par_map(str, [1, 2], executor=ex3), List[str])
+
+
 def main() -> None:
     check_result()
     check_threads()
@@ -372,6 +388,7 @@ def main() -> None:
     asyncio.run(check_coord_async())
     check_sync()
     check_parallel()
+    check_par_iter()
 
 
 if __name__ == "__main__":
