@@ -175,6 +175,7 @@ void pcm_sync_release_escaped(pcm_state *st, PyObject *exc);
 int pcm_threads_init(PyObject *module, pcm_state *st);
 int pcm_pythread_init(PyObject *module, pcm_state *st); /* by pcm_threads_init */
 int pcm_channels_init(PyObject *module, pcm_state *st); /* channel.c */
+int pcm_select_init(PyObject *module, pcm_state *st);   /* select.c */
 int pcm_sync_init(PyObject *module, pcm_state *st);     /* sync.c */
 int pcm_pool_init(PyObject *module, pcm_state *st);     /* pool.c */
 int pcm_aio_init(PyObject *module, pcm_state *st);      /* aio.c */
