@@ -12,6 +12,7 @@ __all__ = [
     "PyconcError", "ChannelError", "SendError", "RecvError", "Empty", "Full",
     "SendTimeoutError", "RecvTimeoutError", "PoisonError", "WouldBlock",
     "DeadlockError", "UseAfterDrop", "AlreadySet", "UnwrapError", "JoinTimeoutError", "LockTimeoutError",
+    "Closed",
 ]
 
 _MISSING: Any = object()
@@ -238,4 +239,17 @@ class LockTimeoutError(PyconcError, TimeoutError):
         >>> h = pyconc.spawn(m.lock, timeout=0.01)
         >>> type(h.join().err()).__name__
         'LockTimeoutError'
+    """
+
+
+class Closed(PyconcError):
+    """The primitive was closed (``Semaphore.close()``): its waiters and every
+    later acquire raise this.
+
+        >>> sem = pyconc.Semaphore(0); sem.close()
+        >>> try:
+        ...     sem.acquire()
+        ... except pyconc.Closed as e:
+        ...     print(e)
+        the Semaphore is closed
     """

@@ -40,7 +40,8 @@ static int import_attrs(const char *modname, const char *const *names, PyObject 
 static const char *const error_names[] = {
     "PyconcError", "ChannelError", "SendError", "RecvError", "Empty", "Full",
     "SendTimeoutError", "RecvTimeoutError", "PoisonError", "WouldBlock", "DeadlockError",
-    "UseAfterDrop", "AlreadySet", "UnwrapError", "JoinTimeoutError", "LockTimeoutError", NULL,
+    "UseAfterDrop", "AlreadySet", "UnwrapError", "JoinTimeoutError", "LockTimeoutError",
+    "Closed", NULL,
 };
 static const char *const result_names[] = {"Ok", "Err", NULL};
 
@@ -51,6 +52,7 @@ static const pcm_area_init_fn areas[] = {
     pcm_sync_init,
     pcm_pool_init,
     pcm_aio_init,
+    pcm_coord_init,
     NULL,
 };
 

@@ -37,7 +37,8 @@ typedef struct pcm_state {
     /* exceptions, from pyconc/_errors.py */
     PyObject *PyconcError, *ChannelError, *SendError, *RecvError, *Empty, *Full,
         *SendTimeoutError, *RecvTimeoutError, *PoisonError, *WouldBlock, *DeadlockError,
-        *UseAfterDrop, *AlreadySet, *UnwrapError, *JoinTimeoutError, *LockTimeoutError;
+        *UseAfterDrop, *AlreadySet, *UnwrapError, *JoinTimeoutError, *LockTimeoutError,
+        *Closed;
     /* Result, from pyconc/_result.py */
     PyObject *Ok, *Err;
     /* one slice per area; each area names its indices in an enum */
@@ -45,6 +46,10 @@ typedef struct pcm_state {
     PyObject *channels[PCM_AREA_SLOTS];
     PyObject *sync[PCM_AREA_SLOTS];
     PyObject *pool[PCM_AREA_SLOTS];
+    /* coordination (Semaphore, Event, Notify, WaitGroup: coord.c and the
+     * files it lists) */
+    PyObject *SemaphoreType, *SemaphorePermitType, *EventType, *NotifyType, *WaitGroupType,
+        *CoordOpType;
     PyObject *aio[PCM_AREA_SLOTS];
 } pcm_state;
 
@@ -149,5 +154,35 @@ int pcm_channels_init(PyObject *module, pcm_state *st); /* channel.c */
 int pcm_sync_init(PyObject *module, pcm_state *st);     /* sync.c */
 int pcm_pool_init(PyObject *module, pcm_state *st);     /* pool.c */
 int pcm_aio_init(PyObject *module, pcm_state *st);      /* aio.c */
+int pcm_coord_init(PyObject *module, pcm_state *st);    /* coord.c */
+
+/* ---- async waiters for other areas (aio.c) ------------------------------- */
+
+/* A waiter of another area (a coordination primitive's awaitable) woken
+ * through its loop's hub, as channel operations are.  Zero it before first
+ * use.  arm: bind it to the running loop's hub (first call; a later call
+ * from another loop is a RuntimeError) and give it a fresh future of that
+ * loop (also stored, as a new reference, in node->fut); returns a new
+ * reference to the future, or NULL with an exception set (RuntimeError
+ * outside a running loop).  wake: from any thread, without the GIL, under
+ * the primitive's lock: the hub resolves node->fut on the loop's thread
+ * (must not block, touches no PyObject).  disarm (GIL): unlink it from the
+ * hub's ready list and drop the future; after it, and after the primitive
+ * has unlinked the waiter, no other thread can reach the node.  release:
+ * drop the hub reference (dealloc, after disarm). */
+struct aio_hub;
+typedef struct pcm_aio_node {
+    struct aio_hub *hub;
+    PyObject *fut;
+    struct pcm_aio_node *rprev, *rnext; /* hub ready list (hub mutex) */
+    int in_ready;
+} pcm_aio_node;
+PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node);
+void pcm_aio_node_wake(pcm_aio_node *node);
+void pcm_aio_node_disarm(pcm_aio_node *node);
+void pcm_aio_node_release(pcm_aio_node *node);
+/* The exception a throw(typ[, val[, tb]]) call asks for, normalized:
+ * a new reference, or NULL with an exception set. */
+PyObject *pcm_aio_throw_exc(PyObject *const *args, Py_ssize_t nargs);
 
 #endif
