@@ -74,6 +74,8 @@ typedef struct aio_hub {
     int signalled; /* a wake write is pending (mu) */
     aio_op *head;  /* ready list (mu) */
     pcm_aio_node *ghead; /* other areas' woken waiters (mu; see the end) */
+    pthread_t loop_thread; /* the thread that arms nodes (mu; valid if has_loop_thread) */
+    int has_loop_thread;
 } aio_hub;
 
 struct aio_op {
@@ -854,10 +856,18 @@ PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node)
     pthread_mutex_lock(&h->mu);
     PyObject *old = node->fut;
     node->fut = Py_NewRef(fut);
+    h->loop_thread = pthread_self();
+    h->has_loop_thread = 1;
     pthread_mutex_unlock(&h->mu);
     Py_XDECREF(old);
     return fut;
 }
+
+/* A wake made on the loop's own thread (a coroutine releasing to another
+ * of its loop) needs no fd round trip: the hub is remembered here and the
+ * binding resolves its futures when its call returns (pcm_aio_flush), as
+ * asyncio's own primitives do with set_result. */
+static _Thread_local aio_hub *tl_pending;
 
 void pcm_aio_node_wake(pcm_aio_node *node)
 {
@@ -871,11 +881,52 @@ void pcm_aio_node_wake(pcm_aio_node *node)
         h->ghead = node;
         node->in_ready = 1;
     }
+    if (h->has_loop_thread && pthread_equal(h->loop_thread, pthread_self()) &&
+        (tl_pending == NULL || tl_pending == h)) {
+        if (tl_pending == NULL) {
+            atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+            tl_pending = h;
+        }
+        pthread_mutex_unlock(&h->mu);
+        return;
+    }
     int signal = !h->signalled;
     h->signalled = 1;
     pthread_mutex_unlock(&h->mu);
     if (signal)
         hub_fd_signal(h);
+}
+
+void pcm_aio_flush(void)
+{
+    aio_hub *h = tl_pending;
+    if (h == NULL)
+        return;
+    tl_pending = NULL;
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb); /* the caller may be raising: keep it */
+    PyObject *futs[HUB_BATCH];
+    for (;;) {
+        size_t k = 0;
+        pthread_mutex_lock(&h->mu);
+        while (h->ghead && k < HUB_BATCH) {
+            pcm_aio_node *n = h->ghead;
+            node_unlink_locked(h, n);
+            if (n->fut)
+                futs[k++] = Py_NewRef(n->fut);
+        }
+        int more = h->ghead != NULL;
+        pthread_mutex_unlock(&h->mu);
+        for (size_t i = 0; i < k; i++) {
+            if (resolve_future(futs[i]) < 0)
+                PyErr_WriteUnraisable(futs[i]);
+            Py_DECREF(futs[i]);
+        }
+        if (!more)
+            break;
+    }
+    PyErr_Restore(et, ev, etb);
+    hub_decref(h);
 }
 
 void pcm_aio_node_disarm(pcm_aio_node *node)

@@ -159,6 +159,7 @@ static void co_give_up(CoordOp *op)
             else if (op->kind == PCM_CO_NOTIFY)
                 pcc_notify_one(&((NotifyObject *)op->owner)->n);
         }
+        pcm_aio_flush(); /* handed on, or partial permits given back */
     }
     op->finished = 1;
 }
@@ -173,8 +174,10 @@ static PyObject *co_result(CoordOp *op)
     case PCM_CO_SEM: {
         pcm_state *st = pcm_state_of_type(Py_TYPE(op));
         PyObject *p = st ? pcm_permit_new(st, op->owner, op->n) : NULL;
-        if (p == NULL)
+        if (p == NULL) {
             pcc_sem_release(&((SemaphoreObject *)op->owner)->sem, op->n);
+            pcm_aio_flush();
+        }
         return p;
     }
     case PCM_CO_EVENT:
@@ -290,6 +293,7 @@ static PySendResult co_am_send(CoordOp *op, PyObject *arg, PyObject **result)
     PCM_CS_BEGIN(op);
     r = co_step_locked(op, result);
     PCM_CS_END();
+    pcm_aio_flush();
     return r;
 }
 

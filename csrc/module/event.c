@@ -35,6 +35,7 @@ static void coord_simple_dealloc(PyObject *o)
 static PyObject *event_set(EventObject *e, PyObject *Py_UNUSED(ignored))
 {
     pcc_cevent_set(&e->ev);
+    pcm_aio_flush();
     Py_RETURN_NONE;
 }
 
@@ -155,12 +156,14 @@ static PyObject *notify_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs)
 static PyObject *notify_one(NotifyObject *n, PyObject *Py_UNUSED(ignored))
 {
     pcc_notify_one(&n->n);
+    pcm_aio_flush();
     Py_RETURN_NONE;
 }
 
 static PyObject *notify_waiters(NotifyObject *n, PyObject *Py_UNUSED(ignored))
 {
     pcc_notify_waiters(&n->n);
+    pcm_aio_flush();
     Py_RETURN_NONE;
 }
 
@@ -177,8 +180,10 @@ static PyObject *notify_wait(NotifyObject *n, PyObject *const *args, Py_ssize_t 
         int rc = pcm_coord_wait(&w, deadline);
         uint32_t st = pcc_notify_abandon(&n->n, &w);
         if (rc == PCM_RAISED) {
-            if (st == PCC_CW_GRANTED) /* not acted on: pass it on */
+            if (st == PCC_CW_GRANTED) { /* not acted on: pass it on */
                 pcc_notify_one(&n->n);
+                pcm_aio_flush();
+            }
             r = -1;
         } else {
             r = st != PCC_CW_WAITING;

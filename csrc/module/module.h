@@ -181,6 +181,11 @@ PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node);
 void pcm_aio_node_wake(pcm_aio_node *node);
 void pcm_aio_node_disarm(pcm_aio_node *node);
 void pcm_aio_node_release(pcm_aio_node *node);
+/* Resolve now the futures of nodes woken on this very thread (their
+ * loop's), which wake leaves for the caller instead of writing the hub's
+ * fd.  Call with the GIL after every core call that can wake a node;
+ * keeps any exception set. */
+void pcm_aio_flush(void);
 /* The exception a throw(typ[, val[, tb]]) call asks for, normalized:
  * a new reference, or NULL with an exception set. */
 PyObject *pcm_aio_throw_exc(PyObject *const *args, Py_ssize_t nargs);

@@ -48,7 +48,10 @@ static void permit_give_back(SemaphorePermitObject *p)
     int expect = 0;
     if (atomic_compare_exchange_strong_explicit(&p->released, &expect, 1, memory_order_acq_rel,
                                                 memory_order_relaxed))
+    {
         pcc_sem_release(&((SemaphoreObject *)p->sem)->sem, p->n);
+        pcm_aio_flush();
+    }
 }
 
 static PyObject *permit_release(SemaphorePermitObject *p, PyObject *Py_UNUSED(ignored))
@@ -191,6 +194,7 @@ static int sem_acquire_n(pcm_state *st, SemaphoreObject *s, uint64_t n, pcc_dead
         }
     }
     pcc_parker_destroy(&w.parker);
+    pcm_aio_flush(); /* the abandon may have handed permits to coroutines */
     if (rc == 0)
         return 0;
     const pcm_errmap map[] = {{-EPIPE, st->Closed, "the Semaphore is closed"},
@@ -214,8 +218,10 @@ static PyObject *sem_acquire(SemaphoreObject *s, PyObject *const *args, Py_ssize
     if (sem_acquire_n(st, s, n, deadline, "Semaphore.acquire() timed out") < 0)
         return NULL;
     PyObject *p = pcm_permit_new(st, (PyObject *)s, n);
-    if (p == NULL)
+    if (p == NULL) {
         pcc_sem_release(&s->sem, n);
+        pcm_aio_flush();
+    }
     return p;
 }
 
@@ -237,8 +243,10 @@ static PyObject *sem_try_acquire(SemaphoreObject *s, PyObject *const *args, Py_s
         return NULL;
     }
     PyObject *p = pcm_permit_new(st, (PyObject *)s, n);
-    if (p == NULL)
+    if (p == NULL) {
         pcc_sem_release(&s->sem, n);
+        pcm_aio_flush();
+    }
     return p;
 }
 
@@ -251,6 +259,7 @@ static int sem_add(SemaphoreObject *s, uint64_t n)
         return -1;
     }
     pcc_sem_release(&s->sem, n);
+    pcm_aio_flush();
     return 0;
 }
 
@@ -273,6 +282,7 @@ static PyObject *sem_available(SemaphoreObject *s, PyObject *Py_UNUSED(ignored))
 static PyObject *sem_close(SemaphoreObject *s, PyObject *Py_UNUSED(ignored))
 {
     pcc_sem_close(&s->sem);
+    pcm_aio_flush();
     Py_RETURN_NONE;
 }
 
@@ -297,6 +307,7 @@ static PyObject *sem_exit(SemaphoreObject *s, PyObject *const *args, Py_ssize_t 
     (void)args;
     (void)nargs;
     pcc_sem_release(&s->sem, 1);
+    pcm_aio_flush();
     Py_RETURN_FALSE;
 }
 
@@ -329,6 +340,7 @@ static PyObject *sem_aexit(SemaphoreObject *s, PyObject *const *args, Py_ssize_t
     if (st == NULL)
         return NULL;
     pcc_sem_release(&s->sem, 1);
+    pcm_aio_flush();
     return pcm_coord_op_new(st, PCM_CO_DONE, NULL, NULL, 0);
 }
 

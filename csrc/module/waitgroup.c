@@ -50,6 +50,7 @@ static int wg_leave(WaitGroupObject *g)
                                                  memory_order_relaxed))
         return 0;
     pcc_waitgroup_leave(&g->inner->g);
+    pcm_aio_flush();
     return 1;
 }
 
@@ -84,6 +85,7 @@ static PyObject *wg_clone(WaitGroupObject *g, PyObject *Py_UNUSED(ignored))
     PyObject *c = wg_wrap(Py_TYPE(g), g->inner);
     if (c == NULL) {
         pcc_waitgroup_leave(&g->inner->g);
+        pcm_aio_flush();
         pcm_wg_inner_decref(g->inner);
     }
     return c;
