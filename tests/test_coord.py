@@ -623,3 +623,11 @@ def test_exports_and_closed_is_a_pyconc_error():
     with pytest.raises(TypeError):
         SemaphorePermit()
     assert signal.SIGINT  # the subprocess case above relies on it
+
+
+def test_tour_bounded_worker_set_runs_at_most_three_jobs_at_once():
+    from pyconc.tour.s55_semaphore import example
+
+    peak, log = example(jobs=10, limit=3, work=0.005)
+    assert 1 <= peak <= 3
+    assert len(log) == 11 and sum("coroutine" in line for line in log) == 1
