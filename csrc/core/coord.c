@@ -51,6 +51,15 @@ void pcc_cwaiter_init_cb(pcc_cwaiter *w, void (*wake)(pcc_cwaiter *w), void *arg
 
 int pcc_cwaiter_wait(pcc_cwaiter *w, pcc_deadline_t deadline)
 {
+    /* A grant often follows within microseconds (a hand-off partner that is
+     * running): a bounded backoff (spin, then yield) before parking saves
+     * the sleep and the wake-up's system call (crossbeam's Backoff). */
+    pcc_backoff b = {0};
+    while (!pcc_backoff_is_completed(&b)) {
+        if (pcc_cwaiter_state(w) != PCC_CW_WAITING)
+            return 0;
+        pcc_backoff_snooze(&b);
+    }
     for (;;) {
         if (pcc_cwaiter_state(w) != PCC_CW_WAITING)
             return 0;

@@ -816,17 +816,88 @@ static PyMethodDef aio_functions[] = {
 
 /* ---- waiters of other areas (module.h, "async waiters") ------------------ */
 
-PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node)
+/* The running loop's (loop, hub) without a call into Python: the last pair
+ * a thread used is kept in its thread-state dict as (weakref(loop), hub),
+ * which CPython clears when the thread ends.  Returns a new reference, or
+ * NULL (no exception) when the cache does not hold the running loop. */
+#define HUB_CACHE_KEY "pyconc._aio.hub"
+
+static PyObject *running_loop_fn(pcm_state *st)
 {
-    PyObject *get = aio_slot(st, PCM_AIO_GETHUB);
-    if (get == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "pyconc._aio is not initialized");
+    pthread_mutex_lock(&aio_reg_mu);
+    PyObject *fn = Py_XNewRef(st->AioRunningLoop);
+    pthread_mutex_unlock(&aio_reg_mu);
+    if (fn != NULL)
+        return fn;
+    PyObject *mod = PyImport_ImportModule("asyncio.events");
+    if (mod == NULL)
+        return NULL;
+    fn = PyObject_GetAttrString(mod, "_get_running_loop");
+    Py_DECREF(mod);
+    if (fn == NULL)
+        return NULL;
+    pthread_mutex_lock(&aio_reg_mu);
+    if (st->AioRunningLoop == NULL)
+        st->AioRunningLoop = Py_NewRef(fn);
+    pthread_mutex_unlock(&aio_reg_mu);
+    return fn;
+}
+
+static PyObject *cached_pair(pcm_state *st)
+{
+    PyObject *fn = running_loop_fn(st);
+    if (fn == NULL) {
+        PyErr_Clear();
         return NULL;
     }
-    PyObject *pair = PyObject_CallNoArgs(get); /* (loop, hub); RuntimeError outside a loop */
-    Py_DECREF(get);
-    if (pair == NULL)
+    PyObject *loop = PyObject_CallNoArgs(fn);
+    Py_DECREF(fn);
+    if (loop == NULL) {
+        PyErr_Clear();
         return NULL;
+    }
+    PyObject *pair = NULL;
+    PyObject *d = PyThreadState_GetDict(); /* borrowed */
+    PyObject *c = d ? PyDict_GetItemString(d, HUB_CACHE_KEY) : NULL; /* borrowed */
+    if (c != NULL && PyTuple_CheckExact(c) && PyTuple_GET_SIZE(c) == 2 &&
+        PyWeakref_CheckRef(PyTuple_GET_ITEM(c, 0)) && loop != Py_None &&
+        pcm_weakref_is(PyTuple_GET_ITEM(c, 0), loop))
+        pair = PyTuple_Pack(2, loop, PyTuple_GET_ITEM(c, 1));
+    Py_DECREF(loop);
+    if (pair == NULL)
+        PyErr_Clear();
+    return pair;
+}
+
+static void cache_pair(PyObject *pair)
+{
+    PyObject *d = PyThreadState_GetDict();
+    if (d == NULL)
+        return;
+    PyObject *ref = PyWeakref_NewRef(PyTuple_GET_ITEM(pair, 0), NULL);
+    PyObject *c = ref ? PyTuple_Pack(2, ref, PyTuple_GET_ITEM(pair, 1)) : NULL;
+    if (c == NULL || PyDict_SetItemString(d, HUB_CACHE_KEY, c) < 0)
+        PyErr_Clear(); /* only a cache */
+    Py_XDECREF(c);
+    Py_XDECREF(ref);
+}
+
+PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node)
+{
+    PyObject *pair = cached_pair(st);
+    if (pair == NULL) {
+        PyObject *get = aio_slot(st, PCM_AIO_GETHUB);
+        if (get == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "pyconc._aio is not initialized");
+            return NULL;
+        }
+        pair = PyObject_CallNoArgs(get); /* (loop, hub); RuntimeError outside a loop */
+        Py_DECREF(get);
+        if (pair == NULL)
+            return NULL;
+        if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2)
+            cache_pair(pair);
+    }
     if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
         !PyObject_TypeCheck(PyTuple_GET_ITEM(pair, 1), (PyTypeObject *)st->aio[PCM_AIO_HUB])) {
         Py_DECREF(pair);

@@ -70,4 +70,20 @@ static inline void pcm_list_store_release(PyObject **slot, PyObject *value)
 #endif
 }
 
+/* 1 if the weak reference `ref` points to `obj` right now (PyWeakref_GetObject
+ * is deprecated from 3.13: PyWeakref_GetRef there). */
+static inline int pcm_weakref_is(PyObject *ref, PyObject *obj)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *o = NULL;
+    int rc = PyWeakref_GetRef(ref, &o);
+    if (rc < 0)
+        PyErr_Clear();
+    Py_XDECREF(o);
+    return rc == 1 && o == obj;
+#else
+    return PyWeakref_GetObject(ref) == obj;
+#endif
+}
+
 #endif

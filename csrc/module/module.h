@@ -50,6 +50,8 @@ typedef struct pcm_state {
      * files it lists) */
     PyObject *SemaphoreType, *SemaphorePermitType, *EventType, *NotifyType, *WaitGroupType,
         *CoordOpType;
+    /* asyncio.events._get_running_loop, loaded on first use (aio.c's node API) */
+    PyObject *AioRunningLoop;
     PyObject *aio[PCM_AREA_SLOTS];
 } pcm_state;
 
