@@ -13,10 +13,7 @@
  * surgery and wakes, so the wait is short). */
 static inline void q_lock(pcc_mutex *m)
 {
-    if (pcc_mutex_try_lock(m) == 0)
-        return;
-    while (pcc_mutex_lock(m, PCC_FOREVER) != 0)
-        ;
+    pcc_mutex_lock_internal(m);
 }
 
 static inline void q_unlock(pcc_mutex *m)
