@@ -225,6 +225,10 @@ static PySendResult co_done(CoordOp *op, PyObject **result)
 static PySendResult co_step_locked(CoordOp *op, PyObject **result)
 {
     *result = NULL;
+    if (op->kind == PCM_CO_DONE) { /* the shared, stateless done awaitable */
+        *result = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
     if (op->finished) {
         PyErr_SetString(PyExc_RuntimeError, "cannot reuse an already awaited pyconc operation");
         return PYGEN_ERROR;
@@ -325,10 +329,12 @@ static PyObject *co_throw(CoordOp *op, PyObject *const *args, Py_ssize_t nargs)
     PyObject *exc = pcm_aio_throw_exc(args, nargs);
     if (exc == NULL)
         return NULL;
-    PCM_CS_BEGIN(op);
-    if (!op->finished)
-        co_give_up(op);
-    PCM_CS_END();
+    if (op->kind != PCM_CO_DONE) {
+        PCM_CS_BEGIN(op);
+        if (!op->finished)
+            co_give_up(op);
+        PCM_CS_END();
+    }
     PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
     Py_DECREF(exc);
     return NULL;
@@ -336,6 +342,8 @@ static PyObject *co_throw(CoordOp *op, PyObject *const *args, Py_ssize_t nargs)
 
 static PyObject *co_close(CoordOp *op, PyObject *Py_UNUSED(ignored))
 {
+    if (op->kind == PCM_CO_DONE)
+        Py_RETURN_NONE;
     PCM_CS_BEGIN(op);
     if (!op->finished)
         co_give_up(op);
@@ -345,6 +353,8 @@ static PyObject *co_close(CoordOp *op, PyObject *Py_UNUSED(ignored))
 
 static PyObject *co_await(CoordOp *op)
 {
+    if (op->kind == PCM_CO_DONE)
+        return Py_NewRef(op);
     int finished, awaited;
     PCM_CS_BEGIN(op);
     finished = op->finished;
@@ -452,9 +462,16 @@ PyObject *pcm_coord_op_new(pcm_state *st, pcm_co_kind kind, PyObject *owner, pcm
     return (PyObject *)op;
 }
 
+PyObject *pcm_coord_done(pcm_state *st)
+{
+    return Py_NewRef(st->CoordDone);
+}
+
 int pcm_coord_init(PyObject *module, pcm_state *st)
 {
     if ((st->CoordOpType = pcm_add_type(module, &co_spec, NULL)) == NULL)
+        return -1;
+    if ((st->CoordDone = pcm_coord_op_new(st, PCM_CO_DONE, NULL, NULL, 0)) == NULL)
         return -1;
     if (pcm_semaphore_init(module, st) < 0 || pcm_event_init(module, st) < 0 ||
         pcm_waitgroup_init(module, st) < 0)

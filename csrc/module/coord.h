@@ -59,7 +59,7 @@ typedef enum {
     PCM_CO_EVENT,     /* Event.wait_async(): True */
     PCM_CO_NOTIFY,    /* Notify.notified(): None */
     PCM_CO_WG,        /* WaitGroup.wait_async(): None */
-    PCM_CO_DONE,      /* already complete: None (__aexit__) */
+    PCM_CO_DONE,      /* complete: None; stateless, shared (pcm_coord_done) */
 } pcm_co_kind;
 
 /* A new awaitable.  owner: the Semaphore/Event/Notify (NULL for WG and
@@ -67,6 +67,10 @@ typedef enum {
  * Returns a new reference, or NULL with an exception set. */
 PyObject *pcm_coord_op_new(pcm_state *st, pcm_co_kind kind, PyObject *owner,
                            pcm_wg_inner *wg, uint64_t n);
+
+/* The shared awaitable that completes at once with None (reusable by any
+ * number of awaits: __aexit__, an uncontended __aenter__).  New reference. */
+PyObject *pcm_coord_done(pcm_state *st);
 
 /* The shape `fname(n=1, timeout=None)` (n by position or keyword, any
  * __index__ integer in [0, PCC_SEM_MAX_PERMITS]); want_timeout = 0 refuses

@@ -66,7 +66,7 @@
     /* coordination (coord.c, semaphore.c, event.c, waitgroup.c); the        \
      * running-loop getter of aio.c's node API, loaded on first use */         \
     X(SemaphoreType) X(SemaphorePermitType) X(EventType) X(NotifyType)         \
-    X(WaitGroupType) X(CoordOpType) X(AioRunningLoop)
+    X(WaitGroupType) X(CoordOpType) X(CoordDone) X(AioRunningLoop)
 
 typedef struct pcm_state {
 #define PCM_STATE_FIELD(name) PyObject *name;

@@ -329,6 +329,8 @@ static PyObject *sem_aenter(SemaphoreObject *s, PyObject *Py_UNUSED(ignored))
     pcm_state *st = pcm_state_of_type(Py_TYPE(s));
     if (st == NULL)
         return NULL;
+    if (pcc_sem_try_acquire(&s->sem, 1) == 0) /* taken: nothing to wait for */
+        return pcm_coord_done(st);
     return pcm_coord_op_new(st, PCM_CO_SEM_ENTER, (PyObject *)s, NULL, 1);
 }
 
@@ -341,7 +343,7 @@ static PyObject *sem_aexit(SemaphoreObject *s, PyObject *const *args, Py_ssize_t
         return NULL;
     pcc_sem_release(&s->sem, 1);
     pcm_aio_flush();
-    return pcm_coord_op_new(st, PCM_CO_DONE, NULL, NULL, 0);
+    return pcm_coord_done(st);
 }
 
 static PyObject *sem_repr(SemaphoreObject *s)
