@@ -950,7 +950,7 @@ void pcm_aio_node_wake(pcm_aio_node *node)
         h->ghead = node;
         node->in_ready = 1;
     }
-    if (h->has_loop_thread && pthread_equal(h->loop_thread, pthread_self()) &&
+    if (node->flush_local && h->has_loop_thread && pthread_equal(h->loop_thread, pthread_self()) &&
         (tl_pending == NULL || tl_pending == h)) {
         if (tl_pending == NULL) {
             atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);

@@ -458,6 +458,7 @@ PyObject *pcm_coord_op_new(pcm_state *st, pcm_co_kind kind, PyObject *owner, pcm
     op->finished = op->registered = op->awaited = 0;
     pcc_cwaiter_init_cb(&op->w, co_wake, op);
     memset(&op->node, 0, sizeof op->node);
+    op->node.flush_local = 1; /* every waking call of this area flushes */
     PyObject_GC_Track(op);
     return (PyObject *)op;
 }

@@ -36,7 +36,9 @@
     X(PyconcError) X(ChannelError) X(SendError) X(RecvError) X(Empty) X(Full)  \
     X(SendTimeoutError) X(RecvTimeoutError) X(PoisonError) X(WouldBlock)       \
     X(DeadlockError) X(UseAfterDrop) X(AlreadySet) X(UnwrapError)              \
-    X(JoinTimeoutError) X(LockTimeoutError) X(Closed)
+    X(JoinTimeoutError) X(LockTimeoutError) X(Closed)                          \
+    /* coordination channels (coordchan) */                                    \
+    X(Lagged)
 
 /* Every object the module state holds, by name: the struct's fields and
  * the module's traverse/clear are generated from this one list (CPython's
@@ -62,7 +64,12 @@
     X(ThreadPoolType) X(global_pool) X(PoolJobType)                            \
     /* asyncio (aio.c); aio_get_hub and aio_cancelled are read under aio.c's   \
      * registration lock */                                                    \
-    X(AioOpType) X(AioHubType) X(aio_get_hub) X(aio_cancelled)                 \
+    X(AioOpType) X(AioHubType) X(aio_get_hub) X(aio_cancelled)                \
+    /* coordination channels (issue 17, coordchan: oneshot.c, bcast.c,         \
+     * aio_select.c) */                                                        \
+    X(OneshotSenderType) X(OneshotReceiverType) X(BroadcastSenderType)        \
+    X(BroadcastReceiverType) X(WatchSenderType) X(WatchReceiverType)          \
+    X(SelectOpType)                                                            \
     /* coordination (coord.c, semaphore.c, event.c, waitgroup.c); the        \
      * running-loop getter of aio.c's node API, loaded on first use */         \
     X(SemaphoreType) X(SemaphorePermitType) X(EventType) X(NotifyType)         \
@@ -133,6 +140,12 @@ PyObject *pcm_handle_new_pending(pcm_state *st, PyObject *thread);
 /* Finish a pending handle with `result` (Ok/Err; the reference is stolen)
  * and wake its joiners.  Call with the GIL held, exactly once. */
 void pcm_handle_complete(PyObject *handle, PyObject *result);
+/* The same in two steps (pool jobs): _begin with the GIL stores the result
+ * (and, if callbacks were added, completes fully and returns NULL); _end,
+ * called after the GIL was released, opens the handle.  Returns/takes an
+ * opaque token. */
+void *pcm_handle_complete_begin(PyObject *handle, PyObject *result);
+void pcm_handle_complete_end(void *token);
 
 /* ---- pyconc threads as Python threads (pythread.c) ----------------------- */
 
@@ -169,6 +182,7 @@ int pcm_channels_init(PyObject *module, pcm_state *st); /* channel.c */
 int pcm_sync_init(PyObject *module, pcm_state *st);     /* sync.c */
 int pcm_pool_init(PyObject *module, pcm_state *st);     /* pool.c */
 int pcm_aio_init(PyObject *module, pcm_state *st);      /* aio.c */
+int pcm_coordchan_init(PyObject *module, pcm_state *st); /* oneshot.c, bcast.c, aio_select.c */
 int pcm_coord_init(PyObject *module, pcm_state *st);    /* coord.c */
 
 /* ---- async waiters for other areas (aio.c) ------------------------------- */
@@ -191,6 +205,11 @@ typedef struct pcm_aio_node {
     PyObject *fut;
     struct pcm_aio_node *rprev, *rnext; /* hub ready list (hub mutex) */
     int in_ready;
+    /* Set by an owner whose every waking call ends with pcm_aio_flush (the
+     * coordination types): a wake on the loop's own thread then skips the
+     * fd and is resolved by that flush.  0 (the zeroed default): always the
+     * fd, whoever wakes. */
+    int flush_local;
 } pcm_aio_node;
 PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node);
 void pcm_aio_node_wake(pcm_aio_node *node);
