@@ -54,6 +54,7 @@ static const pcm_area_init_fn areas[] = {
     pcm_pool_init,
     pcm_aio_init,
     pcm_coordchan_init,
+    pcm_coord_init,
     NULL,
 };
 
