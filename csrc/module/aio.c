@@ -43,6 +43,7 @@
  * a still-open wake fd that nobody reads: harmless.
  */
 #include "channel.h"
+#include "pyconc/sync.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -66,7 +67,7 @@ typedef struct aio_op aio_op;
 
 typedef struct aio_hub {
     _Atomic size_t refs;
-    pthread_mutex_t mu;
+    pcc_mutex mu;
     int fd;        /* eventfd, or a pipe's read end; non-blocking: the loop watches it */
     int wfd;       /* where wakes are written: fd itself, or the pipe's write end */
     int signalled; /* a wake write is pending (mu) */
@@ -167,7 +168,6 @@ static void hub_decref(aio_hub *h)
     if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1)
         return;
     hub_fd_close(h);
-    pthread_mutex_destroy(&h->mu);
     PyMem_RawFree(h);
 }
 
@@ -177,7 +177,7 @@ static void op_wake(pcc_waiter *w)
 {
     aio_op *op = w->wake_arg;
     aio_hub *h = op->hub;
-    pthread_mutex_lock(&h->mu);
+    pcc_mutex_lock_internal(&h->mu);
     if (!op->in_ready) {
         op->rprev = NULL;
         op->rnext = h->head;
@@ -188,7 +188,7 @@ static void op_wake(pcc_waiter *w)
     }
     int signal = !h->signalled;
     h->signalled = 1;
-    pthread_mutex_unlock(&h->mu);
+    pcc_mutex_unlock(&h->mu);
     if (signal)
         hub_fd_signal(h);
 }
@@ -230,7 +230,7 @@ static PyObject *hub_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         PyMem_RawFree(h);
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    pthread_mutex_init(&h->mu, NULL);
+    pcc_mutex_init(&h->mu);
     atomic_init(&h->refs, 1);
     HubObject *self = (HubObject *)tp->tp_alloc(tp, 0);
     if (self == NULL) {
@@ -258,10 +258,10 @@ static PyObject *hubobj_fileno(HubObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *hubobj_pending(HubObject *self, PyObject *Py_UNUSED(ignored))
 {
     size_t n = 0;
-    pthread_mutex_lock(&self->hub->mu);
+    pcc_mutex_lock_internal(&self->hub->mu);
     for (aio_op *op = self->hub->head; op; op = op->rnext)
         n++;
-    pthread_mutex_unlock(&self->hub->mu);
+    pcc_mutex_unlock(&self->hub->mu);
     return PyLong_FromSize_t(n);
 }
 
@@ -301,7 +301,7 @@ static PyObject *hubobj_process(HubObject *self, PyObject *Py_UNUSED(ignored))
     int first = 1, failed = 0;
     for (;;) {
         size_t k = 0;
-        pthread_mutex_lock(&h->mu);
+        pcc_mutex_lock_internal(&h->mu);
         if (first)
             h->signalled = 0; /* from now on a wake writes again */
         first = 0;
@@ -321,7 +321,7 @@ static PyObject *hubobj_process(HubObject *self, PyObject *Py_UNUSED(ignored))
                 futs[k++] = Py_NewRef(n->fut);
         }
         int more = h->head != NULL || h->ghead != NULL;
-        pthread_mutex_unlock(&h->mu);
+        pcc_mutex_unlock(&h->mu);
         for (size_t i = 0; i < k; i++) {
             if (!failed && resolve_future(futs[i]) < 0)
                 failed = 1;
@@ -371,13 +371,30 @@ static int op_stop_waiting(aio_op *op)
     int won = !atomic_compare_exchange_strong_explicit(&op->waiter.selected, &sel, PCC_SEL_ABORTED,
                                                        memory_order_acq_rel, memory_order_acquire);
     pcc_chan_unregister(op->end->ch, &op->entry);
-    pthread_mutex_lock(&op->hub->mu);
+    pcc_mutex_lock_internal(&op->hub->mu);
     if (op->in_ready)
         hub_unlink_locked(op->hub, op);
-    pthread_mutex_unlock(&op->hub->mu);
+    pcc_mutex_unlock(&op->hub->mu);
     op->registered = 0;
     Py_CLEAR(op->fut);
     return won;
+}
+
+/* Stop waiting (op_stop_waiting; *won: the op had been selected).  A
+ * rendezvous sender's offered value either went to a receiver -- returns
+ * 1: the send is complete -- or its reference comes back to the op (0).
+ * Other ops offer nothing: 0.  The one "take the offered value back" step
+ * of cancelling, resuming and a registration that found the channel
+ * ready. */
+static int op_withdraw(aio_op *op, int *won)
+{
+    *won = op_stop_waiting(op);
+    if (op->kind != OP_SEND || op->entry.notify_only != 0)
+        return 0;
+    if (*won && op->entry.state == PCC_ENTRY_DONE)
+        return 1;
+    Py_DECREF(op->value); /* the offered reference comes back */
+    return 0;
 }
 
 /* Give up the operation without completing it (cancel, close, GC).
@@ -386,15 +403,11 @@ static int op_abandon(aio_op *op)
 {
     int sent = 0;
     if (op->registered) {
-        int won = op_stop_waiting(op);
-        if (won && op->entry.state == PCC_ENTRY_DONE) {
+        int won;
+        if (op_withdraw(op, &won))
             sent = 1; /* the channel's reference went to the receiver */
-        } else {
-            if (op->kind == OP_SEND && op->entry.notify_only == 0)
-                Py_DECREF(op->value); /* the offered reference comes back */
-            if (won) /* notified but we will not act on it: pass it on */
-                pcc_chan_notify(op->end->ch, op->kind == OP_SEND);
-        }
+        else if (won) /* notified but we will not act on it: pass it on */
+            pcc_chan_notify(op->end->ch, op->kind == OP_SEND);
     }
     op->finished = 1;
     return sent;
@@ -403,13 +416,13 @@ static int op_abandon(aio_op *op)
 /* The slots that _aio_register fills (GETHUB, CANCELLED) are read as
  * strong references under this lock, so a registration replacing them
  * cannot free one that another thread is about to call (no GIL). */
-static pthread_mutex_t aio_reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static pcc_mutex aio_reg_mu; /* zero: unlocked */
 
 static PyObject *aio_slot(PyObject **slot)
 {
-    pthread_mutex_lock(&aio_reg_mu);
+    pcc_mutex_lock_internal(&aio_reg_mu);
     PyObject *o = Py_XNewRef(*slot);
-    pthread_mutex_unlock(&aio_reg_mu);
+    pcc_mutex_unlock(&aio_reg_mu);
     return o;
 }
 
@@ -479,14 +492,11 @@ static PySendResult op_step_locked(aio_op *op, PyObject **result)
     pcc_chan *ch = op->end->ch;
     if (op->registered) {
         /* Resumed: our future was resolved (or a spurious resume). */
-        int won = op_stop_waiting(op);
-        if (op->kind == OP_SEND && op->entry.notify_only == 0) {
-            if (won && op->entry.state == PCC_ENTRY_DONE) {
-                op->finished = 1;
-                *result = Py_NewRef(Py_None);
-                return PYGEN_RETURN;
-            }
-            Py_DECREF(op->value); /* the offered reference comes back */
+        int won;
+        if (op_withdraw(op, &won)) { /* a receiver took the offered value */
+            op->finished = 1;
+            *result = Py_NewRef(Py_None);
+            return PYGEN_RETURN;
         }
     }
     for (;;) {
@@ -553,14 +563,11 @@ static PySendResult op_step_locked(aio_op *op, PyObject **result)
         op->registered = 1;
         if (pcc_chan_register(ch, &op->entry)) {
             /* It could proceed already: stop waiting and retry now. */
-            int won = op_stop_waiting(op);
-            if (op->kind == OP_SEND && op->entry.notify_only == 0) {
-                if (won && op->entry.state == PCC_ENTRY_DONE) {
-                    op->finished = 1;
-                    *result = Py_NewRef(Py_None);
-                    return PYGEN_RETURN;
-                }
-                Py_DECREF(op->value);
+            int won;
+            if (op_withdraw(op, &won)) { /* a receiver took the offered value */
+                op->finished = 1;
+                *result = Py_NewRef(Py_None);
+                return PYGEN_RETURN;
             }
             continue;
         }
@@ -796,11 +803,11 @@ static PyObject *mod_aio_register(PyObject *module, PyObject *const *args, Py_ss
         return NULL;
     }
     pcm_state *st = pcm_state_of_module(module);
-    pthread_mutex_lock(&aio_reg_mu);
+    pcc_mutex_lock_internal(&aio_reg_mu);
     PyObject *old_get = st->aio_get_hub, *old_cancelled = st->aio_cancelled;
     st->aio_get_hub = Py_NewRef(args[0]);
     st->aio_cancelled = Py_NewRef(args[1]);
-    pthread_mutex_unlock(&aio_reg_mu);
+    pcc_mutex_unlock(&aio_reg_mu);
     Py_XDECREF(old_get); /* outside the lock: may run arbitrary code */
     Py_XDECREF(old_cancelled);
     Py_RETURN_NONE;
@@ -822,9 +829,9 @@ static PyMethodDef aio_functions[] = {
 
 static PyObject *running_loop_fn(pcm_state *st)
 {
-    pthread_mutex_lock(&aio_reg_mu);
+    pcc_mutex_lock_internal(&aio_reg_mu);
     PyObject *fn = Py_XNewRef(st->AioRunningLoop);
-    pthread_mutex_unlock(&aio_reg_mu);
+    pcc_mutex_unlock(&aio_reg_mu);
     if (fn != NULL)
         return fn;
     PyObject *mod = PyImport_ImportModule("asyncio.events");
@@ -834,10 +841,10 @@ static PyObject *running_loop_fn(pcm_state *st)
     Py_DECREF(mod);
     if (fn == NULL)
         return NULL;
-    pthread_mutex_lock(&aio_reg_mu);
+    pcc_mutex_lock_internal(&aio_reg_mu);
     if (st->AioRunningLoop == NULL)
         st->AioRunningLoop = Py_NewRef(fn);
-    pthread_mutex_unlock(&aio_reg_mu);
+    pcc_mutex_unlock(&aio_reg_mu);
     return fn;
 }
 
@@ -922,12 +929,12 @@ PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node)
     }
     /* Under the hub mutex: _process may be reading node->fut right now
      * (a node re-armed after a spurious resume). */
-    pthread_mutex_lock(&h->mu);
+    pcc_mutex_lock_internal(&h->mu);
     PyObject *old = node->fut;
     node->fut = Py_NewRef(fut);
     h->loop_thread = pthread_self();
     h->has_loop_thread = 1;
-    pthread_mutex_unlock(&h->mu);
+    pcc_mutex_unlock(&h->mu);
     Py_XDECREF(old);
     return fut;
 }
@@ -941,7 +948,7 @@ static _Thread_local aio_hub *tl_pending;
 void pcm_aio_node_wake(pcm_aio_node *node)
 {
     aio_hub *h = node->hub;
-    pthread_mutex_lock(&h->mu);
+    pcc_mutex_lock_internal(&h->mu);
     if (!node->in_ready) {
         node->rprev = NULL;
         node->rnext = h->ghead;
@@ -956,12 +963,12 @@ void pcm_aio_node_wake(pcm_aio_node *node)
             atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
             tl_pending = h;
         }
-        pthread_mutex_unlock(&h->mu);
+        pcc_mutex_unlock(&h->mu);
         return;
     }
     int signal = !h->signalled;
     h->signalled = 1;
-    pthread_mutex_unlock(&h->mu);
+    pcc_mutex_unlock(&h->mu);
     if (signal)
         hub_fd_signal(h);
 }
@@ -977,7 +984,7 @@ void pcm_aio_flush(void)
     PyObject *futs[HUB_BATCH];
     for (;;) {
         size_t k = 0;
-        pthread_mutex_lock(&h->mu);
+        pcc_mutex_lock_internal(&h->mu);
         while (h->ghead && k < HUB_BATCH) {
             pcm_aio_node *n = h->ghead;
             node_unlink_locked(h, n);
@@ -985,7 +992,7 @@ void pcm_aio_flush(void)
                 futs[k++] = Py_NewRef(n->fut);
         }
         int more = h->ghead != NULL;
-        pthread_mutex_unlock(&h->mu);
+        pcc_mutex_unlock(&h->mu);
         for (size_t i = 0; i < k; i++) {
             if (resolve_future(futs[i]) < 0)
                 PyErr_WriteUnraisable(futs[i]);
@@ -1003,12 +1010,12 @@ void pcm_aio_node_disarm(pcm_aio_node *node)
     aio_hub *h = node->hub;
     if (h == NULL)
         return;
-    pthread_mutex_lock(&h->mu);
+    pcc_mutex_lock_internal(&h->mu);
     if (node->in_ready)
         node_unlink_locked(h, node);
     PyObject *fut = node->fut;
     node->fut = NULL;
-    pthread_mutex_unlock(&h->mu);
+    pcc_mutex_unlock(&h->mu);
     Py_XDECREF(fut);
 }
 
