@@ -772,7 +772,7 @@ static PyType_Spec op_spec = {
     .slots = op_slots,
 };
 
-PyObject *pcm_aio_op_new(pcm_chan_end *end, pcm_aio_kind kind, PyObject *value)
+static PyObject *pcm_aio_op_new(pcm_chan_end *end, pcm_aio_kind kind, PyObject *value)
 {
     if (atomic_load_explicit(&end->closed, memory_order_acquire))
         return pcm_chan_closed_error((PyObject *)end);
@@ -1059,6 +1059,7 @@ PyObject *pcm_aio_throw_exc(PyObject *const *args, Py_ssize_t nargs)
 
 int pcm_aio_init(PyObject *module, pcm_state *st)
 {
+    pcm_chan_register_async(pcm_aio_op_new, NULL);
     if ((st->AioOpType = pcm_add_type(module, &op_spec, NULL)) == NULL)
         return -1;
     if ((st->AioHubType = pcm_add_type(module, &hub_spec, NULL)) == NULL)

@@ -456,7 +456,7 @@ static PyType_Spec sop_spec = {
     .slots = sop_slots,
 };
 
-PyObject *pcm_select_async_new(pcm_state *st, PyObject *args, int mode)
+static PyObject *pcm_select_async_new(pcm_state *st, PyObject *args, int mode)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(args);
     if (n == 0) {
@@ -511,6 +511,7 @@ int pcm_bcast_init(PyObject *module, pcm_state *st);
 
 int pcm_coordchan_init(PyObject *module, pcm_state *st)
 {
+    pcm_chan_register_async(NULL, pcm_select_async_new);
     if (pcm_oneshot_init(module, st) < 0 || pcm_bcast_init(module, st) < 0)
         return -1;
     if ((st->SelectOpType = pcm_add_type(module, &sop_spec, NULL)) == NULL)

@@ -125,7 +125,7 @@ static PyObject *make_async(PyObject *self, int mode)
     PyObject *ops = PyTuple_Pack(1, self);
     if (ops == NULL)
         return NULL;
-    PyObject *r = pcm_select_async_new(st, ops, mode);
+    PyObject *r = pcm_chan_select_async(st, ops, mode);
     Py_DECREF(ops);
     return r;
 }

@@ -414,6 +414,42 @@ static PyObject *receiver_iternext(pcm_chan_end *self)
     return recv_common(self, NULL, 1);
 }
 
+/* ---- the async layer's constructors, registered by it (channel.h) ---- */
+
+static PyObject *(*_Atomic async_op_new)(pcm_chan_end *, pcm_aio_kind, PyObject *);
+static PyObject *(*_Atomic async_select_new)(pcm_state *, PyObject *, int);
+
+void pcm_chan_register_async(PyObject *(*op_new)(pcm_chan_end *, pcm_aio_kind, PyObject *),
+                             PyObject *(*select_new)(pcm_state *, PyObject *, int))
+{
+    /* the same functions every time (one per process): a later module
+     * init (a subinterpreter) stores the same values */
+    if (op_new != NULL)
+        atomic_store_explicit(&async_op_new, op_new, memory_order_release);
+    if (select_new != NULL)
+        atomic_store_explicit(&async_select_new, select_new, memory_order_release);
+}
+
+static PyObject *async_missing(void)
+{
+    PyErr_SetString(PyExc_RuntimeError, "pyconc's asyncio support is not initialized");
+    return NULL;
+}
+
+PyObject *pcm_chan_aio_op(pcm_chan_end *end, pcm_aio_kind kind, PyObject *value)
+{
+    PyObject *(*f)(pcm_chan_end *, pcm_aio_kind, PyObject *) =
+        atomic_load_explicit(&async_op_new, memory_order_acquire);
+    return f != NULL ? f(end, kind, value) : async_missing();
+}
+
+PyObject *pcm_chan_select_async(pcm_state *st, PyObject *ops, int unwrap)
+{
+    PyObject *(*f)(pcm_state *, PyObject *, int) =
+        atomic_load_explicit(&async_select_new, memory_order_acquire);
+    return f != NULL ? f(st, ops, unwrap) : async_missing();
+}
+
 /* A timer channel is sent by the clock, which wakes no coroutine: its
  * async receive goes through the awaitable select, which also waits on
  * the loop's timer. */
@@ -426,7 +462,7 @@ static PyObject *timer_recv_async(pcm_chan_end *self)
     PyObject *ops = PyTuple_Pack(1, (PyObject *)self);
     if (ops == NULL)
         return NULL;
-    PyObject *r = pcm_select_async_new(st, ops, 1);
+    PyObject *r = pcm_chan_select_async(st, ops, 1);
     Py_DECREF(ops);
     return r;
 }
@@ -435,14 +471,14 @@ static PyObject *receiver_recv_async(pcm_chan_end *self, PyObject *Py_UNUSED(ign
 {
     if (PCC_CHAN_IS_TIMER(pcc_chan_kind_of(self->ch)))
         return timer_recv_async(self);
-    return pcm_aio_op_new(self, PCM_AIO_RECV, NULL);
+    return pcm_chan_aio_op(self, PCM_AIO_RECV, NULL);
 }
 
 static PyObject *receiver_anext(pcm_chan_end *self)
 {
     if (PCC_CHAN_IS_TIMER(pcc_chan_kind_of(self->ch)))
         return timer_recv_async(self);
-    return pcm_aio_op_new(self, PCM_AIO_ANEXT, NULL);
+    return pcm_chan_aio_op(self, PCM_AIO_ANEXT, NULL);
 }
 
 static PyObject *receiver_aiter(pcm_chan_end *self)
@@ -453,7 +489,7 @@ static PyObject *receiver_aiter(pcm_chan_end *self)
 
 static PyObject *sender_send_async(pcm_chan_end *self, PyObject *value)
 {
-    return pcm_aio_op_new(self, PCM_AIO_SEND, value);
+    return pcm_chan_aio_op(self, PCM_AIO_SEND, value);
 }
 
 static PyObject *receiver_iter(pcm_chan_end *self)

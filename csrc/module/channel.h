@@ -64,21 +64,28 @@ PyObject *pcm_chan_closed_error(PyObject *self);
 /* pcc_chan_free_fn that DECREFs a queued message (GIL held). */
 void pcm_chan_decref_msg(void *msg, void *ctx);
 
-/* recv_async / __anext__ / send_async awaitables (aio.c); a send needs a value. */
 /* What an awaitable channel operation does. */
 typedef enum {
     PCM_AIO_RECV,  /* recv_async(): the message, or RecvError */
     PCM_AIO_ANEXT, /* __anext__: the message, or StopAsyncIteration */
     PCM_AIO_SEND,  /* send_async(value) */
 } pcm_aio_kind;
-PyObject *pcm_aio_op_new(pcm_chan_end *end, pcm_aio_kind kind, PyObject *value);
 
-/* select over parsed operations, awaitable (aio_select.c).  `ops` is a
- * tuple of operations as select() takes them; `unwrap`: return only the
- * value (a single receive: recv_async of a timer, broadcast or watch
- * receiver) instead of (index, value).  Returns a new reference, or NULL
- * with an exception set. */
-PyObject *pcm_select_async_new(pcm_state *st, PyObject *ops, int unwrap);
+/* The async layer (aio.c, aio_select.c) sits above the channel types:
+ * their *_async methods reach its awaitables through constructors it
+ * registers at module init, so the channel layer never calls into it
+ * (no channel <-> aio circle).
+ * - pcm_chan_aio_op: an awaitable recv/anext/send (aio.c); a send needs
+ *   a value.
+ * - pcm_chan_select_async: select over parsed operations, awaitable
+ *   (aio_select.c).  `ops` is a tuple of operations as select() takes
+ *   them; `unwrap`: return only the value (a single receive: recv_async
+ *   of a timer, broadcast or watch receiver) instead of (index, value).
+ * Both return a new reference, or NULL with an exception set. */
+void pcm_chan_register_async(PyObject *(*op_new)(pcm_chan_end *, pcm_aio_kind, PyObject *),
+                             PyObject *(*select_new)(pcm_state *, PyObject *, int));
+PyObject *pcm_chan_aio_op(pcm_chan_end *end, pcm_aio_kind kind, PyObject *value);
+PyObject *pcm_chan_select_async(pcm_state *st, PyObject *ops, int unwrap);
 
 /* Parse select()'s operations into core ops (select.c).  vals[i]: the
  * send value (borrowed) or NULL; srcs[i]: the source header or NULL.

@@ -192,12 +192,12 @@ static PyObject *or_try_recv(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
 
 static PyObject *or_recv_async(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
 {
-    return pcm_aio_op_new(self, PCM_AIO_RECV, NULL);
+    return pcm_chan_aio_op(self, PCM_AIO_RECV, NULL);
 }
 
 static PyObject *or_await(pcm_chan_end *self)
 {
-    return pcm_aio_op_new(self, PCM_AIO_RECV, NULL);
+    return pcm_chan_aio_op(self, PCM_AIO_RECV, NULL);
 }
 
 static PyObject *or_close(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
