@@ -620,31 +620,9 @@ static PyObject *op_send_meth(aio_op *op, PyObject *arg)
 
 static PyObject *op_throw(aio_op *op, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs < 1 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+    PyObject *exc = pcm_aio_throw_exc(args, nargs);
+    if (exc == NULL)
         return NULL;
-    }
-    PyObject *typ = args[0], *val = nargs > 1 ? args[1] : Py_None, *tb = nargs > 2 ? args[2] : NULL;
-    PyObject *exc;
-    if (PyExceptionInstance_Check(typ)) {
-        exc = Py_NewRef(typ);
-    } else if (PyExceptionClass_Check(typ)) {
-        if (val != Py_None && PyObject_IsInstance(val, typ) == 1)
-            exc = Py_NewRef(val);
-        else if (val == Py_None)
-            exc = PyObject_CallNoArgs(typ);
-        else
-            exc = PyObject_CallOneArg(typ, val);
-        if (exc == NULL)
-            return NULL;
-    } else {
-        PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException");
-        return NULL;
-    }
-    if (tb != NULL && tb != Py_None && PyException_SetTraceback(exc, tb) < 0) {
-        Py_DECREF(exc);
-        return NULL;
-    }
     int sent = 0;
     PCM_CS_BEGIN(op);
     if (!op->finished)
