@@ -28,11 +28,7 @@ PyObject *pcm_chan_closed_error(PyObject *self)
     return NULL;
 }
 
-#define CHECK_OPEN(self)                                                          \
-    do {                                                                          \
-        if (atomic_load_explicit(&(self)->closed, memory_order_acquire))           \
-            return pcm_chan_closed_error((PyObject *)(self));                     \
-    } while (0)
+#define CHECK_OPEN(self) PCM_CHAN_CHECK_OPEN(self)
 
 /* Returns a new reference, or NULL with an exception set. */
 static PyObject *end_new(PyTypeObject *tp, pcc_chan *ch)
@@ -64,7 +60,7 @@ static int is_sender(pcm_chan_end *self)
 }
 
 /* Drop this handle's endpoint once.  Returns 1 if this call closed it. */
-static int end_close_once(pcm_chan_end *self, int sender)
+int pcm_chan_end_close(pcm_chan_end *self, int sender)
 {
     if (atomic_exchange_explicit(&self->closed, 1, memory_order_acq_rel))
         return 0;
@@ -95,6 +91,11 @@ static int end_traverse(pcm_chan_end *self, visitproc visit, void *arg)
 static int receiver_traverse(pcm_chan_end *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
+    return pcm_chan_end_traverse_queue(self, visit, arg);
+}
+
+int pcm_chan_end_traverse_queue(pcm_chan_end *self, visitproc visit, void *arg)
+{
     /* Queued messages hold one reference each, owned by the channel, which
      * several handles share.  The collector must see that reference exactly
      * once, so only the sole open Receiver reports it: the queue is only
@@ -116,15 +117,15 @@ static int receiver_clear(pcm_chan_end *self)
 {
     /* Only the collector calls this, on an unreachable Receiver: close it,
      * which releases the queued messages when it is the last one. */
-    end_close_once(self, 0);
+    pcm_chan_end_close(self, 0);
     return 0;
 }
 
-static void end_dealloc_common(pcm_chan_end *self, int sender)
+void pcm_chan_end_dealloc(pcm_chan_end *self, int sender)
 {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
-    end_close_once(self, sender);
+    pcm_chan_end_close(self, sender);
     pcc_chan_decref(self->ch, pcm_chan_decref_msg, NULL);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -132,12 +133,12 @@ static void end_dealloc_common(pcm_chan_end *self, int sender)
 
 static void sender_dealloc(pcm_chan_end *self)
 {
-    end_dealloc_common(self, 1);
+    pcm_chan_end_dealloc(self, 1);
 }
 
 static void receiver_dealloc(pcm_chan_end *self)
 {
-    end_dealloc_common(self, 0);
+    pcm_chan_end_dealloc(self, 0);
 }
 
 static PyObject *flavour_str(pcc_chan *ch)
@@ -216,7 +217,7 @@ static PyObject *end_deepcopy(pcm_chan_end *self, PyObject *Py_UNUSED(memo))
 
 static PyObject *end_close(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
 {
-    end_close_once(self, is_sender(self));
+    pcm_chan_end_close(self, is_sender(self));
     Py_RETURN_NONE;
 }
 
@@ -228,7 +229,7 @@ static PyObject *end_enter(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
 
 static PyObject *end_exit(pcm_chan_end *self, PyObject *Py_UNUSED(args))
 {
-    end_close_once(self, is_sender(self));
+    pcm_chan_end_close(self, is_sender(self));
     Py_RETURN_FALSE;
 }
 
@@ -341,6 +342,19 @@ static PyObject *sender_try_send(pcm_chan_end *self, PyObject *value)
 
 /* ---- Receiver ------------------------------------------------------------------ */
 
+int pcm_chan_end_recv(pcm_chan_end *self, pcc_deadline_t deadline, void **msg)
+{
+    /* Fast path: no blocking, so the GIL stays held. */
+    int rc = pcc_chan_try_recv(self->ch, msg);
+    if (rc == -EAGAIN) {
+        op_arg a = {self->ch, NULL};
+        rc = pcm_wait(recv_op, &a, deadline);
+        if (rc == 0)
+            *msg = a.msg;
+    }
+    return rc;
+}
+
 /* Returns a new reference, NULL with an exception set, or NULL without one
  * on disconnect when `stop_on_disconnect` (iteration). */
 static PyObject *recv_common(pcm_chan_end *self, PyObject *timeout, int stop_on_disconnect)
@@ -350,15 +364,9 @@ static PyObject *recv_common(pcm_chan_end *self, PyObject *timeout, int stop_on_
     if (timeout != NULL && pcm_deadline_from_timeout(timeout, &deadline) < 0)
         return NULL;
     void *msg;
-    int rc = pcc_chan_try_recv(self->ch, &msg);
+    int rc = pcm_chan_end_recv(self, deadline, &msg);
     if (rc == 0)
         return pcm_chan_msg(self->ch, msg);
-    if (rc == -EAGAIN) {
-        op_arg a = {self->ch, NULL};
-        rc = pcm_wait(recv_op, &a, deadline);
-        if (rc == 0)
-            return pcm_chan_msg(self->ch, a.msg);
-    }
     if (rc == PCM_RAISED)
         return NULL;
     if (rc == -EPIPE && stop_on_disconnect)

@@ -23,6 +23,30 @@ typedef struct {
  * counts then). */
 PyObject *pcm_chan_end_new(PyTypeObject *tp, pcc_chan *ch);
 
+/* What every endpoint type on the core channel shares (channel.c):
+ * - pcm_chan_end_is_open / PCM_CHAN_CHECK_OPEN: UseAfterDrop once closed;
+ * - pcm_chan_end_close: drop this handle's endpoint once (1 if this call
+ *   closed it; a receiver's last drop releases the queued messages);
+ * - pcm_chan_end_dealloc: tp_dealloc for either end;
+ * - pcm_chan_end_traverse_queue: the queued messages, reported by the sole
+ *   open receiver (see Receiver's traverse);
+ * - pcm_chan_end_recv: receive, blocking until `deadline` through pcm_wait:
+ *   0 with *msg (raw, see pcm_chan_msg), or a negative code (-EPIPE,
+ *   -ETIMEDOUT, PCM_RAISED). */
+static inline int pcm_chan_end_is_open(pcm_chan_end *self)
+{
+    return !atomic_load_explicit(&self->closed, memory_order_acquire);
+}
+#define PCM_CHAN_CHECK_OPEN(self)                                                 \
+    do {                                                                          \
+        if (!pcm_chan_end_is_open((pcm_chan_end *)(self)))                        \
+            return pcm_chan_closed_error((PyObject *)(self));                     \
+    } while (0)
+int pcm_chan_end_close(pcm_chan_end *self, int sender);
+void pcm_chan_end_dealloc(pcm_chan_end *self, int sender);
+int pcm_chan_end_traverse_queue(pcm_chan_end *self, visitproc visit, void *arg);
+int pcm_chan_end_recv(pcm_chan_end *self, pcc_deadline_t deadline, void **msg);
+
 /* What a receive from ch gave: the message itself, or for a timer
  * channel its delivery time as a float of time.monotonic()'s clock.
  * Steals the message.  Returns a new reference, or NULL with an

@@ -9,28 +9,7 @@
  */
 #include "channel.h"
 
-static int is_open(pcm_chan_end *self)
-{
-    return !atomic_load_explicit(&self->closed, memory_order_acquire);
-}
-
-#define CHECK_OPEN(self)                                    \
-    do {                                                    \
-        if (!is_open(self))                                 \
-            return pcm_chan_closed_error((PyObject *)self); \
-    } while (0)
-
-/* Drop this handle's endpoint once.  Returns 1 if this call closed it. */
-static int close_once(pcm_chan_end *self, int sender)
-{
-    if (atomic_exchange_explicit(&self->closed, 1, memory_order_acq_rel))
-        return 0;
-    if (sender)
-        pcc_chan_drop_sender(self->ch);
-    else
-        pcc_chan_drop_receiver(self->ch, pcm_chan_decref_msg, NULL);
-    return 1;
-}
+#define CHECK_OPEN(self) PCM_CHAN_CHECK_OPEN(self)
 
 static int os_traverse(pcm_chan_end *self, visitproc visit, void *arg)
 {
@@ -38,47 +17,26 @@ static int os_traverse(pcm_chan_end *self, visitproc visit, void *arg)
     return 0;
 }
 
-static int visit_msg(void *msg, void *ctx)
-{
-    void **v = ctx;
-    return ((visitproc)v[0])((PyObject *)msg, v[1]);
-}
-
 static int or_traverse(pcm_chan_end *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
-    /* the one receiver reports the queued value (see Receiver's traverse) */
-    if (is_open(self)) {
-        void *v[2] = {(void *)visit, arg};
-        return pcc_chan_visit(self->ch, visit_msg, v);
-    }
-    return 0;
+    return pcm_chan_end_traverse_queue(self, visit, arg);
 }
 
 static int or_clear(pcm_chan_end *self)
 {
-    close_once(self, 0);
+    pcm_chan_end_close(self, 0);
     return 0;
-}
-
-static void dealloc_common(pcm_chan_end *self, int sender)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    close_once(self, sender);
-    pcc_chan_decref(self->ch, pcm_chan_decref_msg, NULL);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
 }
 
 static void os_dealloc(pcm_chan_end *self)
 {
-    dealloc_common(self, 1);
+    pcm_chan_end_dealloc(self, 1);
 }
 
 static void or_dealloc(pcm_chan_end *self)
 {
-    dealloc_common(self, 0);
+    pcm_chan_end_dealloc(self, 0);
 }
 
 /* ---- OneshotSender ---------------------------------------------------------- */
@@ -108,13 +66,13 @@ static PyObject *os_is_closed(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
 
 static PyObject *os_close(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
 {
-    close_once(self, 1);
+    pcm_chan_end_close(self, 1);
     Py_RETURN_NONE;
 }
 
 static PyObject *os_exit(pcm_chan_end *self, PyObject *Py_UNUSED(args))
 {
-    close_once(self, 1);
+    pcm_chan_end_close(self, 1);
     Py_RETURN_FALSE;
 }
 
@@ -126,19 +84,13 @@ static PyObject *end_enter(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
 
 static PyObject *os_repr(pcm_chan_end *self)
 {
-    if (!is_open(self))
+    if (!pcm_chan_end_is_open(self))
         return PyUnicode_FromString("OneshotSender<consumed>");
     return PyUnicode_FromFormat("OneshotSender<unsent, receiver=%s>",
                                 pcc_chan_receivers(self->ch) ? "alive" : "dropped");
 }
 
 /* ---- OneshotReceiver -------------------------------------------------------- */
-
-static int recv_op(void *arg, pcc_deadline_t deadline)
-{
-    void **a = arg;
-    return pcc_chan_recv((pcc_chan *)a[0], &a[1], deadline);
-}
 
 static PyObject *recv_failed(pcm_chan_end *self, int rc, int try_only)
 {
@@ -168,15 +120,9 @@ static PyObject *or_recv(pcm_chan_end *self, PyObject *const *args, Py_ssize_t n
     if (timeout != NULL && pcm_deadline_from_timeout(timeout, &deadline) < 0)
         return NULL;
     void *msg;
-    int rc = pcc_chan_try_recv(self->ch, &msg);
+    int rc = pcm_chan_end_recv(self, deadline, &msg);
     if (rc == 0)
         return (PyObject *)msg;
-    if (rc == -EAGAIN) {
-        void *a[2] = {self->ch, NULL};
-        rc = pcm_wait(recv_op, a, deadline);
-        if (rc == 0)
-            return (PyObject *)a[1];
-    }
     return recv_failed(self, rc, 0);
 }
 
@@ -202,19 +148,19 @@ static PyObject *or_await(pcm_chan_end *self)
 
 static PyObject *or_close(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
 {
-    close_once(self, 0);
+    pcm_chan_end_close(self, 0);
     Py_RETURN_NONE;
 }
 
 static PyObject *or_exit(pcm_chan_end *self, PyObject *Py_UNUSED(args))
 {
-    close_once(self, 0);
+    pcm_chan_end_close(self, 0);
     Py_RETURN_FALSE;
 }
 
 static PyObject *or_repr(pcm_chan_end *self)
 {
-    if (!is_open(self))
+    if (!pcm_chan_end_is_open(self))
         return PyUnicode_FromString("OneshotReceiver<closed>");
     if (pcc_chan_len(self->ch))
         return PyUnicode_FromString("OneshotReceiver<ready>");
@@ -224,7 +170,7 @@ static PyObject *or_repr(pcm_chan_end *self)
 
 static PyObject *end_closed(pcm_chan_end *self, void *Py_UNUSED(closure))
 {
-    return PyBool_FromLong(!is_open(self));
+    return PyBool_FromLong(!pcm_chan_end_is_open(self));
 }
 
 static PyGetSetDef end_getset[] = {
