@@ -478,3 +478,226 @@ int pcc_sort(pcc_pool *pool, pcc_sort_type t, void *data, size_t n, int descendi
     default: return -EINVAL;
     }
 }
+
+/* ---- strings ---------------------------------------------------------------
+ *
+ * Multikey radix over the pcc_kv kernel: records are sorted (stably) by the
+ * key of their first k code points; each run of equal keys is then sorted
+ * by the key of the next k code points (the same kernel, sequentially),
+ * and so on, until a run is short, or no string in it reaches past the
+ * current window, or the recursion is deep: then a stable merge sort with
+ * full comparisons (from the first position not yet known equal) finishes
+ * it.  Runs are independent, so they are resolved in parallel. */
+
+static inline uint32_t str_cp(const pcc_str *s, size_t i)
+{
+    switch (s->width) {
+    case 1: return ((const uint8_t *)s->data)[i];
+    case 2: return ((const uint16_t *)s->data)[i];
+    default: return ((const uint32_t *)s->data)[i];
+    }
+}
+
+static inline unsigned str_cpk(unsigned maxw) { return maxw == 1 ? 8 : maxw == 2 ? 4 : 3; }
+
+uint64_t pcc_str_key(const pcc_str *s, unsigned maxw, size_t depth)
+{
+    size_t left = s->len > depth ? s->len - depth : 0;
+    if (maxw == 1) {
+        const uint8_t *p = (const uint8_t *)s->data + depth;
+        uint64_t k;
+        if (left >= 8) {
+            memcpy(&k, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            return k;
+#else
+            return __builtin_bswap64(k);
+#endif
+        }
+        k = 0;
+        for (size_t j = 0; j < 8; j++)
+            k = (k << 8) | (j < left ? p[j] : 0u);
+        return k;
+    }
+    unsigned cpk = str_cpk(maxw), bits = maxw == 2 ? 16 : 21;
+    uint64_t k = 0;
+    for (unsigned j = 0; j < cpk; j++)
+        k = (k << bits) | (j < left ? str_cp(s, depth + j) : 0u);
+    return k;
+}
+
+/* <0, 0, >0 as a's code points from position d on compare with b's (the
+ * first d are known equal, as far as both strings reach). */
+static int str_cmp(const pcc_str *a, const pcc_str *b, size_t d)
+{
+    size_t m = a->len < b->len ? a->len : b->len;
+    if (d < m) {
+        if (a->width == 1 && b->width == 1) {
+            int r = memcmp((const uint8_t *)a->data + d, (const uint8_t *)b->data + d, m - d);
+            if (r != 0)
+                return r;
+        } else if (a->width == 2 && b->width == 2) {
+            const uint16_t *x = a->data, *y = b->data;
+            for (size_t i = d; i < m; i++)
+                if (x[i] != y[i])
+                    return x[i] < y[i] ? -1 : 1;
+        } else {
+            for (size_t i = d; i < m; i++) {
+                uint32_t x = str_cp(a, i), y = str_cp(b, i);
+                if (x != y)
+                    return x < y ? -1 : 1;
+            }
+        }
+    }
+    return (a->len > b->len) - (a->len < b->len);
+}
+
+/* x belongs strictly before y */
+static inline int str_before(const pcc_kv *x, const pcc_kv *y, size_t d, int desc)
+{
+    int r = str_cmp(x->value, y->value, d);
+    return desc ? r > 0 : r < 0;
+}
+
+static void str_msort(pcc_kv *a, pcc_kv *buf, size_t k, size_t d, int desc)
+{
+    if (k <= 16) {
+        for (size_t i = 1; i < k; i++) {
+            pcc_kv v = a[i];
+            size_t j = i;
+            while (j > 0 && str_before(&v, &a[j - 1], d, desc)) {
+                a[j] = a[j - 1];
+                j--;
+            }
+            a[j] = v;
+        }
+        return;
+    }
+    size_t h = k / 2;
+    str_msort(a, buf, h, d, desc);
+    str_msort(a + h, buf, k - h, d, desc);
+    if (!str_before(&a[h], &a[h - 1], d, desc))
+        return; /* already in order (runs of equal strings: linear) */
+    memcpy(buf, a, h * sizeof *a);
+    size_t i = 0, j = h, o = 0;
+    while (i < h && j < k)
+        a[o++] = str_before(&a[j], &buf[i], d, desc) ? a[j++] : buf[i++];
+    while (i < h)
+        a[o++] = buf[i++];
+}
+
+#define STR_SMALL 32
+#define STR_MAX_LEVEL 48
+
+/* Sort a[0..k), whose keys agree on the code points [0, depth). */
+static int str_resolve(sctx *c, pcc_kv *a, size_t k, size_t depth, unsigned maxw, int desc,
+                       int level)
+{
+    unsigned cpk = str_cpk(maxw);
+    for (;;) {
+        if (is_cancelled(c))
+            return -ECANCELED;
+        size_t maxlen = 0;
+        for (size_t j = 0; j < k; j++) {
+            size_t l = ((const pcc_str *)a[j].value)->len;
+            maxlen = l > maxlen ? l : maxlen;
+        }
+        if (k <= STR_SMALL || maxlen <= depth + cpk || level >= STR_MAX_LEVEL) {
+            pcc_kv small[STR_SMALL / 2], *buf = small;
+            if (k > STR_SMALL && (buf = malloc(k / 2 * sizeof *buf)) == NULL)
+                return -ENOMEM;
+            str_msort(a, buf, k, depth, desc);
+            if (buf != small)
+                free(buf);
+            return 0;
+        }
+        for (size_t j = 0; j < k; j++)
+            a[j].key = pcc_str_key(a[j].value, maxw, depth);
+        depth += cpk;
+        sctx seq = {NULL, 1, c->cancel};
+        int rc = sort_kv(&seq, a, k, desc, PCC_SORT_AUTO);
+        if (rc != 0)
+            return rc;
+        if (a[0].key == a[k - 1].key)
+            continue; /* one run: next window, no recursion */
+        for (size_t s = 0; s < k;) {
+            size_t e = s + 1;
+            while (e < k && a[e].key == a[s].key)
+                e++;
+            if (e - s > 1 && (rc = str_resolve(c, a + s, e - s, depth, maxw, desc, level + 1)) != 0)
+                return rc;
+            s = e;
+        }
+        return 0;
+    }
+}
+
+typedef struct {
+    sctx *c;
+    pcc_kv *kv;
+    size_t n, csize;
+    unsigned maxw;
+    int desc;
+    _Atomic int rc;
+} str_t;
+
+static void str_keys_chunk(void *arg, size_t ch)
+{
+    str_t *k = arg;
+    size_t lo = ch * k->csize, hi = lo + k->csize < k->n ? lo + k->csize : k->n;
+    for (size_t i = lo; i < hi; i++)
+        k->kv[i].key = pcc_str_key(k->kv[i].value, k->maxw, 0);
+}
+
+/* Resolve the runs of equal keys that start in this chunk. */
+static void str_runs_chunk(void *arg, size_t ch)
+{
+    str_t *k = arg;
+    const pcc_kv *kv = k->kv;
+    size_t lo = ch * k->csize, hi = lo + k->csize < k->n ? lo + k->csize : k->n;
+    size_t s = lo;
+    while (s > 0 && s < hi && kv[s].key == kv[s - 1].key)
+        s++; /* the run in progress belongs to the previous chunk */
+    size_t since = 0;
+    while (s < hi) {
+        size_t e = s + 1;
+        while (e < k->n && kv[e].key == kv[s].key)
+            e++;
+        if (e - s > 1) {
+            int rc = str_resolve(k->c, k->kv + s, e - s, str_cpk(k->maxw), k->maxw, k->desc, 0);
+            if (rc != 0) {
+                atomic_store_explicit(&k->rc, rc, memory_order_relaxed);
+                return;
+            }
+        }
+        since += e - s;
+        if (since >= CANCEL_STRIDE) {
+            since = 0;
+            if (is_cancelled(k->c))
+                return;
+        }
+        s = e;
+    }
+}
+
+int pcc_sort_str(pcc_pool *pool, pcc_kv *kv, size_t n, unsigned maxw, int keys_ready,
+                 int descending, const _Atomic int *cancel)
+{
+    if (maxw != 1 && maxw != 2 && maxw != 4)
+        return -EINVAL;
+    sctx c = {pool, pool ? pcc_pool_num_threads(pool) : 1, cancel};
+    if (n < 2)
+        return 0;
+    size_t nch = (size_t)c.nthreads * 8;
+    if (n < ((size_t)1 << 14) || c.nthreads < 2)
+        nch = 1;
+    str_t k = {&c, kv, n, (n + nch - 1) / nch, maxw, descending, 0};
+    if (!keys_ready)
+        pfor(&c, (n + k.csize - 1) / k.csize, str_keys_chunk, &k);
+    int rc = sort_kv(&c, kv, n, descending, PCC_SORT_AUTO);
+    if (rc != 0)
+        return rc;
+    pfor(&c, (n + k.csize - 1) / k.csize, str_runs_chunk, &k);
+    rc = atomic_load_explicit(&k.rc, memory_order_relaxed);
+    return rc != 0 ? rc : (is_cancelled(&c) ? -ECANCELED : 0);
+}
