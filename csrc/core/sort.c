@@ -588,6 +588,7 @@ static void str_msort(pcc_kv *a, pcc_kv *buf, size_t k, size_t d, int desc)
 
 #define STR_SMALL 32
 #define STR_MAX_LEVEL 48
+#define PCC_STR_MAXCH 256 /* chunks for the run resolution */
 
 /* Sort a[0..k), whose keys agree on the code points [0, depth). */
 static int str_resolve(sctx *c, pcc_kv *a, size_t k, size_t depth, unsigned maxw, int desc,
@@ -638,6 +639,7 @@ typedef struct {
     size_t n, csize;
     unsigned maxw;
     int desc;
+    size_t *starts; /* nchunks + 1 */
     _Atomic int rc;
 } str_t;
 
@@ -649,19 +651,30 @@ static void str_keys_chunk(void *arg, size_t ch)
         k->kv[i].key = pcc_str_key(k->kv[i].value, k->maxw, 0);
 }
 
-/* Resolve the runs of equal keys that start in this chunk. */
+/* Phase 1: where the first run starting at or after this chunk's start
+ * begins (keys are only read: phase 2 rewrites keys inside runs). */
+static void str_starts_chunk(void *arg, size_t ch)
+{
+    str_t *k = arg;
+    size_t s = ch * k->csize;
+    if (s > k->n)
+        s = k->n;
+    while (s > 0 && s < k->n && k->kv[s].key == k->kv[s - 1].key)
+        s++;
+    k->starts[ch] = s;
+}
+
+/* Phase 2: resolve the runs of equal keys in [starts[ch], starts[ch + 1]):
+ * whole runs, disjoint from every other chunk's. */
 static void str_runs_chunk(void *arg, size_t ch)
 {
     str_t *k = arg;
     const pcc_kv *kv = k->kv;
-    size_t lo = ch * k->csize, hi = lo + k->csize < k->n ? lo + k->csize : k->n;
-    size_t s = lo;
-    while (s > 0 && s < hi && kv[s].key == kv[s - 1].key)
-        s++; /* the run in progress belongs to the previous chunk */
+    size_t s = k->starts[ch], hi = k->starts[ch + 1];
     size_t since = 0;
     while (s < hi) {
         size_t e = s + 1;
-        while (e < k->n && kv[e].key == kv[s].key)
+        while (e < hi && kv[e].key == kv[s].key)
             e++;
         if (e - s > 1) {
             int rc = str_resolve(k->c, k->kv + s, e - s, str_cpk(k->maxw), k->maxw, k->desc, 0);
@@ -691,13 +704,19 @@ int pcc_sort_str(pcc_pool *pool, pcc_kv *kv, size_t n, unsigned maxw, int keys_r
     size_t nch = (size_t)c.nthreads * 8;
     if (n < ((size_t)1 << 14) || c.nthreads < 2)
         nch = 1;
-    str_t k = {&c, kv, n, (n + nch - 1) / nch, maxw, descending, 0};
+    size_t starts[PCC_STR_MAXCH + 1];
+    if (nch > PCC_STR_MAXCH)
+        nch = PCC_STR_MAXCH;
+    str_t k = {&c, kv, n, (n + nch - 1) / nch, maxw, descending, starts, 0};
+    nch = (n + k.csize - 1) / k.csize;
     if (!keys_ready)
-        pfor(&c, (n + k.csize - 1) / k.csize, str_keys_chunk, &k);
+        pfor(&c, nch, str_keys_chunk, &k);
     int rc = sort_kv(&c, kv, n, descending, PCC_SORT_AUTO);
     if (rc != 0)
         return rc;
-    pfor(&c, (n + k.csize - 1) / k.csize, str_runs_chunk, &k);
+    pfor(&c, nch, str_starts_chunk, &k);
+    starts[nch] = n;
+    pfor(&c, nch, str_runs_chunk, &k);
     rc = atomic_load_explicit(&k.rc, memory_order_relaxed);
     return rc != 0 ? rc : (is_cancelled(&c) ? -ECANCELED : 0);
 }
