@@ -165,7 +165,8 @@ def test_key_sorts_like_list_sort_stably_with_one_call_per_item(keys, reverse):
 def test_key_path_is_native_for_float_and_int_keys():
     items = [Obj(random.Random(1).random()) for _ in range(3)]
     assert pyconc._core._par_sort_list(list(items), False, [o.k for o in items]) is True
-    assert pyconc._core._par_sort_list(list(items), False, [str(o.k) for o in items]) is False
+    assert pyconc._core._par_sort_list(list(items), False, [str(o.k) for o in items]) is True
+    assert pyconc._core._par_sort_list(list(items), False, [(o.k,) for o in items]) is False
     with pytest.raises(ValueError, match="modified"):
         pyconc._core._par_sort_list(list(items), False, [1, 2])
 
