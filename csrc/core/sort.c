@@ -25,6 +25,25 @@
 #define SORT_DBITS_64 8
 #endif
 
+/* x86-64 with GCC or clang: a few memory-bound loops (the order checks)
+ * are compiled a second time for AVX2 and chosen at run time. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(PYCONC_NO_AVX2)
+#define SORT_AVX2 1
+static int sort_have_avx2(void)
+{
+    static _Atomic int have = -1;
+    int h = atomic_load_explicit(&have, memory_order_relaxed);
+    if (h < 0) {
+        __builtin_cpu_init();
+        h = __builtin_cpu_supports("avx2") ? 1 : 0;
+        atomic_store_explicit(&have, h, memory_order_relaxed);
+    }
+    return h;
+}
+#else
+#define SORT_AVX2 0
+#endif
+
 typedef struct sctx {
     pcc_pool *pool; /* NULL: sequential */
     int nthreads;
@@ -307,11 +326,13 @@ static const size_t radix_min_u64 = RADIX_MIN_8;
 #define SK uint32_t
 #define SKEY(x) key_f32(x)
 #define SN(f) f##_f32
+#define SFLT 1
 #define SIDENT 0
 #define SVAL(k) 0
 #define SDBITS SORT_DBITS_32
 static const size_t radix_min_f32 = RADIX_MIN_4;
 #include "sort_impl.h"
+#undef SFLT
 #undef ST
 #undef SK
 #undef SKEY
@@ -324,11 +345,13 @@ static const size_t radix_min_f32 = RADIX_MIN_4;
 #define SK uint64_t
 #define SKEY(x) key_f64(x)
 #define SN(f) f##_f64
+#define SFLT 1
 #define SIDENT 0
 #define SVAL(k) 0
 #define SDBITS SORT_DBITS_64
 static const size_t radix_min_f64 = RADIX_MIN_8;
 #include "sort_impl.h"
+#undef SFLT
 #undef ST
 #undef SK
 #undef SKEY
@@ -413,13 +436,10 @@ FLOAT_BITS_DEF(bits32, uint32_t, int32_t, 0x80000000u, 0x7F800000u)
 
 static int sort_f64_any(sctx *c, double *a, size_t n, int desc, pcc_sort_algo algo)
 {
-    /* presorted input costs one read, not two transforms */
-    if (n >= FLOAT_BITS_MIN && check_order_f64(c, a, n, desc ? ~(uint64_t)0 : 0, 0))
+    /* presorted or strictly reversed input: one pass, no transforms */
+    uint64_t xm = desc ? ~(uint64_t)0 : 0;
+    if (n >= FLOAT_BITS_MIN && (check_order_f64(c, a, n, xm) || check_reverse_f64(c, a, n, xm)))
         return 0;
-    if (n >= FLOAT_BITS_MIN && check_order_f64(c, a, n, desc ? ~(uint64_t)0 : 0, 1)) {
-        par_reverse_f64(c, a, n); /* strictly the other way: no equal keys */
-        return 0;
-    }
     if (n >= FLOAT_BITS_MIN && algo != PCC_SORT_MERGE) {
         if (bits64(c, (uint64_t *)a, n, 0) == 0) {
             int rc = sort_u64(c, (uint64_t *)a, n, desc, algo);
@@ -433,13 +453,10 @@ static int sort_f64_any(sctx *c, double *a, size_t n, int desc, pcc_sort_algo al
 
 static int sort_f32_any(sctx *c, float *a, size_t n, int desc, pcc_sort_algo algo)
 {
-    /* presorted input costs one read, not two transforms */
-    if (n >= FLOAT_BITS_MIN && check_order_f32(c, a, n, desc ? ~(uint32_t)0 : 0, 0))
+    /* presorted or strictly reversed input: one pass, no transforms */
+    uint32_t xm = desc ? ~(uint32_t)0 : 0;
+    if (n >= FLOAT_BITS_MIN && (check_order_f32(c, a, n, xm) || check_reverse_f32(c, a, n, xm)))
         return 0;
-    if (n >= FLOAT_BITS_MIN && check_order_f32(c, a, n, desc ? ~(uint32_t)0 : 0, 1)) {
-        par_reverse_f32(c, a, n); /* strictly the other way: no equal keys */
-        return 0;
-    }
     if (n >= FLOAT_BITS_MIN && algo != PCC_SORT_MERGE) {
         if (bits32(c, (uint32_t *)a, n, 0) == 0) {
             int rc = sort_u32(c, (uint32_t *)a, n, desc, algo);
