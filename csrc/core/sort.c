@@ -431,6 +431,167 @@ static const size_t radix_min_kv = RADIX_MIN_8;
 FLOAT_BITS_DEF(bits64, uint64_t, int64_t, 0x8000000000000000ull, 0x7FF0000000000000ull)
 FLOAT_BITS_DEF(bits32, uint32_t, int32_t, 0x80000000u, 0x7F800000u)
 
+/* ---- floats with few distinct bit patterns ---------------------------------
+ *
+ * When the floats all have one sign and their bits differ only within a
+ * window of at most SMALL_SPAN bits (16 distinct values, small integers
+ * stored as floats) and none is a NaN (equal keys are then identical
+ * values; -0.0 and 0.0 differ in the sign), a counting sort straight on
+ * the floats does it: one read to find the
+ * window (it gives up within the first few thousand elements of random
+ * data), one to count, one write -- no transform, no scratch buffer. */
+#define SMALL_SPAN 16
+#define SMALL_MAXCH 16
+#define SMALL_WAYS 4
+#define FLOAT_SMALL_DEF(NAME, FT, UT, STI, SIGN, EXP)                             \
+    typedef struct {                                                            \
+        UT *a;                                                                  \
+        size_t n, csize, cnb;                                                   \
+        int lo, desc;                                                           \
+        UT o[SMALL_MAXCH], an[SMALL_MAXCH];                                     \
+        size_t *cnt, *start;                                                    \
+        UT base, flip;                                                          \
+        _Atomic int bail;                                                       \
+    } NAME##_t;                                                                 \
+    static void NAME##_probe(void *arg, size_t ch)                              \
+    {                                                                           \
+        NAME##_t *k = arg;                                                      \
+        size_t lo = ch * k->csize, hi = lo + k->csize < k->n ? lo + k->csize : k->n; \
+        UT o = 0, an = (UT)~(UT)0;                                              \
+        for (size_t blk = lo; blk < hi; blk += 4096) {                          \
+            size_t end = blk + 4096 < hi ? blk + 4096 : hi;                     \
+            for (size_t i = blk; i < end; i++) {                                \
+                o |= k->a[i];                                                   \
+                an &= k->a[i];                                                  \
+            }                                                                   \
+            /* raw bits: with one sign throughout, the keys vary in the same \
+             * bits (the transform xors a constant); mixed signs: give up */  \
+            UT d = o ^ an;                                                      \
+            if ((d & SIGN) != 0 ||                                              \
+                (d != 0 && 64 - __builtin_clzll((unsigned long long)d) -        \
+                                   __builtin_ctzll((unsigned long long)d) > SMALL_SPAN) || \
+                atomic_load_explicit(&k->bail, memory_order_relaxed)) {         \
+                atomic_store_explicit(&k->bail, 1, memory_order_relaxed);       \
+                return;                                                         \
+            }                                                                   \
+        }                                                                       \
+        k->o[ch] = o;                                                           \
+        k->an[ch] = an;                                                         \
+    }                                                                           \
+    static void NAME##_count(void *arg, size_t ch)                              \
+    {                                                                           \
+        NAME##_t *k = arg;                                                      \
+        size_t lo = ch * k->csize, hi = lo + k->csize < k->n ? lo + k->csize : k->n; \
+        size_t nb = k->cnb, mask = nb - 1;                                      \
+        size_t *cnt = k->cnt + ch * SMALL_WAYS * nb;                            \
+        UT flip = k->flip;                                                      \
+        int sh = k->lo;                                                         \
+        size_t i = lo;                                                          \
+        /* SMALL_WAYS sets of counters: runs of one value do not wait on \
+         * their own increments */                                            \
+        for (; i + SMALL_WAYS <= hi; i += SMALL_WAYS)                           \
+            for (size_t w = 0; w < SMALL_WAYS; w++)                             \
+                cnt[w * nb + ((size_t)((k->a[i + w] ^ flip) >> sh) & mask)]++;  \
+        for (; i < hi; i++)                                                     \
+            cnt[(size_t)((k->a[i] ^ flip) >> sh) & mask]++;                     \
+    }                                                                           \
+    static void NAME##_fill(void *arg, size_t ch)                               \
+    {                                                                           \
+        NAME##_t *k = arg;                                                      \
+        size_t lo = ch * k->csize, hi = lo + k->csize < k->n ? lo + k->csize : k->n; \
+        /* the last slot whose run starts at or before lo */                   \
+        size_t l = 0, h = k->cnb;                                               \
+        while (h - l > 1) {                                                     \
+            size_t m = l + (h - l) / 2;                                         \
+            if (k->start[m] <= lo)                                              \
+                l = m;                                                          \
+            else                                                                \
+                h = m;                                                          \
+        }                                                                       \
+        for (size_t s = l, i = lo; i < hi; s++) {                               \
+            size_t b = k->desc ? k->cnb - 1 - s : s;                            \
+            UT u = (k->base | ((UT)b << k->lo)) ^ k->flip;                       \
+            size_t e = k->start[s + 1] < hi ? k->start[s + 1] : hi;             \
+            for (; i < e; i++)                                                  \
+                k->a[i] = u;                                                    \
+        }                                                                       \
+    }                                                                           \
+    /* 1: sorted by counting; 0: not applicable (data untouched); <0: error */ \
+    static int NAME(sctx *c, FT *data, size_t n, int desc)                     \
+    {                                                                           \
+        size_t nch = (size_t)c->nthreads * 2;                                   \
+        if (n < ((size_t)1 << 16) || c->nthreads < 2)                           \
+            nch = 1;                                                            \
+        if (nch > SMALL_MAXCH)                                                  \
+            nch = SMALL_MAXCH;                                                  \
+        NAME##_t k;                                                             \
+        memset(&k, 0, sizeof k);                                                \
+        k.a = (UT *)data;                                                       \
+        k.n = n;                                                                \
+        k.csize = (n + nch - 1) / nch;                                          \
+        k.desc = desc;                                                          \
+        nch = (n + k.csize - 1) / k.csize;                                      \
+        atomic_init(&k.bail, 0);                                                \
+        pfor(c, nch, NAME##_probe, &k);                                         \
+        if (atomic_load_explicit(&k.bail, memory_order_relaxed))                \
+            return 0;                                                           \
+        UT o = 0, an = (UT)~(UT)0;                                              \
+        for (size_t ch = 0; ch < nch; ch++) {                                   \
+            o |= k.o[ch];                                                       \
+            an &= k.an[ch];                                                     \
+        }                                                                       \
+        UT d = o ^ an;                                                          \
+        if (d == 0)                                                             \
+            return 1; /* all equal */                                           \
+        int lo = __builtin_ctzll((unsigned long long)d);                        \
+        int span = 64 - __builtin_clzll((unsigned long long)d) - lo;            \
+        if (span > SMALL_SPAN || n < ((size_t)8 << span))                       \
+            return 0;                                                           \
+        k.cnb = (size_t)1 << span;                                              \
+        k.lo = lo;                                                              \
+        /* one sign throughout: key = bits ^ flip (negatives: all bits) */    \
+        k.flip = (o & SIGN) ? (UT)~(UT)0 : (UT)SIGN;                            \
+        k.base = (an ^ k.flip) & (UT) ~((UT)(k.cnb - 1) << lo);                 \
+        size_t ncnt = nch * SMALL_WAYS * k.cnb;                                 \
+        k.cnt = calloc(ncnt + k.cnb + 1, sizeof(size_t));                       \
+        if (k.cnt == NULL)                                                      \
+            return 0;                                                           \
+        pfor(c, nch, NAME##_count, &k);                                         \
+        if (is_cancelled(c)) {                                                  \
+            free(k.cnt);                                                        \
+            return -ECANCELED;                                                  \
+        }                                                                       \
+        k.start = k.cnt + ncnt;                                                 \
+        size_t run = 0;                                                         \
+        for (size_t s = 0; s < k.cnb; s++) {                                    \
+            size_t b = desc ? k.cnb - 1 - s : s, tot = 0;                       \
+            k.start[s] = run;                                                   \
+            for (size_t q = 0; q < nch * SMALL_WAYS; q++)                       \
+                tot += k.cnt[q * k.cnb + b];                                    \
+            if (tot != 0) {                                                     \
+                /* a NaN must sort last in input order, whatever its bits: \
+                 * not for counting (nothing was written yet) */             \
+                UT key = k.base | ((UT)b << lo);                                \
+                if ((UT)((key ^ k.flip) & ~SIGN) > EXP) {                       \
+                    free(k.cnt);                                                \
+                    return 0;                                                   \
+                }                                                               \
+            }                                                                   \
+            run += tot;                                                         \
+        }                                                                       \
+        k.start[k.cnb] = n;                                                     \
+        size_t fch = (size_t)c->nthreads * 2;                                   \
+        if (n < ((size_t)1 << 16) || c->nthreads < 2)                           \
+            fch = 1;                                                            \
+        k.csize = (n + fch - 1) / fch;                                          \
+        pfor(c, (n + k.csize - 1) / k.csize, NAME##_fill, &k);                  \
+        free(k.cnt);                                                            \
+        return 1;                                                               \
+    }
+
+FLOAT_SMALL_DEF(small64, double, uint64_t, int64_t, 0x8000000000000000ull, 0x7FF0000000000000ull)
+FLOAT_SMALL_DEF(small32, float, uint32_t, int32_t, 0x80000000u, 0x7F800000u)
+
 /* Floats of at least this many elements try the bit-pattern path. */
 #define FLOAT_BITS_MIN 4096
 
@@ -441,6 +602,9 @@ static int sort_f64_any(sctx *c, double *a, size_t n, int desc, pcc_sort_algo al
     if (n >= FLOAT_BITS_MIN && (check_order_f64(c, a, n, xm) || check_reverse_f64(c, a, n, xm)))
         return 0;
     if (n >= FLOAT_BITS_MIN && algo != PCC_SORT_MERGE) {
+        int rc = small64(c, a, n, desc);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
         if (bits64(c, (uint64_t *)a, n, 0) == 0) {
             int rc = sort_u64(c, (uint64_t *)a, n, desc, algo);
             bits64(c, (uint64_t *)a, n, 1);
@@ -458,6 +622,9 @@ static int sort_f32_any(sctx *c, float *a, size_t n, int desc, pcc_sort_algo alg
     if (n >= FLOAT_BITS_MIN && (check_order_f32(c, a, n, xm) || check_reverse_f32(c, a, n, xm)))
         return 0;
     if (n >= FLOAT_BITS_MIN && algo != PCC_SORT_MERGE) {
+        int rc = small32(c, a, n, desc);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
         if (bits32(c, (uint32_t *)a, n, 0) == 0) {
             int rc = sort_u32(c, (uint32_t *)a, n, desc, algo);
             bits32(c, (uint32_t *)a, n, 1);
