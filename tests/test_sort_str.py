@@ -109,6 +109,13 @@ def test_mixed_kinds_compare_by_code_point():
     xs = [rnd.choice(base) + rnd.choice(base) + rnd.choice(base) for _ in range(20000)]
     for reverse in (False, True):
         check(xs, reverse)
+    # lists with a wider kind key on 8 bytes of UTF-8: characters of 1-4
+    # bytes straddling the 8th byte, after prefixes of every byte length
+    parts = ["a", "\x00", "\xe9", "\u0800", "\ud800", "\uffff", "\U0001F600", "\U0010FFFF"]
+    ys = ["".join(rnd.choice(parts) for _ in range(rnd.randint(0, 7))) for _ in range(30000)]
+    ys += ["abcdef" + y for y in ys[:5000]] + ["abcdefg" + y for y in ys[:5000]]
+    for reverse in (False, True):
+        check(ys, reverse)
 
 
 def test_long_common_prefixes_and_deep_ties():

@@ -666,7 +666,8 @@ int pcc_sort(pcc_pool *pool, pcc_sort_type t, void *data, size_t n, int descendi
 /* ---- strings ---------------------------------------------------------------
  *
  * Multikey radix over the pcc_kv kernel: records are sorted (stably) by the
- * key of their first k code points; each run of equal keys is then sorted
+ * key of their first k code points (lists with wider kinds: of their first
+ * 8 bytes of UTF-8); each run of equal keys is then sorted
  * by the key of the next k code points (the same kernel, sequentially),
  * and so on, until a run is short, or no string in it reaches past the
  * current window, or the recursion is deep: then a stable merge sort with
@@ -708,6 +709,63 @@ uint64_t pcc_str_key(const pcc_str *s, unsigned maxw, size_t depth)
     for (unsigned j = 0; j < cpk; j++)
         k = (k << bits) | (j < left ? str_cp(s, depth + j) : 0u);
     return k;
+}
+
+/* The first key of a string in a list with wider kinds: its first 8 bytes
+ * in (generalized) UTF-8, whose byte order is the code point order, so
+ * ASCII and Latin text gets 4-8 code points into a key instead of 3-4. */
+static uint64_t str_key_utf8(const pcc_str *s)
+{
+    uint64_t k = 0;
+    unsigned nb = 0;
+    for (size_t i = 0; nb < 8 && i < s->len; i++) {
+        uint32_t c = str_cp(s, i);
+        uint8_t b[4];
+        unsigned l;
+        if (c < 0x80) {
+            b[0] = (uint8_t)c;
+            l = 1;
+        } else if (c < 0x800) {
+            b[0] = (uint8_t)(0xC0 | (c >> 6));
+            b[1] = (uint8_t)(0x80 | (c & 0x3F));
+            l = 2;
+        } else if (c < 0x10000) {
+            b[0] = (uint8_t)(0xE0 | (c >> 12));
+            b[1] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
+            b[2] = (uint8_t)(0x80 | (c & 0x3F));
+            l = 3;
+        } else {
+            b[0] = (uint8_t)(0xF0 | (c >> 18));
+            b[1] = (uint8_t)(0x80 | ((c >> 12) & 0x3F));
+            b[2] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
+            b[3] = (uint8_t)(0x80 | (c & 0x3F));
+            l = 4;
+        }
+        for (unsigned j = 0; j < l && nb < 8; j++, nb++)
+            k = (k << 8) | b[j];
+    }
+    return nb == 0 ? 0 : nb == 8 ? k : k << (8 * (8 - nb));
+}
+
+/* How many whole code points (a zero pad byte counts as one) a UTF-8 key
+ * holds: strings with equal keys agree on that many, as far as they reach. */
+static size_t utf8_key_cps(uint64_t k)
+{
+    size_t m = 0;
+    for (unsigned p = 0; p < 8;) {
+        unsigned lead = (unsigned)(k >> (56 - 8 * p)) & 0xFF;
+        unsigned l = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+        if (p + l > 8)
+            break;
+        m++;
+        p += l;
+    }
+    return m;
+}
+
+static inline uint64_t str_key0(const pcc_str *s, unsigned maxw)
+{
+    return maxw == 1 ? pcc_str_key(s, 1, 0) : str_key_utf8(s);
 }
 
 /* <0, 0, >0 as a's code points from position d on compare with b's (the
@@ -832,7 +890,7 @@ static void str_keys_chunk(void *arg, size_t ch)
     str_t *k = arg;
     size_t lo = ch * k->csize, hi = lo + k->csize < k->n ? lo + k->csize : k->n;
     for (size_t i = lo; i < hi; i++)
-        k->kv[i].key = pcc_str_key(k->kv[i].value, k->maxw, 0);
+        k->kv[i].key = str_key0(k->kv[i].value, k->maxw);
 }
 
 /* Phase 1: where the first run starting at or after this chunk's start
@@ -861,7 +919,8 @@ static void str_runs_chunk(void *arg, size_t ch)
         while (e < hi && kv[e].key == kv[s].key)
             e++;
         if (e - s > 1) {
-            int rc = str_resolve(k->c, k->kv + s, e - s, str_cpk(k->maxw), k->maxw, k->desc, 0);
+            size_t depth = k->maxw == 1 ? 8 : utf8_key_cps(kv[s].key);
+            int rc = str_resolve(k->c, k->kv + s, e - s, depth, k->maxw, k->desc, 0);
             if (rc != 0) {
                 atomic_store_explicit(&k->rc, rc, memory_order_relaxed);
                 return;
@@ -893,7 +952,7 @@ int pcc_sort_str(pcc_pool *pool, pcc_kv *kv, size_t n, unsigned maxw, int keys_r
         nch = PCC_STR_MAXCH;
     str_t k = {&c, kv, n, (n + nch - 1) / nch, maxw, descending, starts, 0};
     nch = (n + k.csize - 1) / k.csize;
-    if (!keys_ready)
+    if (!keys_ready || maxw != 1)
         pfor(&c, nch, str_keys_chunk, &k);
     int rc = sort_kv(&c, kv, n, descending, PCC_SORT_AUTO);
     if (rc != 0)

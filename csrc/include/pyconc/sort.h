@@ -75,7 +75,8 @@ uint64_t pcc_str_key(const pcc_str *s, unsigned maxw, size_t depth);
 
 /* Sort kv[0..n), whose values point at pcc_str records, stably by those
  * strings (descending: reverse order, equal strings keep input order).
- * keys_ready: every kv[i].key already is pcc_str_key(value, maxw, 0).
+ * keys_ready (maxw 1 only; ignored otherwise): every kv[i].key already is
+ * pcc_str_key(value, 1, 0).
  * Records are sorted by key prefixes (the radix kernel), ties resolved by
  * further key prefixes and full comparisons, on the pool.  Returns 0,
  * -ECANCELED (kv is a permutation) or -ENOMEM. */
