@@ -446,7 +446,7 @@ FLOAT_BITS_DEF(bits32, uint32_t, int32_t, 0x80000000u, 0x7F800000u)
 #define FLOAT_SMALL_DEF(NAME, FT, UT, STI, SIGN, EXP)                             \
     typedef struct {                                                            \
         UT *a;                                                                  \
-        size_t n, csize, cnb;                                                   \
+        size_t n, csize, cnb, ways;                                             \
         int lo, desc;                                                           \
         UT o[SMALL_MAXCH], an[SMALL_MAXCH];                                     \
         size_t *cnt, *start;                                                    \
@@ -483,15 +483,16 @@ FLOAT_BITS_DEF(bits32, uint32_t, int32_t, 0x80000000u, 0x7F800000u)
         NAME##_t *k = arg;                                                      \
         size_t lo = ch * k->csize, hi = lo + k->csize < k->n ? lo + k->csize : k->n; \
         size_t nb = k->cnb, mask = nb - 1;                                      \
-        size_t *cnt = k->cnt + ch * SMALL_WAYS * nb;                            \
+        size_t *cnt = k->cnt + ch * k->ways * nb;                               \
         UT flip = k->flip;                                                      \
         int sh = k->lo;                                                         \
         size_t i = lo;                                                          \
-        /* SMALL_WAYS sets of counters: runs of one value do not wait on \
-         * their own increments */                                            \
-        for (; i + SMALL_WAYS <= hi; i += SMALL_WAYS)                           \
-            for (size_t w = 0; w < SMALL_WAYS; w++)                             \
-                cnt[w * nb + ((size_t)((k->a[i + w] ^ flip) >> sh) & mask)]++;  \
+        /* SMALL_WAYS sets of counters (few buckets): runs of one value \
+         * do not wait on their own increments */                             \
+        if (k->ways == SMALL_WAYS)                                              \
+            for (; i + SMALL_WAYS <= hi; i += SMALL_WAYS)                       \
+                for (size_t w = 0; w < SMALL_WAYS; w++)                         \
+                    cnt[w * nb + ((size_t)((k->a[i + w] ^ flip) >> sh) & mask)]++; \
         for (; i < hi; i++)                                                     \
             cnt[(size_t)((k->a[i] ^ flip) >> sh) & mask]++;                     \
     }                                                                           \
@@ -552,7 +553,9 @@ FLOAT_BITS_DEF(bits32, uint32_t, int32_t, 0x80000000u, 0x7F800000u)
         /* one sign throughout: key = bits ^ flip (negatives: all bits) */    \
         k.flip = (o & SIGN) ? (UT)~(UT)0 : (UT)SIGN;                            \
         k.base = (an ^ k.flip) & (UT) ~((UT)(k.cnb - 1) << lo);                 \
-        size_t ncnt = nch * SMALL_WAYS * k.cnb;                                 \
+        /* several counter sets only where they stay small */                 \
+        k.ways = k.cnb <= 1024 ? SMALL_WAYS : 1;                                \
+        size_t ncnt = nch * k.ways * k.cnb;                                     \
         k.cnt = calloc(ncnt + k.cnb + 1, sizeof(size_t));                       \
         if (k.cnt == NULL)                                                      \
             return 0;                                                           \
@@ -566,7 +569,7 @@ FLOAT_BITS_DEF(bits32, uint32_t, int32_t, 0x80000000u, 0x7F800000u)
         for (size_t s = 0; s < k.cnb; s++) {                                    \
             size_t b = desc ? k.cnb - 1 - s : s, tot = 0;                       \
             k.start[s] = run;                                                   \
-            for (size_t q = 0; q < nch * SMALL_WAYS; q++)                       \
+            for (size_t q = 0; q < nch * k.ways; q++)                           \
                 tot += k.cnt[q * k.cnb + b];                                    \
             if (tot != 0) {                                                     \
                 /* a NaN must sort last in input order, whatever its bits: \
