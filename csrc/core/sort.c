@@ -360,6 +360,32 @@ static const size_t radix_min_f64 = RADIX_MIN_8;
 #undef SIDENT
 #undef SVAL
 
+/* float64 without -0.0 and NaN as its raw bits, keyed on the fly by the
+ * order-preserving bijection (flip all bits of negatives, the sign of
+ * positives): equal keys are identical floats, so the integer kernels'
+ * tricks apply, and no pass transforms the data there and back. */
+static inline uint64_t fkey64(uint64_t u) { return u ^ ((uint64_t)((int64_t)u >> 63) | 0x8000000000000000ull); }
+static inline uint64_t fval64(uint64_t k) { return k ^ (~(uint64_t)((int64_t)k >> 63) | 0x8000000000000000ull); }
+
+#define ST uint64_t
+#define SK uint64_t
+#define SKEY(x) fkey64(x)
+#define SN(f) f##_fb64
+#define SIDENT 1
+#define SKEYED 1
+#define SVAL(k) fval64(k)
+#define SDBITS SORT_DBITS_64
+static const size_t radix_min_fb64 = RADIX_MIN_8;
+#include "sort_impl.h"
+#undef ST
+#undef SK
+#undef SKEY
+#undef SN
+#undef SDBITS
+#undef SIDENT
+#undef SKEYED
+#undef SVAL
+
 #define ST pcc_kv
 #define SK uint64_t
 #define SKEY(x) ((x).key)
@@ -377,18 +403,21 @@ static const size_t radix_min_kv = RADIX_MIN_8;
 #undef SIDENT
 #undef SVAL
 
-/* ---- floats as their bit patterns --------------------------------------
+/* ---- float32 as its bit patterns ------------------------------------------
  *
  * Flipping all bits of a negative float and the sign bit of a positive one
  * is a bijection onto unsigned ints that preserves order -- except that it
  * puts -0.0 before +0.0 (they must compare equal and keep input order) and
  * orders NaNs by sign and payload (they must all sort last in input order).
- * So when an array holds neither -0.0 nor NaN (the check rides along with
- * the transform), its floats are sorted as those unsigned ints -- the fast
+ * So when an array of float32 holds neither -0.0 nor NaN (the check rides
+ * along with the transform), its floats are sorted as those unsigned ints -- the fast
  * integer kernels, whose leaves need equal keys to be identical values --
  * and transformed back.  Otherwise the float kernels (keys computed on the
  * fly, NaN and +-0 handled) do the work.  The back transform runs even
- * after a cancellation: the data is then still a permutation. */
+ * after a cancellation: the data is then still a permutation.  (float64
+ * keys its bits on the fly instead -- fb64 below -- which measured faster
+ * there; for float32 the two transform passes cost less than keying every
+ * access.) */
 #define FLOAT_BITS_DEF(NAME, UT, STI, SIGN, EXP)                                   \
     typedef struct {                                                            \
         UT *a;                                                                  \
@@ -428,8 +457,64 @@ static const size_t radix_min_kv = RADIX_MIN_8;
         return atomic_load_explicit(&k.special, memory_order_relaxed);          \
     }
 
-FLOAT_BITS_DEF(bits64, uint64_t, int64_t, 0x8000000000000000ull, 0x7FF0000000000000ull)
 FLOAT_BITS_DEF(bits32, uint32_t, int32_t, 0x80000000u, 0x7F800000u)
+
+/* ---- floats: -0.0 or NaN present? ------------------------------------------
+ *
+ * The bit-pattern kernel fb64 orders -0.0 before +0.0 (they must
+ * compare equal and keep input order) and NaNs by sign and payload (they
+ * must all sort last in input order).  One read finds out whether an
+ * array holds either; if so the float kernels (keys computed on the fly,
+ * NaN and +-0 handled) do the work. */
+#define FLOAT_SPECIAL_BODY(NAME, UT, SIGN, EXP)                                  \
+    NAME##_t *k = arg;                                                          \
+    size_t lo = ch * k->csize, hi = lo + k->csize < k->n ? lo + k->csize : k->n; \
+    const UT *a = k->a;                                                         \
+    for (size_t blk = lo; blk < hi; blk += 16384) {                             \
+        size_t end = blk + 16384 < hi ? blk + 16384 : hi;                       \
+        int special = 0;                                                        \
+        for (size_t i = blk; i < end; i++)                                      \
+            special |= (a[i] == SIGN) | ((UT)(a[i] & ~SIGN) > EXP);             \
+        if (special || atomic_load_explicit(&k->special, memory_order_relaxed)) { \
+            atomic_store_explicit(&k->special, 1, memory_order_relaxed);        \
+            return;                                                             \
+        }                                                                       \
+    }
+#define FLOAT_SPECIAL_DEF(NAME, UT, SIGN, EXP)                                   \
+    typedef struct {                                                            \
+        const UT *a;                                                            \
+        size_t n, csize;                                                        \
+        _Atomic int special;                                                    \
+    } NAME##_t;                                                                 \
+    static void NAME##_chunk(void *arg, size_t ch) { FLOAT_SPECIAL_BODY(NAME, UT, SIGN, EXP) } \
+    FLOAT_SPECIAL_AVX2(NAME, UT, SIGN, EXP)                                     \
+    /* 1 if a[0..n) holds a -0.0 or a NaN */                                    \
+    static int NAME(sctx *c, const UT *a, size_t n)                             \
+    {                                                                           \
+        size_t nch = (size_t)c->nthreads * 2;                                   \
+        if (n < ((size_t)1 << 16) || c->nthreads < 2)                           \
+            nch = 1;                                                            \
+        NAME##_t k = {a, n, (n + nch - 1) / nch, 0};                            \
+        chunk_fn fn = NAME##_chunk;                                             \
+        FLOAT_SPECIAL_PICK(NAME)                                                \
+        pfor(c, (n + k.csize - 1) / k.csize, fn, &k);                           \
+        return atomic_load_explicit(&k.special, memory_order_relaxed);          \
+    }
+#if SORT_AVX2
+#define FLOAT_SPECIAL_AVX2(NAME, UT, SIGN, EXP)                                  \
+    __attribute__((target("avx2"))) static void NAME##_chunk_avx2(void *arg, size_t ch) \
+    {                                                                           \
+        FLOAT_SPECIAL_BODY(NAME, UT, SIGN, EXP)                                 \
+    }
+#define FLOAT_SPECIAL_PICK(NAME)                                                \
+    if (sort_have_avx2())                                                       \
+        fn = NAME##_chunk_avx2;
+#else
+#define FLOAT_SPECIAL_AVX2(NAME, UT, SIGN, EXP)
+#define FLOAT_SPECIAL_PICK(NAME)
+#endif
+
+FLOAT_SPECIAL_DEF(special64, uint64_t, 0x8000000000000000ull, 0x7FF0000000000000ull)
 
 /* ---- floats with few distinct bit patterns ---------------------------------
  *
@@ -608,12 +693,8 @@ static int sort_f64_any(sctx *c, double *a, size_t n, int desc, pcc_sort_algo al
         int rc = small64(c, a, n, desc);
         if (rc != 0)
             return rc < 0 ? rc : 0;
-        if (bits64(c, (uint64_t *)a, n, 0) == 0) {
-            int rc = sort_u64(c, (uint64_t *)a, n, desc, algo);
-            bits64(c, (uint64_t *)a, n, 1);
-            return rc;
-        }
-        bits64(c, (uint64_t *)a, n, 1);
+        if (!special64(c, (const uint64_t *)a, n))
+            return sort_fb64(c, (uint64_t *)a, n, desc, algo);
     }
     return sort_f64(c, a, n, desc, algo);
 }

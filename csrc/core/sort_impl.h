@@ -771,11 +771,11 @@ static int SN(msd_radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
 
 /* ---- presorted and reversed input ------------------------------------------
  *
- * The order tests: on keys, or for ints (SIDENT: the key order is the
- * value order) and floats (SFLT) on the values themselves, which
+ * The order tests: on keys, or for ints (SIDENT and not SKEYED: the key
+ * order is the value order) and floats (SFLT) on the values themselves, which
  * vectorizes better; a NaN fails every float test (such arrays take the
  * sort), and -0.0 and 0.0 compare equal as their keys do. */
-#if defined(SFLT) || SIDENT
+#if defined(SFLT) || (SIDENT && !defined(SKEYED))
 #define ORD_LE(x, y) (xm ? (x) >= (y) : (x) <= (y))
 #define ORD_LT(x, y) (xm ? (x) > (y) : (x) < (y))
 #else
