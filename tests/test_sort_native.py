@@ -359,3 +359,23 @@ def test_floats_with_few_bit_patterns_are_counted_exactly_like_numpy(dtype):
                     else:
                         want = a[order]
                 assert got.tobytes() == want.tobytes(), (name, n, reverse)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_presorted_floats_with_nans_where_they_sort_are_left_as_they_are(dtype):
+    rng = np.random.default_rng(31)
+    for n in (4096, 100_000, 300_001):
+        a = np.sort(rng.standard_normal(n)).astype(dtype)
+        a[-5:] = [np.nan, -np.nan, np.nan, np.nan, -np.nan]  # NaNs last, any payloads
+        got = a.copy()
+        par_sort(got)
+        assert got.tobytes() == a.tobytes()
+        desc = np.concatenate([a[-5:], a[:-5][::-1]])  # NaNs first with reverse=True
+        got = desc.copy()
+        par_sort(got, reverse=True)
+        assert got.tobytes() == desc.tobytes()
+        bad = a.copy()
+        bad[n // 2] = np.nan  # a NaN in the middle: sorted like numpy
+        got = bad.copy()
+        par_sort(got)
+        assert got.tobytes() == np.sort(bad, kind="stable").tobytes()

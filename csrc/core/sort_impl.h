@@ -773,9 +773,15 @@ static int SN(msd_radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
  *
  * The order tests: on keys, or for ints (SIDENT and not SKEYED: the key
  * order is the value order) and floats (SFLT) on the values themselves, which
- * vectorizes better; a NaN fails every float test (such arrays take the
- * sort), and -0.0 and 0.0 compare equal as their keys do. */
-#if defined(SFLT) || (SIDENT && !defined(SKEYED))
+ * vectorizes better; -0.0 and 0.0 compare equal as their keys do, NaNs
+ * pass the presorted test only where they sort (at the end, in any order
+ * among themselves) and never the strictly-reversed one. */
+#if defined(SFLT)
+/* NaNs sort last (first descending) in input order: a NaN may follow
+ * anything (precede anything, descending), nothing else may follow one */
+#define ORD_LE(x, y) (xm ? ((x) >= (y)) | ((x) != (x)) : ((x) <= (y)) | ((y) != (y)))
+#define ORD_LT(x, y) (xm ? (x) > (y) : (x) < (y))
+#elif SIDENT && !defined(SKEYED)
 #define ORD_LE(x, y) (xm ? (x) >= (y) : (x) <= (y))
 #define ORD_LT(x, y) (xm ? (x) > (y) : (x) < (y))
 #else
