@@ -35,11 +35,7 @@ typedef pcc_mutex chan_lock;
 
 static inline void lock_acquire(chan_lock *l)
 {
-    if (pcc_mutex_try_lock(l) == 0) /* inline fast path: one CAS */
-        return;
-    /* -EINTR (a signal during the futex sleep) just retries */
-    while (pcc_mutex_lock(l, PCC_FOREVER) != 0)
-        ;
+    pcc_mutex_lock_internal(l);
 }
 
 static inline void lock_release(chan_lock *l)

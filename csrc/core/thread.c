@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include "pyconc/park.h"
+#include "pyconc/sync.h"
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,20 +22,20 @@
  * each spawned function still runs alone on a native thread, and the binding
  * gives it a fresh thread state.  At most PCC_MAX_IDLE threads wait; the
  * rest exit at once.  The cache is only touched under cache_mu (never held
- * while sleeping); the job is handed over through the worker's parker, whose
+ * while sleeping); the job is handed over through the cached thread's parker, whose
  * release/acquire makes fn/arg visible to it.
  */
 #define PCC_MAX_IDLE 16
 #define PCC_IDLE_NS (5LL * 1000000000)
 
-typedef struct pcc_worker {
-    struct pcc_worker *next;
+typedef struct cached_thread {
+    struct cached_thread *next;
     pcc_parker parker;
     pcc_thread_fn fn; /* the job; written by the spawner before unpark */
     void *arg;
     int listed;       /* on the idle list (guarded by cache_mu) */
     int cacheable;    /* default stack size: may wait for another job */
-} pcc_worker;
+} cached_thread;
 
 static void (*_Atomic exit_hook)(void);
 
@@ -43,30 +44,30 @@ void pcc_thread_set_exit_hook(void (*hook)(void))
     atomic_store(&exit_hook, hook);
 }
 
-static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static pcc_worker *idle_head;
+static pcc_mutex cache_mu; /* zero: unlocked */
+static cached_thread *idle_head;
 static int idle_count;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* In a forked child the cached threads do not exist: forget them. */
 static void cache_after_fork_child(void)
 {
-    pthread_mutex_init(&cache_mu, NULL);
+    pcc_mutex_init(&cache_mu);
     idle_head = NULL;
     idle_count = 0;
 }
 
-static void cache_before_fork(void) { pthread_mutex_lock(&cache_mu); }
-static void cache_after_fork_parent(void) { pthread_mutex_unlock(&cache_mu); }
+static void cache_before_fork(void) { pcc_mutex_lock_internal(&cache_mu); }
+static void cache_after_fork_parent(void) { pcc_mutex_unlock(&cache_mu); }
 
 static void install_atfork(void)
 {
     pthread_atfork(cache_before_fork, cache_after_fork_parent, cache_after_fork_child);
 }
 
-static void *worker_main(void *arg)
+static void *cached_thread_main(void *arg)
 {
-    pcc_worker *w = arg;
+    cached_thread *w = arg;
     for (;;) {
         pcc_thread_fn fn = w->fn;
         void *job = w->arg;
@@ -75,16 +76,16 @@ static void *worker_main(void *arg)
         if (!w->cacheable)
             break;
         /* offer ourselves for the next spawn */
-        pthread_mutex_lock(&cache_mu);
+        pcc_mutex_lock_internal(&cache_mu);
         if (idle_count >= PCC_MAX_IDLE) {
-            pthread_mutex_unlock(&cache_mu);
+            pcc_mutex_unlock(&cache_mu);
             break;
         }
         w->listed = 1;
         w->next = idle_head;
         idle_head = w;
         idle_count++;
-        pthread_mutex_unlock(&cache_mu);
+        pcc_mutex_unlock(&cache_mu);
 
         pcc_deadline_t deadline = pcc_deadline_after(PCC_IDLE_NS);
         int rc;
@@ -95,16 +96,16 @@ static void *worker_main(void *arg)
             continue; /* a spawner handed us a job */
         /* Timed out: leave the list, unless a spawner just took us, in
          * which case its job is on the way. */
-        pthread_mutex_lock(&cache_mu);
+        pcc_mutex_lock_internal(&cache_mu);
         int taken = !w->listed;
         if (!taken) {
-            pcc_worker **pp = &idle_head;
+            cached_thread **pp = &idle_head;
             while (*pp != w)
                 pp = &(*pp)->next;
             *pp = w->next;
             idle_count--;
         }
-        pthread_mutex_unlock(&cache_mu);
+        pcc_mutex_unlock(&cache_mu);
         if (!taken)
             break;
         while (pcc_park(&w->parker, PCC_FOREVER) != 0)
@@ -119,14 +120,14 @@ static void *worker_main(void *arg)
 
 static int reuse_idle(pcc_thread_fn fn, void *arg)
 {
-    pthread_mutex_lock(&cache_mu);
-    pcc_worker *w = idle_head;
+    pcc_mutex_lock_internal(&cache_mu);
+    cached_thread *w = idle_head;
     if (w != NULL) {
         idle_head = w->next;
         idle_count--;
         w->listed = 0;
     }
-    pthread_mutex_unlock(&cache_mu);
+    pcc_mutex_unlock(&cache_mu);
     if (w == NULL)
         return 0;
     w->fn = fn;
@@ -140,7 +141,7 @@ int pcc_thread_spawn(pcc_thread_fn fn, void *arg, size_t stack_size)
     if (stack_size == 0 && reuse_idle(fn, arg))
         return 0;
     pthread_once(&atfork_once, install_atfork);
-    pcc_worker *w = malloc(sizeof *w);
+    cached_thread *w = malloc(sizeof *w);
     if (w == NULL)
         return -ENOMEM;
     w->next = NULL;
@@ -185,7 +186,7 @@ int pcc_thread_spawn(pcc_thread_fn fn, void *arg, size_t stack_size)
     sigdelset(&block, SIGSYS);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     pthread_t tid;
-    int rc = pthread_create(&tid, &attr, worker_main, w);
+    int rc = pthread_create(&tid, &attr, cached_thread_main, w);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (rc == 0)

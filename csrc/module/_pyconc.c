@@ -21,28 +21,29 @@ PyObject *pcm_add_type(PyObject *module, PyType_Spec *spec, PyObject *bases)
     return tp;
 }
 
-static int import_attrs(const char *modname, const char *const *names, PyObject **slots)
+/* st->NAME = MODULE.NAME for each name X(NAME) of a list. */
+#define LOAD_ATTR(name)                                                        \
+    if ((st->name = PyObject_GetAttrString(mod, #name)) == NULL)               \
+        goto fail;
+#define PCM_RESULTS(X) X(Ok) X(Err)
+
+static int load_python_objects(pcm_state *st)
 {
-    PyObject *mod = PyImport_ImportModule(modname);
+    PyObject *mod = PyImport_ImportModule("pyconc._errors");
     if (mod == NULL)
         return -1;
-    for (int i = 0; names[i] != NULL; i++) {
-        slots[i] = PyObject_GetAttrString(mod, names[i]);
-        if (slots[i] == NULL) {
-            Py_DECREF(mod);
-            return -1;
-        }
-    }
+    PCM_ERRORS(LOAD_ATTR)
+    Py_SETREF(mod, PyImport_ImportModule("pyconc._result"));
+    if (mod == NULL)
+        return -1;
+    PCM_RESULTS(LOAD_ATTR)
     Py_DECREF(mod);
     return 0;
+fail:
+    Py_DECREF(mod);
+    return -1;
 }
-
-static const char *const error_names[] = {
-    "PyconcError", "ChannelError", "SendError", "RecvError", "Empty", "Full",
-    "SendTimeoutError", "RecvTimeoutError", "PoisonError", "WouldBlock", "DeadlockError",
-    "UseAfterDrop", "AlreadySet", "UnwrapError", "JoinTimeoutError", "LockTimeoutError", NULL,
-};
-static const char *const result_names[] = {"Ok", "Err", NULL};
+#undef LOAD_ATTR
 
 typedef int (*pcm_area_init_fn)(PyObject *module, pcm_state *st);
 static const pcm_area_init_fn areas[] = {
@@ -57,9 +58,7 @@ static const pcm_area_init_fn areas[] = {
 static int pcm_exec(PyObject *module)
 {
     pcm_state *st = pcm_state_of_module(module);
-    if (import_attrs("pyconc._errors", error_names, &st->PyconcError) < 0)
-        return -1;
-    if (import_attrs("pyconc._result", result_names, &st->Ok) < 0)
+    if (load_python_objects(st) < 0)
         return -1;
     for (int i = 0; areas[i] != NULL; i++)
         if (areas[i](module, st) < 0)
@@ -67,25 +66,21 @@ static int pcm_exec(PyObject *module)
     return 0;
 }
 
-/* traverse/clear walk the state as one array of object pointers: it must
- * hold nothing else, with no padding, from its first field to its end. */
-#define STATE_OBJECTS(st) ((PyObject **)&(st)->PyconcError)
-#define STATE_NOBJECTS ((sizeof(pcm_state)) / sizeof(PyObject *))
-_Static_assert(offsetof(pcm_state, PyconcError) == 0, "pcm_state starts with its objects");
-_Static_assert(sizeof(pcm_state) % sizeof(PyObject *) == 0, "pcm_state holds object pointers only");
-_Static_assert(offsetof(pcm_state, Ok) == sizeof(PyObject *) * (sizeof(error_names) / sizeof(error_names[0]) - 1),
-               "error_names lists every exception field of pcm_state, in order");
-_Static_assert(offsetof(pcm_state, aio) + sizeof(((pcm_state *)0)->aio) == sizeof(pcm_state),
-               "the aio slice is the last field of pcm_state");
+/* Every field of pcm_state comes from PCM_STATE_OBJECTS, so traverse and
+ * clear see all of them: a field added to the struct by hand fails here. */
+#define COUNT_FIELD(name) +1
+_Static_assert(sizeof(pcm_state) == (0 PCM_STATE_OBJECTS(COUNT_FIELD)) * sizeof(PyObject *),
+               "pcm_state holds exactly the objects PCM_STATE_OBJECTS lists");
+#undef COUNT_FIELD
 
 static int pcm_traverse(PyObject *module, visitproc visit, void *arg)
 {
     pcm_state *st = pcm_state_of_module(module);
     if (st == NULL)
         return 0;
-    PyObject **objs = STATE_OBJECTS(st);
-    for (size_t i = 0; i < STATE_NOBJECTS; i++)
-        Py_VISIT(objs[i]);
+#define VISIT_FIELD(name) Py_VISIT(st->name);
+    PCM_STATE_OBJECTS(VISIT_FIELD)
+#undef VISIT_FIELD
     return 0;
 }
 
@@ -94,9 +89,9 @@ static int pcm_clear(PyObject *module)
     pcm_state *st = pcm_state_of_module(module);
     if (st == NULL)
         return 0;
-    PyObject **objs = STATE_OBJECTS(st);
-    for (size_t i = 0; i < STATE_NOBJECTS; i++)
-        Py_CLEAR(objs[i]);
+#define CLEAR_FIELD(name) Py_CLEAR(st->name);
+    PCM_STATE_OBJECTS(CLEAR_FIELD)
+#undef CLEAR_FIELD
     return 0;
 }
 

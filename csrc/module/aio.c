@@ -60,8 +60,6 @@
 #include <fcntl.h>
 #endif
 
-enum { PCM_AIO_OP, PCM_AIO_HUB, PCM_AIO_GETHUB, PCM_AIO_CANCELLED };
-
 typedef struct aio_op aio_op;
 
 /* ---- the hub: one per event loop ------------------------------------------ */
@@ -386,10 +384,10 @@ static int op_abandon(aio_op *op)
  * cannot free one that another thread is about to call (no GIL). */
 static pthread_mutex_t aio_reg_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static PyObject *aio_slot(pcm_state *st, int idx)
+static PyObject *aio_slot(PyObject **slot)
 {
     pthread_mutex_lock(&aio_reg_mu);
-    PyObject *o = Py_XNewRef(st->aio[idx]);
+    PyObject *o = Py_XNewRef(*slot);
     pthread_mutex_unlock(&aio_reg_mu);
     return o;
 }
@@ -399,7 +397,7 @@ static int bind_hub(aio_op *op, PyObject **loop)
     pcm_state *st = pcm_state_of_type(Py_TYPE(op));
     if (st == NULL)
         return -1;
-    PyObject *get = aio_slot(st, PCM_AIO_GETHUB);
+    PyObject *get = aio_slot(&st->aio_get_hub);
     if (get == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "pyconc._aio is not initialized");
         return -1;
@@ -409,7 +407,7 @@ static int bind_hub(aio_op *op, PyObject **loop)
     if (pair == NULL)
         return -1;
     if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
-        !PyObject_TypeCheck(PyTuple_GET_ITEM(pair, 1), (PyTypeObject *)st->aio[PCM_AIO_HUB])) {
+        !PyObject_TypeCheck(PyTuple_GET_ITEM(pair, 1), (PyTypeObject *)st->AioHubType)) {
         Py_DECREF(pair);
         PyErr_SetString(PyExc_SystemError, "pyconc._aio hub lookup returned a bad value");
         return -1;
@@ -626,7 +624,7 @@ static PyObject *op_throw(aio_op *op, PyObject *const *args, Py_ssize_t nargs)
     PCM_CS_END();
     if (sent) {
         pcm_state *st = pcm_state_of_type(Py_TYPE(op));
-        PyObject *cancelled = st ? aio_slot(st, PCM_AIO_CANCELLED) : NULL;
+        PyObject *cancelled = st ? aio_slot(&st->aio_cancelled) : NULL;
         int is_cancel = cancelled && PyObject_TypeCheck(exc, (PyTypeObject *)cancelled);
         Py_XDECREF(cancelled);
         if (is_cancel) {
@@ -753,7 +751,7 @@ PyObject *pcm_aio_op_new(pcm_chan_end *end, pcm_aio_kind kind, PyObject *value)
     pcm_state *st = pcm_state_of_type(Py_TYPE(end));
     if (st == NULL)
         return NULL;
-    aio_op *op = PyObject_GC_New(aio_op, (PyTypeObject *)st->aio[PCM_AIO_OP]);
+    aio_op *op = PyObject_GC_New(aio_op, (PyTypeObject *)st->AioOpType);
     if (op == NULL)
         return NULL;
     op->end = (pcm_chan_end *)Py_NewRef(end);
@@ -778,9 +776,9 @@ static PyObject *mod_aio_register(PyObject *module, PyObject *const *args, Py_ss
     }
     pcm_state *st = pcm_state_of_module(module);
     pthread_mutex_lock(&aio_reg_mu);
-    PyObject *old_get = st->aio[PCM_AIO_GETHUB], *old_cancelled = st->aio[PCM_AIO_CANCELLED];
-    st->aio[PCM_AIO_GETHUB] = Py_NewRef(args[0]);
-    st->aio[PCM_AIO_CANCELLED] = Py_NewRef(args[1]);
+    PyObject *old_get = st->aio_get_hub, *old_cancelled = st->aio_cancelled;
+    st->aio_get_hub = Py_NewRef(args[0]);
+    st->aio_cancelled = Py_NewRef(args[1]);
     pthread_mutex_unlock(&aio_reg_mu);
     Py_XDECREF(old_get); /* outside the lock: may run arbitrary code */
     Py_XDECREF(old_cancelled);
@@ -795,9 +793,9 @@ static PyMethodDef aio_functions[] = {
 
 int pcm_aio_init(PyObject *module, pcm_state *st)
 {
-    if ((st->aio[PCM_AIO_OP] = pcm_add_type(module, &op_spec, NULL)) == NULL)
+    if ((st->AioOpType = pcm_add_type(module, &op_spec, NULL)) == NULL)
         return -1;
-    if ((st->aio[PCM_AIO_HUB] = pcm_add_type(module, &hub_spec, NULL)) == NULL)
+    if ((st->AioHubType = pcm_add_type(module, &hub_spec, NULL)) == NULL)
         return -1;
     return PyModule_AddFunctions(module, aio_functions);
 }

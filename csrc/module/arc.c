@@ -247,7 +247,7 @@ static PyObject *arc_downgrade(ArcObject *a, PyObject *Py_UNUSED(ignored))
     pcm_state *st = pcm_state_of_type(Py_TYPE(a));
     if (st == NULL)
         return NULL;
-    return arc_new_handle(a, (PyTypeObject *)st->sync[S_WEAK_TYPE], 1);
+    return arc_new_handle(a, (PyTypeObject *)st->WeakType, 1);
 }
 
 static PyObject *arc_try_unwrap(ArcObject *a, PyObject *Py_UNUSED(ignored))
@@ -518,7 +518,7 @@ static PyObject *weak_upgrade(WeakObject *w, PyObject *Py_UNUSED(ignored))
         if (s == 0)
             Py_RETURN_NONE;
     } while (!atomic_compare_exchange_weak(&in->strong, &s, s + 1));
-    PyObject *r = arc_wrap((PyTypeObject *)st->sync[S_ARC_TYPE], in);
+    PyObject *r = arc_wrap((PyTypeObject *)st->ArcType, in);
     if (r == NULL)
         inner_release_strong(in);
     return r;
@@ -578,9 +578,9 @@ static PyType_Spec weak_spec = {
 
 int pcm_arc_init(PyObject *module, pcm_state *st)
 {
-    if ((st->sync[S_ARC_TYPE] = pcm_add_type(module, &arc_spec, NULL)) == NULL)
+    if ((st->ArcType = pcm_add_type(module, &arc_spec, NULL)) == NULL)
         return -1;
-    if ((st->sync[S_WEAK_TYPE] = pcm_add_type(module, &weak_spec, NULL)) == NULL)
+    if ((st->WeakType = pcm_add_type(module, &weak_spec, NULL)) == NULL)
         return -1;
     return 0;
 }

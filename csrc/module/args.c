@@ -111,8 +111,8 @@ int pcm_args_timeout(const char *fname, PyObject *const *args, Py_ssize_t nargs,
         return -1;
     }
     if (nargs > npos + 1) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional arguments (%zd given)",
-                     fname, npos + 1, nargs);
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional argument%s (%zd given)",
+                     fname, npos + 1, npos == 0 ? "" : "s", nargs);
         return -1;
     }
     if (nargs == npos + 1)

@@ -167,9 +167,20 @@ static PyObject *ok_or_err(pcm_state *st, int ok, PyObject *v)
     return r;
 }
 
-static PyObject *ai_compare_exchange(AtomicIntObject *a, PyObject *const *args, Py_ssize_t nargs)
+/* compare_exchange and fetch_update are one algorithm for both types: a
+ * kind says how a value crosses to and from Python and how the cell is
+ * read and swapped (values travel as int64_t; AtomicBool's are 0/1). */
+typedef struct {
+    int (*from_py)(PyObject *o, const char *what, int64_t *out);
+    PyObject *(*to_py)(int64_t v);
+    int64_t (*load)(PyObject *self);
+    int (*cas)(PyObject *self, int64_t *cur, int64_t next);
+} atomic_kind;
+
+static PyObject *atomic_compare_exchange(PyObject *self, const atomic_kind *k,
+                                         PyObject *const *args, Py_ssize_t nargs)
 {
-    pcm_state *st = pcm_state_of_type(Py_TYPE(a));
+    pcm_state *st = pcm_state_of_type(Py_TYPE(self));
     if (st == NULL)
         return NULL;
     if (nargs != 2) {
@@ -177,16 +188,16 @@ static PyObject *ai_compare_exchange(AtomicIntObject *a, PyObject *const *args, 
         return NULL;
     }
     int64_t cur, next;
-    if (as_i64(args[0], "compare_exchange()", &cur) < 0 ||
-        as_i64(args[1], "compare_exchange()", &next) < 0)
+    if (k->from_py(args[0], "compare_exchange()", &cur) < 0 ||
+        k->from_py(args[1], "compare_exchange()", &next) < 0)
         return NULL;
-    int ok = atomic_compare_exchange_strong(&a->v, &cur, next);
-    return ok_or_err(st, ok, PyLong_FromLongLong(cur));
+    int ok = k->cas(self, &cur, next);
+    return ok_or_err(st, ok, k->to_py(cur));
 }
 
-static PyObject *ai_fetch_update(AtomicIntObject *a, PyObject *f)
+static PyObject *atomic_fetch_update(PyObject *self, const atomic_kind *k, PyObject *f)
 {
-    pcm_state *st = pcm_state_of_type(Py_TYPE(a));
+    pcm_state *st = pcm_state_of_type(Py_TYPE(self));
     if (st == NULL)
         return NULL;
     if (!PyCallable_Check(f)) {
@@ -194,9 +205,9 @@ static PyObject *ai_fetch_update(AtomicIntObject *a, PyObject *f)
                      Py_TYPE(f)->tp_name);
         return NULL;
     }
-    int64_t cur = atomic_load(&a->v);
+    int64_t cur = k->load(self);
     for (;;) {
-        PyObject *curobj = PyLong_FromLongLong(cur);
+        PyObject *curobj = k->to_py(cur);
         if (curobj == NULL)
             return NULL;
         PyObject *r = PyObject_CallOneArg(f, curobj);
@@ -209,16 +220,33 @@ static PyObject *ai_fetch_update(AtomicIntObject *a, PyObject *f)
             return ok_or_err(st, 0, curobj);
         }
         int64_t next;
-        int bad = as_i64(r, "fetch_update(f): f's result", &next);
+        int bad = k->from_py(r, "fetch_update(f): f's result", &next);
         Py_DECREF(r);
         if (bad < 0) {
             Py_DECREF(curobj);
             return NULL;
         }
-        if (atomic_compare_exchange_strong(&a->v, &cur, next))
+        if (k->cas(self, &cur, next))
             return ok_or_err(st, 1, curobj);
         Py_DECREF(curobj); /* raced: cur now holds the newer value; retry */
     }
+}
+
+static PyObject *ai_to_py(int64_t v) { return PyLong_FromLongLong(v); }
+static int64_t ai_load_raw(PyObject *self) { return atomic_load(&((AtomicIntObject *)self)->v); }
+static int ai_cas(PyObject *self, int64_t *cur, int64_t next)
+{
+    return atomic_compare_exchange_strong(&((AtomicIntObject *)self)->v, cur, next);
+}
+static const atomic_kind ai_kind = {as_i64, ai_to_py, ai_load_raw, ai_cas};
+
+static PyObject *ai_compare_exchange(PyObject *a, PyObject *const *args, Py_ssize_t nargs)
+{
+    return atomic_compare_exchange(a, &ai_kind, args, nargs);
+}
+static PyObject *ai_fetch_update(PyObject *a, PyObject *f)
+{
+    return atomic_fetch_update(a, &ai_kind, f);
 }
 
 static PyObject *ai_repr(AtomicIntObject *a)
@@ -345,56 +373,32 @@ static PyObject *ab_fetch_nand(AtomicBoolObject *a, PyObject *arg)
     return PyBool_FromLong(cur);
 }
 
-static PyObject *ab_compare_exchange(AtomicBoolObject *a, PyObject *const *args, Py_ssize_t nargs)
+static int ab_from_py(PyObject *o, const char *what, int64_t *out)
 {
-    pcm_state *st = pcm_state_of_type(Py_TYPE(a));
-    if (st == NULL)
-        return NULL;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "compare_exchange(current, new) takes 2 arguments");
-        return NULL;
-    }
-    uint8_t cur, next;
-    if (as_bool(args[0], "compare_exchange()", &cur) < 0 ||
-        as_bool(args[1], "compare_exchange()", &next) < 0)
-        return NULL;
-    int ok = atomic_compare_exchange_strong(&a->v, &cur, next);
-    return ok_or_err(st, ok, PyBool_FromLong(cur));
+    uint8_t b;
+    if (as_bool(o, what, &b) < 0)
+        return -1;
+    *out = b;
+    return 0;
 }
-
-static PyObject *ab_fetch_update(AtomicBoolObject *a, PyObject *f)
+static PyObject *ab_to_py(int64_t v) { return PyBool_FromLong((long)v); }
+static int64_t ab_load_raw(PyObject *self) { return atomic_load(&((AtomicBoolObject *)self)->v); }
+static int ab_cas(PyObject *self, int64_t *cur, int64_t next)
 {
-    pcm_state *st = pcm_state_of_type(Py_TYPE(a));
-    if (st == NULL)
-        return NULL;
-    if (!PyCallable_Check(f)) {
-        PyErr_Format(PyExc_TypeError, "fetch_update(f): f must be callable, not %.100s",
-                     Py_TYPE(f)->tp_name);
-        return NULL;
-    }
-    uint8_t cur = atomic_load(&a->v);
-    for (;;) {
-        PyObject *curobj = PyBool_FromLong(cur);
-        PyObject *r = PyObject_CallOneArg(f, curobj);
-        if (r == NULL) {
-            Py_DECREF(curobj);
-            return NULL;
-        }
-        if (r == Py_None) {
-            Py_DECREF(r);
-            return ok_or_err(st, 0, curobj);
-        }
-        uint8_t next;
-        int bad = as_bool(r, "fetch_update(f): f's result", &next);
-        Py_DECREF(r);
-        if (bad < 0) {
-            Py_DECREF(curobj);
-            return NULL;
-        }
-        if (atomic_compare_exchange_strong(&a->v, &cur, next))
-            return ok_or_err(st, 1, curobj);
-        Py_DECREF(curobj);
-    }
+    uint8_t c = (uint8_t)*cur;
+    int ok = atomic_compare_exchange_strong(&((AtomicBoolObject *)self)->v, &c, (uint8_t)next);
+    *cur = c;
+    return ok;
+}
+static const atomic_kind ab_kind = {ab_from_py, ab_to_py, ab_load_raw, ab_cas};
+
+static PyObject *ab_compare_exchange(PyObject *a, PyObject *const *args, Py_ssize_t nargs)
+{
+    return atomic_compare_exchange(a, &ab_kind, args, nargs);
+}
+static PyObject *ab_fetch_update(PyObject *a, PyObject *f)
+{
+    return atomic_fetch_update(a, &ab_kind, f);
 }
 
 static PyObject *ab_repr(AtomicBoolObject *a)
@@ -447,9 +451,9 @@ static PyType_Spec ab_spec = {
 
 int pcm_atomic_init(PyObject *module, pcm_state *st)
 {
-    if ((st->sync[S_ATOMIC_INT_TYPE] = pcm_add_type(module, &ai_spec, NULL)) == NULL)
+    if ((st->AtomicIntType = pcm_add_type(module, &ai_spec, NULL)) == NULL)
         return -1;
-    if ((st->sync[S_ATOMIC_BOOL_TYPE] = pcm_add_type(module, &ab_spec, NULL)) == NULL)
+    if ((st->AtomicBoolType = pcm_add_type(module, &ab_spec, NULL)) == NULL)
         return -1;
     return 0;
 }

@@ -121,7 +121,7 @@ static PyObject *barrier_wait(BarrierObject *b, PyObject *Py_UNUSED(ignored))
     if (st == NULL)
         return NULL;
     BarrierResultObject *res =
-        PyObject_New(BarrierResultObject, (PyTypeObject *)st->sync[S_BARRIER_RESULT_TYPE]);
+        PyObject_New(BarrierResultObject, (PyTypeObject *)st->BarrierWaitResultType);
     if (res == NULL)
         return NULL; /* allocated first: nothing to undo after arriving */
     bwait_arg a = {&b->b, 0};
@@ -186,9 +186,9 @@ static PyType_Spec barrier_spec = {
 
 int pcm_barrier_init(PyObject *module, pcm_state *st)
 {
-    if ((st->sync[S_BARRIER_TYPE] = pcm_add_type(module, &barrier_spec, NULL)) == NULL)
+    if ((st->BarrierType = pcm_add_type(module, &barrier_spec, NULL)) == NULL)
         return -1;
-    if ((st->sync[S_BARRIER_RESULT_TYPE] = pcm_add_type(module, &bres_spec, NULL)) == NULL)
+    if ((st->BarrierWaitResultType = pcm_add_type(module, &bres_spec, NULL)) == NULL)
         return -1;
     return 0;
 }

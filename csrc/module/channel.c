@@ -49,7 +49,7 @@ static PyObject *end_new(PyTypeObject *tp, pcc_chan *ch)
 static int is_sender(pcm_chan_end *self)
 {
     pcm_state *st = pcm_state_of_type(Py_TYPE(self));
-    return st && (PyObject *)Py_TYPE(self) == st->channels[PCM_CH_SENDER];
+    return st && (PyObject *)Py_TYPE(self) == st->SenderType;
 }
 
 /* Drop this handle's endpoint once.  Returns 1 if this call closed it. */
@@ -434,7 +434,7 @@ static PyObject *receiver_try_iter(pcm_chan_end *self, PyObject *Py_UNUSED(ignor
     pcm_state *st = pcm_state_of_type(Py_TYPE(self));
     if (st == NULL)
         return NULL;
-    TryIterObject *it = PyObject_GC_New(TryIterObject, (PyTypeObject *)st->channels[PCM_CH_TRYITER]);
+    TryIterObject *it = PyObject_GC_New(TryIterObject, (PyTypeObject *)st->TryIterType);
     if (it == NULL)
         return NULL;
     it->rx = (pcm_chan_end *)Py_NewRef(self);
@@ -638,7 +638,7 @@ static PyObject *make_pair(PyObject *module, pcc_chan_kind kind, size_t cap)
     pcc_chan *ch = pcc_chan_new(kind, cap);
     if (ch == NULL)
         return PyErr_NoMemory();
-    PyObject *tx = end_new((PyTypeObject *)st->channels[PCM_CH_SENDER], ch);
+    PyObject *tx = end_new((PyTypeObject *)st->SenderType, ch);
     if (tx == NULL) {
         pcc_chan_drop_sender(ch);
         pcc_chan_decref(ch, NULL, NULL);
@@ -646,7 +646,7 @@ static PyObject *make_pair(PyObject *module, pcc_chan_kind kind, size_t cap)
         pcc_chan_decref(ch, NULL, NULL);
         return NULL;
     }
-    PyObject *rx = end_new((PyTypeObject *)st->channels[PCM_CH_RECEIVER], ch);
+    PyObject *rx = end_new((PyTypeObject *)st->ReceiverType, ch);
     if (rx == NULL) {
         pcc_chan_drop_receiver(ch, NULL, NULL);
         pcc_chan_decref(ch, NULL, NULL);
@@ -693,11 +693,11 @@ static PyMethodDef channel_functions[] = {
 
 int pcm_channels_init(PyObject *module, pcm_state *st)
 {
-    if ((st->channels[PCM_CH_SENDER] = pcm_add_type(module, &sender_spec, NULL)) == NULL)
+    if ((st->SenderType = pcm_add_type(module, &sender_spec, NULL)) == NULL)
         return -1;
-    if ((st->channels[PCM_CH_RECEIVER] = pcm_add_type(module, &receiver_spec, NULL)) == NULL)
+    if ((st->ReceiverType = pcm_add_type(module, &receiver_spec, NULL)) == NULL)
         return -1;
-    if ((st->channels[PCM_CH_TRYITER] = pcm_add_type(module, &tryiter_spec, NULL)) == NULL)
+    if ((st->TryIterType = pcm_add_type(module, &tryiter_spec, NULL)) == NULL)
         return -1;
     return PyModule_AddFunctions(module, channel_functions);
 }

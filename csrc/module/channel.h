@@ -5,9 +5,6 @@
 #include "module.h"
 #include "pyconc/channel.h"
 
-/* indices into pcm_state.channels[] */
-enum { PCM_CH_SENDER, PCM_CH_RECEIVER, PCM_CH_TRYITER };
-
 /* A Sender or a Receiver: one endpoint of a channel.  `ch` holds one
  * memory reference for the whole life of the object (so a thread blocked
  * through a handle that another thread closes still has a channel); the

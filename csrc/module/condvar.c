@@ -64,7 +64,7 @@ static int cv_sleep_op(void *arg, pcc_deadline_t deadline)
  * an exception set; nothing is changed on failure. */
 static MutexGuardObject *check_guard(pcm_state *st, PyObject *obj, uint64_t me, const char *after)
 {
-    if (!Py_IS_TYPE(obj, (PyTypeObject *)st->sync[S_GUARD_TYPE])) {
+    if (!Py_IS_TYPE(obj, (PyTypeObject *)st->MutexGuardType)) {
         PyErr_Format(PyExc_TypeError,
                      "Condvar waits on a MutexGuard (from Mutex.lock()), not %.100s",
                      Py_TYPE(obj)->tp_name);
@@ -460,5 +460,5 @@ static PyType_Spec cv_spec = {
 
 int pcm_condvar_init(PyObject *module, pcm_state *st)
 {
-    return (st->sync[S_CONDVAR_TYPE] = pcm_add_type(module, &cv_spec, NULL)) == NULL ? -1 : 0;
+    return (st->CondvarType = pcm_add_type(module, &cv_spec, NULL)) == NULL ? -1 : 0;
 }

@@ -5,8 +5,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "pyconc/thread.h"
+
 _Thread_local uint64_t pcm_tl_thread_id;
-static _Atomic uint64_t next_thread_id = 1;
 
 /* Written only by the fork child handler, while the child has one thread;
  * threads started later see them through pthread_create's ordering. */
@@ -16,7 +17,8 @@ static _Atomic uint64_t fork_gen;
 
 uint64_t pcm_thread_id_slow(void)
 {
-    uint64_t t = atomic_fetch_add_explicit(&next_thread_id, 1, memory_order_relaxed);
+    /* the one id counter, shared with Thread.id (pyconc/thread.h) */
+    uint64_t t = pcc_thread_next_id();
     pcm_tl_thread_id = t;
     return t;
 }
@@ -64,7 +66,7 @@ static void after_fork_child(void)
     /* Every id handed out so far, but ours, names a thread that is gone.
      * (Ghosts of earlier forks are below this boundary too.) */
     fork_survivor = pcm_thread_id();
-    ghost_below = atomic_load_explicit(&next_thread_id, memory_order_relaxed);
+    ghost_below = pcc_thread_next_id();
     atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
     for (int i = 0; i < nhandlers; i++)
         if (handlers[i].child)

@@ -1,8 +1,8 @@
 /* pyconc binding: the module state and the helpers every type shares.
  *
- * Each area of the binding (threads, channels, sync, pool) owns a slice of
- * the module state (an array of objects indexed by its own enum) and one
- * init function called from _pyconc.c.  Nothing here relies on the GIL for
+ * Each area of the binding (threads, channels, sync, pool, aio) owns named
+ * fields of the module state (PCM_STATE_OBJECTS below) and one init
+ * function called from _pyconc.c.  Nothing here relies on the GIL for
  * consistency: objects protect their own state.
  */
 #ifndef PYCONC_MODULE_H
@@ -16,8 +16,6 @@
 #ifndef Py_MOD_GIL_NOT_USED
 #define PCM_NO_MOD_GIL 1
 #endif
-
-#define PCM_AREA_SLOTS 16
 
 /* A per-object critical section on free-threaded builds (3.13t+), a plain
  * block with the GIL (which already serializes the code inside).  Use it
@@ -33,19 +31,43 @@
 #define PCM_CS_END() }
 #endif
 
+/* The exceptions, each loaded from pyconc/_errors.py by its name. */
+#define PCM_ERRORS(X)                                                          \
+    X(PyconcError) X(ChannelError) X(SendError) X(RecvError) X(Empty) X(Full)  \
+    X(SendTimeoutError) X(RecvTimeoutError) X(PoisonError) X(WouldBlock)       \
+    X(DeadlockError) X(UseAfterDrop) X(AlreadySet) X(UnwrapError)              \
+    X(JoinTimeoutError) X(LockTimeoutError)
+
+/* Every object the module state holds, by name: the struct's fields and
+ * the module's traverse/clear are generated from this one list (CPython's
+ * modules write them out by hand).  A new type adds its X(...) here. */
+#define PCM_STATE_OBJECTS(X)                                                   \
+    PCM_ERRORS(X)                                                              \
+    /* Result, from pyconc/_result.py */                                       \
+    X(Ok) X(Err)                                                               \
+    /* threads (thread.c, pythread.c) */                                       \
+    X(ThreadType) X(JoinHandleType)                                            \
+    X(current_thread_key)  /* key of the Thread in threading.local's dict */   \
+    X(threading_module) X(PyThreadClass) X(report_exception)                   \
+    X(str__name) X(str__active) X(str__trace_hook) X(str__profile_hook)        \
+    /* channels (channel.c) */                                                 \
+    X(SenderType) X(ReceiverType) X(TryIterType)                               \
+    /* sync (mutex.c, rwlock.c, condvar.c, barrier.c, oncelock.c, atomic.c,    \
+     * arc.c) */                                                               \
+    X(MutexType) X(MutexGuardType) X(RwLockType) X(RwLockReadGuardType)        \
+    X(RwLockWriteGuardType) X(CondvarType) X(BarrierType)                      \
+    X(BarrierWaitResultType) X(OnceLockType) X(AtomicIntType)                  \
+    X(AtomicBoolType) X(ArcType) X(WeakType)                                   \
+    /* pool (pool.c, sort.c) */                                                \
+    X(ThreadPoolType) X(global_pool) X(PoolJobType)                            \
+    /* asyncio (aio.c); aio_get_hub and aio_cancelled are read under aio.c's   \
+     * registration lock */                                                    \
+    X(AioOpType) X(AioHubType) X(aio_get_hub) X(aio_cancelled)
+
 typedef struct pcm_state {
-    /* exceptions, from pyconc/_errors.py */
-    PyObject *PyconcError, *ChannelError, *SendError, *RecvError, *Empty, *Full,
-        *SendTimeoutError, *RecvTimeoutError, *PoisonError, *WouldBlock, *DeadlockError,
-        *UseAfterDrop, *AlreadySet, *UnwrapError, *JoinTimeoutError, *LockTimeoutError;
-    /* Result, from pyconc/_result.py */
-    PyObject *Ok, *Err;
-    /* one slice per area; each area names its indices in an enum */
-    PyObject *threads[PCM_AREA_SLOTS];
-    PyObject *channels[PCM_AREA_SLOTS];
-    PyObject *sync[PCM_AREA_SLOTS];
-    PyObject *pool[PCM_AREA_SLOTS];
-    PyObject *aio[PCM_AREA_SLOTS];
+#define PCM_STATE_FIELD(name) PyObject *name;
+    PCM_STATE_OBJECTS(PCM_STATE_FIELD)
+#undef PCM_STATE_FIELD
 } pcm_state;
 
 extern PyModuleDef pcm_module_def;
@@ -110,12 +132,6 @@ void pcm_handle_complete(PyObject *handle, PyObject *result);
 
 /* ---- pyconc threads as Python threads (pythread.c) ----------------------- */
 
-/* st->threads[] slots shared by thread.c, pythread.c and pool.c (thread.c
- * keeps its own below 8). */
-enum {
-    PCM_T_THREADING = 8, PCM_T_PYTHREAD_CLASS, PCM_T_REPORT, PCM_T_NAME_ATTR,
-    PCM_T_ACTIVE_ATTR, PCM_T_TRACE_ATTR, PCM_T_PROFILE_ATTR
-};
 /* With the GIL, no exception set; never fail (problems are reported as
  * unraisable, the job runs anyway).  enter: the calling OS thread becomes
  * a live threading.Thread named `name` (a str) and its OS name becomes

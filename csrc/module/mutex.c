@@ -107,7 +107,7 @@ void pcm_mutex_release(MutexObject *m)
 static PyObject *guard_new(pcm_state *st, MutexObject *m)
 {
     MutexGuardObject *g =
-        PyObject_GC_New(MutexGuardObject, (PyTypeObject *)st->sync[S_GUARD_TYPE]);
+        PyObject_GC_New(MutexGuardObject, (PyTypeObject *)st->MutexGuardType);
     if (g == NULL)
         return NULL;
     g->mutex = (MutexObject *)Py_NewRef(m);
@@ -129,7 +129,7 @@ static int guard_release(MutexGuardObject *g)
 
 int pcm_mutex_guard_drop(pcm_state *st, PyObject *obj)
 {
-    if (!Py_IS_TYPE(obj, (PyTypeObject *)st->sync[S_GUARD_TYPE]))
+    if (!Py_IS_TYPE(obj, (PyTypeObject *)st->MutexGuardType))
         return 0;
     return guard_release((MutexGuardObject *)obj);
 }
@@ -358,17 +358,10 @@ static void mutex_dealloc(MutexObject *m)
 }
 
 /* lock(timeout=None) -> MutexGuard */
-static PyObject *mutex_lock(MutexObject *m, PyObject *const *args, Py_ssize_t nargs,
-                            PyObject *kwnames)
+/* The lock is ours: its guard, or PoisonError carrying the guard (Rust's
+ * LockResult).  Unlocks again if the guard cannot be made. */
+static PyObject *guard_or_poison(pcm_state *st, MutexObject *m)
 {
-    pcm_state *st = pcm_state_of_type(Py_TYPE(m));
-    if (st == NULL)
-        return NULL;
-    pcc_deadline_t deadline = PCC_FOREVER;
-    if ((nargs || kwnames) && pcm_parse_timeout_arg("lock", args, nargs, kwnames, &deadline) < 0)
-        return NULL;
-    if (pcm_mutex_acquire(st, m, pcm_thread_id(), deadline) < 0)
-        return NULL;
     PyObject *g = guard_new(st, m);
     if (g == NULL) {
         pcc_mutex_unlock(&m->mu);
@@ -381,6 +374,20 @@ static PyObject *mutex_lock(MutexObject *m, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     return g;
+}
+
+static PyObject *mutex_lock(MutexObject *m, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    pcm_state *st = pcm_state_of_type(Py_TYPE(m));
+    if (st == NULL)
+        return NULL;
+    pcc_deadline_t deadline = PCC_FOREVER;
+    if ((nargs || kwnames) && pcm_parse_timeout_arg("lock", args, nargs, kwnames, &deadline) < 0)
+        return NULL;
+    if (pcm_mutex_acquire(st, m, pcm_thread_id(), deadline) < 0)
+        return NULL;
+    return guard_or_poison(st, m);
 }
 
 static PyObject *mutex_try_lock(MutexObject *m, PyObject *Py_UNUSED(ignored))
@@ -398,17 +405,7 @@ static PyObject *mutex_try_lock(MutexObject *m, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(st->UseAfterDrop, "the Mutex was consumed by into_inner()");
         return NULL;
     }
-    PyObject *g = guard_new(st, m);
-    if (g == NULL) {
-        pcc_mutex_unlock(&m->mu);
-        return NULL;
-    }
-    if (pcc_mutex_is_poisoned(&m->mu)) {
-        pcm_raise_poison(st, "the Mutex is poisoned (err.into_inner() gives the guard)", g);
-        Py_DECREF(g);
-        return NULL;
-    }
-    return g;
+    return guard_or_poison(st, m);
 }
 
 static PyObject *mutex_is_poisoned(MutexObject *m, PyObject *Py_UNUSED(ignored))
@@ -527,9 +524,9 @@ static PyType_Spec mutex_spec = {
 
 int pcm_mutex_init(PyObject *module, pcm_state *st)
 {
-    if ((st->sync[S_MUTEX_TYPE] = pcm_add_type(module, &mutex_spec, NULL)) == NULL)
+    if ((st->MutexType = pcm_add_type(module, &mutex_spec, NULL)) == NULL)
         return -1;
-    if ((st->sync[S_GUARD_TYPE] = pcm_add_type(module, &guard_spec, NULL)) == NULL)
+    if ((st->MutexGuardType = pcm_add_type(module, &guard_spec, NULL)) == NULL)
         return -1;
     return 0;
 }

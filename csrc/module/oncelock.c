@@ -184,5 +184,5 @@ static PyType_Spec once_spec = {
 
 int pcm_oncelock_init(PyObject *module, pcm_state *st)
 {
-    return (st->sync[S_ONCE_TYPE] = pcm_add_type(module, &once_spec, NULL)) == NULL ? -1 : 0;
+    return (st->OnceLockType = pcm_add_type(module, &once_spec, NULL)) == NULL ? -1 : 0;
 }

@@ -5,9 +5,6 @@
 #include "module.h"
 #include "pyconc/pool.h"
 
-/* Indices of the pool area's slots in st->pool[]. */
-enum { PL_POOL_TYPE, PL_GLOBAL, PL_JOB_TYPE };
-
 /* The pool that work from the calling thread runs on: the pool this thread
  * is a worker of, else the global pool (created on first use, sized by
  * PYCONC_NUM_THREADS or available_parallelism()).  Returns a borrowed

@@ -696,7 +696,7 @@ static PyObject *pool_submit_cancellable(PoolObject *self, PyObject *f)
                      Py_TYPE(f)->tp_name);
         return NULL;
     }
-    PoolJobObject *t = PyObject_New(PoolJobObject, (PyTypeObject *)st->pool[PL_JOB_TYPE]);
+    PoolJobObject *t = PyObject_New(PoolJobObject, (PyTypeObject *)st->PoolJobType);
     if (t == NULL)
         return NULL;
     atomic_init(&t->cleared, 0);
@@ -951,27 +951,27 @@ static PoolObject *global_pool(pcm_state *st)
      * releases the GIL while its workers start) outside it, and a loser of
      * a creation race drops its pool. */
     pthread_mutex_lock(&global_mu);
-    PyObject *g = st->pool[PL_GLOBAL];
+    PyObject *g = st->global_pool;
     PyObject *stale = NULL;
     if (g != NULL && ((PoolObject *)g)->fork_gen != pcm_fork_generation()) {
         /* A child of fork(): the global pool's workers are gone.  Forget it
          * (its memory is leaked on purpose, see pool_dealloc) and start a
          * new one below. */
         stale = g;
-        st->pool[PL_GLOBAL] = g = NULL;
+        st->global_pool = g = NULL;
     }
     pthread_mutex_unlock(&global_mu);
     Py_XDECREF(stale);
     if (g != NULL)
         return (PoolObject *)g;
-    PyObject *mine = pool_create((PyTypeObject *)st->pool[PL_POOL_TYPE], default_num_threads(), 0, NULL);
+    PyObject *mine = pool_create((PyTypeObject *)st->ThreadPoolType, default_num_threads(), 0, NULL);
     if (mine == NULL)
         return NULL;
     pthread_mutex_lock(&global_mu);
-    g = st->pool[PL_GLOBAL];
+    g = st->global_pool;
     if (g == NULL) {
         ((PoolObject *)mine)->is_global = 1;
-        st->pool[PL_GLOBAL] = g = mine;
+        st->global_pool = g = mine;
         mine = NULL;
     }
     pthread_mutex_unlock(&global_mu);
@@ -1010,7 +1010,7 @@ static PyObject *mod_current_num_threads(PyObject *module, PyObject *Py_UNUSED(i
         return PyLong_FromLong(pcc_pool_num_threads(p));
     pcm_state *st = pcm_state_of_module(module);
     pthread_mutex_lock(&global_mu);
-    PyObject *g = st->pool[PL_GLOBAL];
+    PyObject *g = st->global_pool;
     int n = g ? ((PoolObject *)g)->nthreads : default_num_threads();
     pthread_mutex_unlock(&global_mu);
     return PyLong_FromLong(n);
@@ -1052,11 +1052,11 @@ int pcm_pool_init(PyObject *module, pcm_state *st)
         PyErr_SetString(PyExc_SystemError, "pyconc: too many fork handlers");
         return -1;
     }
-    st->pool[PL_POOL_TYPE] = pcm_add_type(module, &pool_spec, NULL);
-    if (st->pool[PL_POOL_TYPE] == NULL)
+    st->ThreadPoolType = pcm_add_type(module, &pool_spec, NULL);
+    if (st->ThreadPoolType == NULL)
         return -1;
-    st->pool[PL_JOB_TYPE] = pcm_add_type(module, &poolj_spec, NULL);
-    if (st->pool[PL_JOB_TYPE] == NULL)
+    st->PoolJobType = pcm_add_type(module, &poolj_spec, NULL);
+    if (st->PoolJobType == NULL)
         return -1;
     if (PyModule_AddFunctions(module, pool_functions) < 0)
         return -1;

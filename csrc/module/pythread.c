@@ -57,14 +57,14 @@ static void report_unraisable(PyObject *where)
  * an exception set. */
 static int pythread_make(pcm_state *st, PyObject *cls, PyObject *name)
 {
-    PyObject *threading = st->threads[PCM_T_THREADING];
+    PyObject *threading = st->threading_module;
     if (tl.ident == NULL &&
         (tl.ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident())) == NULL)
         return -1;
     if (tl.active == NULL) {
         /* threading never rebinds _active (fork handling clears and
          * refills the same dict) */
-        PyObject *active = PyObject_GetAttr(threading, st->threads[PCM_T_ACTIVE_ATTR]);
+        PyObject *active = PyObject_GetAttr(threading, st->str__active);
         if (active == NULL)
             return -1;
         if (!PyDict_Check(active)) {
@@ -90,8 +90,8 @@ static int pythread_make(pcm_state *st, PyObject *cls, PyObject *name)
 void pcm_pythread_enter(pcm_state *st, PyObject *name, const char *os_name)
 {
     pcc_thread_set_name(os_name);
-    PyObject *cls = st->threads[PCM_T_PYTHREAD_CLASS];
-    if (cls == NULL || st->threads[PCM_T_THREADING] == NULL)
+    PyObject *cls = st->PyThreadClass;
+    if (cls == NULL || st->threading_module == NULL)
         return;
     if (tl.obj != NULL && !PyObject_TypeCheck(tl.obj, (PyTypeObject *)cls)) {
         /* threading turned it into the _MainThread of a forked child:
@@ -103,7 +103,7 @@ void pcm_pythread_enter(pcm_state *st, PyObject *name, const char *os_name)
             report_unraisable(cls);
             return;
         }
-    } else if (PyDict_SetItem(tl.obj_dict, st->threads[PCM_T_NAME_ATTR], name) < 0) {
+    } else if (PyDict_SetItem(tl.obj_dict, st->str__name, name) < 0) {
         report_unraisable(tl.obj);
         return;
     }
@@ -158,14 +158,14 @@ void pcm_job_hooks(pcm_state *st)
         PyEval_SetTrace(NULL, NULL);
     if (ts->c_profilefunc != NULL)
         PyEval_SetProfile(NULL, NULL);
-    PyObject *threading = st->threads[PCM_T_THREADING];
+    PyObject *threading = st->threading_module;
     if (threading == NULL)
         return;
     /* then what threading gives a new thread (Thread._bootstrap_inner);
      * straight from the module's dict (borrowed), the cheapest read */
     PyObject *globals = PyModule_GetDict(threading);
-    PyObject *trace = PyDict_GetItemWithError(globals, st->threads[PCM_T_TRACE_ATTR]);
-    PyObject *profile = trace ? PyDict_GetItemWithError(globals, st->threads[PCM_T_PROFILE_ATTR])
+    PyObject *trace = PyDict_GetItemWithError(globals, st->str__trace_hook);
+    PyObject *profile = trace ? PyDict_GetItemWithError(globals, st->str__profile_hook)
                               : NULL;
     if (trace == NULL || profile == NULL) {
         report_unraisable(threading);
@@ -194,7 +194,7 @@ void pcm_job_hooks_clear(void)
 
 void pcm_report_panic(pcm_state *st, PyObject *result)
 {
-    PyObject *report = st->threads[PCM_T_REPORT];
+    PyObject *report = st->report_exception;
     if (report == NULL || st->Err == NULL || !Py_IS_TYPE(result, (PyTypeObject *)st->Err))
         return;
     PyObject *r = PyObject_CallOneArg(report, result);
@@ -211,8 +211,8 @@ static PyObject *mod_register(PyObject *module, PyObject *const *args, Py_ssize_
         PyErr_SetString(PyExc_TypeError, "_register_python_threads(cls, report)");
         return NULL;
     }
-    Py_XSETREF(st->threads[PCM_T_PYTHREAD_CLASS], Py_NewRef(args[0]));
-    Py_XSETREF(st->threads[PCM_T_REPORT], Py_NewRef(args[1]));
+    Py_XSETREF(st->PyThreadClass, Py_NewRef(args[0]));
+    Py_XSETREF(st->report_exception, Py_NewRef(args[1]));
     Py_RETURN_NONE;
 }
 
@@ -223,20 +223,20 @@ static PyMethodDef pythread_functions[] = {
 
 int pcm_pythread_init(PyObject *module, pcm_state *st)
 {
-    static const struct {
-        int slot;
+    const struct {
+        PyObject **slot;
         const char *s;
     } attrs[] = {
-        {PCM_T_NAME_ATTR, "_name"},
-        {PCM_T_ACTIVE_ATTR, "_active"},
-        {PCM_T_TRACE_ATTR, "_trace_hook"},
-        {PCM_T_PROFILE_ATTR, "_profile_hook"},
+        {&st->str__name, "_name"},
+        {&st->str__active, "_active"},
+        {&st->str__trace_hook, "_trace_hook"},
+        {&st->str__profile_hook, "_profile_hook"},
     };
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
-        if ((st->threads[attrs[i].slot] = PyUnicode_InternFromString(attrs[i].s)) == NULL)
+        if ((*attrs[i].slot = PyUnicode_InternFromString(attrs[i].s)) == NULL)
             return -1;
     /* imported now, never lazily (see the top of this file) */
-    if ((st->threads[PCM_T_THREADING] = PyImport_ImportModule("threading")) == NULL)
+    if ((st->threading_module = PyImport_ImportModule("threading")) == NULL)
         return -1;
     return PyModule_AddFunctions(module, pythread_functions);
 }

@@ -130,10 +130,10 @@ static int is_write_guard(RwGuardObject *g);
 int pcm_rwlock_guard_drop(pcm_state *st, PyObject *obj)
 {
     PyTypeObject *tp = Py_TYPE(obj);
-    if (tp != (PyTypeObject *)st->sync[S_READ_GUARD_TYPE] &&
-        tp != (PyTypeObject *)st->sync[S_WRITE_GUARD_TYPE])
+    if (tp != (PyTypeObject *)st->RwLockReadGuardType &&
+        tp != (PyTypeObject *)st->RwLockWriteGuardType)
         return 0;
-    return guard_release((RwGuardObject *)obj, tp == (PyTypeObject *)st->sync[S_WRITE_GUARD_TYPE]);
+    return guard_release((RwGuardObject *)obj, tp == (PyTypeObject *)st->RwLockWriteGuardType);
 }
 
 static int rwguard_traverse(RwGuardObject *g, visitproc visit, void *arg)
@@ -421,7 +421,7 @@ static int write_op(void *arg, pcc_deadline_t deadline)
 static PyObject *make_guard(pcm_state *st, RwLockObject *l, int write, uint64_t tid)
 {
     RwGuardObject *g = PyObject_GC_New(
-        RwGuardObject, (PyTypeObject *)st->sync[write ? S_WRITE_GUARD_TYPE : S_READ_GUARD_TYPE]);
+        RwGuardObject, (PyTypeObject *)(write ? st->RwLockWriteGuardType : st->RwLockReadGuardType));
     if (g == NULL)
         return NULL;
     g->lock = (RwLockObject *)Py_NewRef(l);
@@ -689,11 +689,11 @@ static PyType_Spec rwlock_spec = {
 
 int pcm_rwlock_init(PyObject *module, pcm_state *st)
 {
-    if ((st->sync[S_RWLOCK_TYPE] = pcm_add_type(module, &rwlock_spec, NULL)) == NULL)
+    if ((st->RwLockType = pcm_add_type(module, &rwlock_spec, NULL)) == NULL)
         return -1;
-    if ((st->sync[S_READ_GUARD_TYPE] = pcm_add_type(module, &read_guard_spec, NULL)) == NULL)
+    if ((st->RwLockReadGuardType = pcm_add_type(module, &read_guard_spec, NULL)) == NULL)
         return -1;
-    if ((st->sync[S_WRITE_GUARD_TYPE] = pcm_add_type(module, &write_guard_spec, NULL)) == NULL)
+    if ((st->RwLockWriteGuardType = pcm_add_type(module, &write_guard_spec, NULL)) == NULL)
         return -1;
     return 0;
 }

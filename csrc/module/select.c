@@ -89,8 +89,8 @@ PyObject *pcm_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs, 
             goto done_free;
         }
     }
-    PyTypeObject *tx_type = (PyTypeObject *)st->channels[PCM_CH_SENDER];
-    PyTypeObject *rx_type = (PyTypeObject *)st->channels[PCM_CH_RECEIVER];
+    PyTypeObject *tx_type = (PyTypeObject *)st->SenderType;
+    PyTypeObject *rx_type = (PyTypeObject *)st->ReceiverType;
     for (Py_ssize_t i = 0; i < nargs; i++) {
         PyObject *op = args[i];
         pcm_chan_end *end;

@@ -16,25 +16,6 @@
 
 #include <pythread.h>
 
-/* indices into st->sync[] */
-enum {
-    S_MUTEX_TYPE,
-    S_GUARD_TYPE,
-    S_RWLOCK_TYPE,
-    S_READ_GUARD_TYPE,
-    S_WRITE_GUARD_TYPE,
-    S_CONDVAR_TYPE,
-    S_BARRIER_TYPE,
-    S_BARRIER_RESULT_TYPE,
-    S_ONCE_TYPE,
-    S_ATOMIC_INT_TYPE,
-    S_ATOMIC_BOOL_TYPE,
-    S_ARC_TYPE,
-    S_WEAK_TYPE,
-    S_NSLOTS
-};
-
-
 /* pcm_thread_id(): the calling thread's id as a lock owner (never 0, never
  * reused; a lock held at fork() by a thread that did not survive it is
  * detected through it: see fork.h). */
@@ -95,7 +76,7 @@ int pcm_rwlock_guard_drop(pcm_state *st, PyObject *obj);
 /* Raise PoisonError(msg, inner).  Always returns NULL. */
 PyObject *pcm_raise_poison(pcm_state *st, const char *msg, PyObject *inner);
 
-/* per-type init functions: each creates its types into st->sync[] */
+/* per-type init functions: each creates its types into the module state */
 int pcm_mutex_init(PyObject *module, pcm_state *st);
 int pcm_rwlock_init(PyObject *module, pcm_state *st);
 int pcm_condvar_init(PyObject *module, pcm_state *st);

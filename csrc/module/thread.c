@@ -21,9 +21,6 @@
 
 #include "fork.h"
 
-/* (slots 8 and up: PCM_T_*, module.h) */
-enum { T_THREAD_TYPE, T_HANDLE_TYPE, T_CURRENT_KEY };
-
 /* Once the interpreter is finalizing, a thread other than the one
  * finalizing can never take the GIL again (CPython ends it when it tries):
  * a new thread would never run and an unfinished one never finish. */
@@ -48,7 +45,7 @@ typedef struct {
 
 static PyObject *thread_new_object(pcm_state *st, PyObject *name)
 {
-    PyTypeObject *tp = (PyTypeObject *)st->threads[T_THREAD_TYPE];
+    PyTypeObject *tp = (PyTypeObject *)st->ThreadType;
     ThreadObject *t = PyObject_GC_New(ThreadObject, tp);
     if (t == NULL)
         return NULL;
@@ -164,14 +161,14 @@ PyObject *pcm_current_thread(pcm_state *st)
         PyErr_SetString(PyExc_RuntimeError, "pyconc: no thread state dict");
         return NULL;
     }
-    PyObject *t = PyDict_GetItemWithError(dict, st->threads[T_CURRENT_KEY]);
+    PyObject *t = PyDict_GetItemWithError(dict, st->current_thread_key);
     if (t != NULL || PyErr_Occurred())
         return t;
     /* A thread pyconc did not start: the main thread is named "main" (as
      * in Rust); other foreign threads are unnamed.  threading was imported
      * when the module was (no import here: this runs from __del__ at
      * shutdown too); an error asking it propagates. */
-    PyObject *threading = st->threads[PCM_T_THREADING];
+    PyObject *threading = st->threading_module;
     if (threading == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "pyconc: the threading module is gone");
         return NULL;
@@ -200,7 +197,7 @@ PyObject *pcm_current_thread(pcm_state *st)
     Py_DECREF(name);
     if (t == NULL)
         return NULL;
-    int rc = PyDict_SetItem(dict, st->threads[T_CURRENT_KEY], t);
+    int rc = PyDict_SetItem(dict, st->current_thread_key, t);
     Py_DECREF(t);
     return rc < 0 ? NULL : t;
 }
@@ -552,7 +549,7 @@ static void *thread_main(void *arg)
     PyObject *dict = PyThreadState_GetDict();
     if (result != NULL) {
         /* the Context could not be entered: f does not run */
-    } else if (dict == NULL || PyDict_SetItem(dict, st->threads[T_CURRENT_KEY], h->thread) < 0) {
+    } else if (dict == NULL || PyDict_SetItem(dict, st->current_thread_key, h->thread) < 0) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_RuntimeError, "pyconc: no thread state dict");
         result = pcm_capture_exception(st);
@@ -623,7 +620,7 @@ static void thread_exit_hook(void)
 
 static HandleObject *handle_alloc(pcm_state *st, PyObject *thread)
 {
-    HandleObject *h = PyObject_GC_New(HandleObject, (PyTypeObject *)st->threads[T_HANDLE_TYPE]);
+    HandleObject *h = PyObject_GC_New(HandleObject, (PyTypeObject *)st->JoinHandleType);
     if (h == NULL)
         return NULL;
     h->thread = Py_NewRef(thread);
@@ -699,13 +696,11 @@ static PyObject *spawn_impl(pcm_state *st, PyObject *func, PyObject *args, PyObj
         Py_XDECREF(boot->context);
         PyMem_RawFree(boot);
         Py_DECREF(h);
-        if (rc == -EINVAL)
-            PyErr_Format(PyExc_ValueError, "invalid stack size %zu", stack_size);
-        else if (rc == -ENOMEM)
-            PyErr_NoMemory();
-        else
-            PyErr_SetString(PyExc_RuntimeError, "can't start new thread");
-        return NULL;
+        const pcm_errmap errors[] = {
+            {-EINVAL, PyExc_ValueError, "invalid stack size"},
+            {-EAGAIN, PyExc_RuntimeError, "can't start new thread"},
+        };
+        return PCM_RAISE_CODE("spawn", rc, errors, NULL);
     }
     return (PyObject *)h;
 }
@@ -803,14 +798,11 @@ static int park_op(void *arg, pcc_deadline_t deadline)
     return pcc_park((pcc_parker *)arg, deadline);
 }
 
-static PyObject *mod_park(PyObject *module, PyObject *args, PyObject *kwargs)
+static PyObject *mod_park(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
 {
-    static char *names[] = {"timeout", NULL};
-    PyObject *timeout = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:park", names, &timeout))
-        return NULL;
     pcc_deadline_t deadline;
-    if (pcm_deadline_from_timeout(timeout, &deadline) < 0)
+    if (pcm_parse_timeout_arg("park", args, nargs, kwnames, &deadline) < 0)
         return NULL;
     PyObject *me = pcm_current_thread(pcm_state_of_module(module));
     if (me == NULL)
@@ -896,7 +888,7 @@ static PyMethodDef thread_functions[] = {
      "current()\n--\n\nThe Thread running this code (Rust's thread::current()).\n\n"
      "    >>> pyconc.current().name\n    'main'\n"
      "    >>> pyconc.spawn(lambda: pyconc.current().name).join()\n    Ok(None)\n"},
-    {"park", (PyCFunction)(void (*)(void))mod_park, METH_VARARGS | METH_KEYWORDS,
+    {"park", (PyCFunction)(void (*)(void))mod_park, METH_FASTCALL | METH_KEYWORDS,
      "park(timeout=None)\n--\n\n"
      "Block until this thread's token is available (Thread.unpark), the\n"
      "timeout passes, or Ctrl-C.  Like Rust's park it may return spuriously,\n"
@@ -923,11 +915,11 @@ static PyMethodDef thread_functions[] = {
 
 int pcm_threads_init(PyObject *module, pcm_state *st)
 {
-    if ((st->threads[T_THREAD_TYPE] = pcm_add_type(module, &thread_spec, NULL)) == NULL)
+    if ((st->ThreadType = pcm_add_type(module, &thread_spec, NULL)) == NULL)
         return -1;
-    if ((st->threads[T_HANDLE_TYPE] = pcm_add_type(module, &handle_spec, NULL)) == NULL)
+    if ((st->JoinHandleType = pcm_add_type(module, &handle_spec, NULL)) == NULL)
         return -1;
-    if ((st->threads[T_CURRENT_KEY] = PyUnicode_InternFromString("pyconc.current_thread")) == NULL)
+    if ((st->current_thread_key = PyUnicode_InternFromString("pyconc.current_thread")) == NULL)
         return -1;
     pcc_thread_set_exit_hook(thread_exit_hook);
     if (pcm_pythread_init(module, st) < 0)

@@ -43,6 +43,16 @@ static inline int pcc_mutex_try_lock(pcc_mutex *m)
 }
 /* Bounded spin, then sleep.  0 (locked), -ETIMEDOUT or -EINTR (not locked). */
 int pcc_mutex_lock(pcc_mutex *m, pcc_deadline_t deadline);
+/* For the core's own short critical sections (a queue, a cache): lock,
+ * retrying a sleep a signal interrupted; never gives up.  A zero-filled
+ * pcc_mutex (a static one) is unlocked. */
+static inline void pcc_mutex_lock_internal(pcc_mutex *m)
+{
+    if (pcc_mutex_try_lock(m) == 0) /* inline fast path: one CAS */
+        return;
+    while (pcc_mutex_lock(m, PCC_FOREVER) != 0)
+        ;
+}
 static inline void pcc_mutex_set_owner(pcc_mutex *m, uint64_t owner)
 {
     atomic_store_explicit(&m->owner, owner, memory_order_relaxed);
