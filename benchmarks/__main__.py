@@ -20,7 +20,8 @@ from typing import List
 
 from ._harness import RESULTS, Bench, machine_line
 
-AREAS = ["threads", "channels", "sync", "parallel", "aio", "freethreaded"]
+AREAS = ["threads", "channels", "sync", "parallel", "par_iter", "aio", "freethreaded",
+         "coord_chan"]  # coord_chan: oneshot, broadcast (issue 17)
 
 
 def _progress(i: int, n: int, label: str, t0: float) -> None:

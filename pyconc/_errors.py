@@ -12,6 +12,7 @@ __all__ = [
     "PyconcError", "ChannelError", "SendError", "RecvError", "Empty", "Full",
     "SendTimeoutError", "RecvTimeoutError", "PoisonError", "WouldBlock",
     "DeadlockError", "UseAfterDrop", "AlreadySet", "UnwrapError", "JoinTimeoutError", "LockTimeoutError",
+    "Lagged",
 ]
 
 _MISSING: Any = object()
@@ -239,3 +240,32 @@ class LockTimeoutError(PyconcError, TimeoutError):
         >>> type(h.join().err()).__name__
         'LockTimeoutError'
     """
+
+
+# ---- coordination channels (issue 17, coordchan) -------------------------------
+
+
+class Lagged(ChannelError):
+    """A broadcast receiver fell more than ``capacity`` messages behind:
+    ``n`` messages were overwritten before it read them (tokio's
+    ``RecvError::Lagged(n)``).  Raised once; the next receive continues with
+    the oldest message still kept.  Not a ``RecvError``: the channel is
+    alive, so a ``for``/``except RecvError`` loop can simply go on.
+
+        >>> tx, rx = pyconc.broadcast(1)
+        >>> _ = tx.send(1); _ = tx.send(2)
+        >>> try:
+        ...     rx.recv()
+        ... except pyconc.Lagged as e:
+        ...     e.n
+        1
+        >>> rx.recv()
+        2
+    """
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.n = n
+
+    def __str__(self) -> str:
+        return f"receiver lagged behind by {self.n} message(s)"

@@ -19,6 +19,11 @@ from ._threads import _ScopeBase
 __all__ = ["ThreadPool", "join", "current_num_threads", "par_sort", "par_sorted",
            "par_argsort", "merge_sort", "Executor"]
 
+# ---- parallel iterators (par_iter.c, _par_iter.py) ----
+from ._par_iter import ParIter, par_iter, par_map  # noqa: E402
+
+__all__ += ["ParIter", "par_iter", "par_map"]
+
 
 def par_sort(data: Any, *, key: Optional[Callable[[Any], Any]] = None, reverse: bool = False,
              stable: bool = True) -> None:

@@ -181,6 +181,13 @@ def pytest_configure(config: Any) -> None:
     # registered by pytest-run-parallel too; here so the suite runs without it
     config.addinivalue_line("markers", "thread_unsafe: run this test in one thread only "
                             "(pytest-run-parallel)")
+    # A shell starts a background job (`cmd &` without job control, nohup)
+    # with SIGINT ignored, and Python then keeps it ignored: every Ctrl-C
+    # test would wait forever, here and in the subprocesses it starts
+    # (exec keeps an ignored signal ignored).  Ctrl-C is what they test:
+    # give the main thread Python's own handler, as an interactive start does.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:

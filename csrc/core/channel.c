@@ -19,29 +19,11 @@
 #include "pyconc/channel.h"
 #include "pyconc/sync.h"
 #include "pyconc/thread.h"
+#include "waitq.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* ---- the channel lock ------------------------------------------------------ */
-
-/* The core's one futex mutex (pyconc/sync.h), without its owner and poison
- * bookkeeping.  Held briefly: a queue update and, for each waiter it
- * selects, the wake-up -- a futex wake, or for a coroutine waiter its
- * loop hub's callback (a write(2) to the hub's eventfd or pipe).  Nobody
- * parks or calls Python while holding it. */
-typedef pcc_mutex chan_lock;
-
-static inline void lock_acquire(chan_lock *l)
-{
-    pcc_mutex_lock_internal(l);
-}
-
-static inline void lock_release(chan_lock *l)
-{
-    pcc_mutex_unlock(l);
-}
 
 /* ---- the channel ----------------------------------------------------------------- */
 
@@ -62,6 +44,9 @@ struct pcc_chan {
      * block is kept as `spare` so a steady flow never calls malloc. */
     chan_block *hb, *tb, *spare;
     unsigned hi, ti;
+    /* timer kinds: the next delivery time (PCC_FOREVER: none) and the
+     * tick period; lock held */
+    int64_t fire, period;
     /* endpoint counts; a side that reaches 0 never comes back */
     size_t senders, receivers;
     /* sentinels of the circular lists of blocked operations */
@@ -69,59 +54,6 @@ struct pcc_chan {
     /* memory references (handles, not endpoint counts) */
     _Atomic size_t refs;
 };
-
-static void q_init(pcc_chan_entry *q)
-{
-    q->next = q->prev = q;
-}
-
-static int q_empty(const pcc_chan_entry *q)
-{
-    return q->next == q;
-}
-
-static void q_push(pcc_chan_entry *q, pcc_chan_entry *e)
-{
-    e->prev = q->prev;
-    e->next = q;
-    q->prev->next = e;
-    q->prev = e;
-    e->linked = 1;
-}
-
-static void q_unlink(pcc_chan_entry *e)
-{
-    e->prev->next = e->next;
-    e->next->prev = e->prev;
-    e->next = e->prev = e;
-    e->linked = 0;
-}
-
-/* Win the first entry of q whose waiter is still waiting (skipping the
- * caller's own waiter: a select never pairs with itself; and, when the
- * caller means to hand a message over, skipping notify-only entries) and
- * unlink it.
- * The CAS is what makes a select commit to one operation: entries of a
- * waiter already won elsewhere (or aborted) are skipped and left for their
- * owner to unlink.  Call with the lock held; the caller then fills the
- * entry and calls wake_entry, still under the lock, so the owner (which
- * must take this lock to unregister) cannot return before the wake is
- * done. */
-static pcc_chan_entry *q_select(pcc_chan_entry *q, const pcc_waiter *self, int handoff)
-{
-    for (pcc_chan_entry *e = q->next; e != q; e = e->next) {
-        if (e->waiter == self || (handoff && e->notify_only))
-            continue;
-        uintptr_t expect = PCC_SEL_WAITING;
-        if (atomic_compare_exchange_strong_explicit(&e->waiter->selected, &expect,
-                                                    PCC_SEL_OP(e->index), memory_order_acq_rel,
-                                                    memory_order_acquire)) {
-            q_unlink(e);
-            return e;
-        }
-    }
-    return NULL;
-}
 
 /* Is there a partner in q that could still be won?  (zero channels) */
 static int q_has_partner(const pcc_chan_entry *q, const pcc_waiter *self)
@@ -131,29 +63,6 @@ static int q_has_partner(const pcc_chan_entry *q, const pcc_waiter *self)
             atomic_load_explicit(&e->waiter->selected, memory_order_acquire) == PCC_SEL_WAITING)
             return 1;
     return 0;
-}
-
-static void wake_entry(pcc_chan_entry *e, int state)
-{
-    e->state = state;
-    e->waiter->wake(e->waiter);
-}
-
-/* Tell one blocked operation of q to retry (space or a message appeared). */
-static void q_notify_one(pcc_chan_entry *q)
-{
-    if (!q_empty(q)) {
-        pcc_chan_entry *e = q_select(q, NULL, 0);
-        if (e)
-            wake_entry(e, PCC_ENTRY_NOTIFIED);
-    }
-}
-
-static void q_notify_all(pcc_chan_entry *q)
-{
-    pcc_chan_entry *e;
-    while ((e = q_select(q, NULL, 0)) != NULL)
-        wake_entry(e, PCC_ENTRY_NOTIFIED);
 }
 
 /* Notify every notify-only entry of q still waiting (rendezvous: a
@@ -211,6 +120,57 @@ pcc_chan *pcc_chan_new(pcc_chan_kind kind, size_t cap)
     q_init(&ch->recvq);
     atomic_init(&ch->refs, 2);
     return ch;
+}
+
+pcc_chan *pcc_chan_new_timer(pcc_chan_kind kind, int64_t delay_ns, int64_t period_ns)
+{
+    if (!PCC_CHAN_IS_TIMER(kind))
+        return NULL;
+    pcc_chan *ch = calloc(1, sizeof *ch);
+    if (ch == NULL)
+        return NULL;
+    ch->kind = kind;
+    ch->cap = kind == PCC_CHAN_NEVER ? 0 : 1;
+    ch->fire = kind == PCC_CHAN_AFTER  ? pcc_deadline_after(delay_ns)
+               : kind == PCC_CHAN_TICK ? pcc_deadline_after(period_ns)
+                                       : PCC_FOREVER;
+    ch->period = period_ns;
+    pcc_mutex_init(&ch->lock);
+    /* the clock is the one sender, for ever: a timer never disconnects */
+    ch->senders = ch->receivers = 1;
+    q_init(&ch->sendq);
+    q_init(&ch->recvq);
+    atomic_init(&ch->refs, 1);
+    return ch;
+}
+
+pcc_deadline_t pcc_chan_next_fire(pcc_chan *ch)
+{
+    if (!PCC_CHAN_IS_TIMER(ch->kind))
+        return PCC_FOREVER;
+    lock_acquire(&ch->lock);
+    pcc_deadline_t f = ch->fire;
+    lock_release(&ch->lock);
+    return f;
+}
+
+/* A timer's delivery, lock held: 0 with *msg, or -EAGAIN (not yet). */
+static int timer_take_locked(pcc_chan *ch, void **msg)
+{
+    if (ch->fire == PCC_FOREVER)
+        return -EAGAIN;
+    int64_t now = pcc_now_ns();
+    if (now < ch->fire)
+        return -EAGAIN;
+    *msg = (void *)(uintptr_t)ch->fire;
+    /* crossbeam's tick: the next tick is due one period after this
+     * delivery, so a slow receiver gets one late tick, not a burst */
+    if (ch->kind == PCC_CHAN_TICK) {
+        ch->fire = now > PCC_FOREVER - ch->period ? PCC_FOREVER : now + ch->period;
+    } else {
+        ch->fire = PCC_FOREVER;
+    }
+    return 0;
 }
 
 /* ---- storage (lock held) ---------------------------------------------------------- */
@@ -308,6 +268,11 @@ static int try_recv_impl(pcc_chan *ch, void **msg, const pcc_waiter *self)
         lock_release(&ch->lock);
         return -EPIPE;
     }
+    if (PCC_CHAN_IS_TIMER(ch->kind)) {
+        int rc = timer_take_locked(ch, msg);
+        lock_release(&ch->lock);
+        return rc;
+    }
     if (ch->kind == PCC_CHAN_ZERO) {
         pcc_chan_entry *e = ch->senders ? q_select(&ch->sendq, self, 1) : NULL;
         if (e == NULL) {
@@ -355,6 +320,8 @@ static int ready_locked(pcc_chan *ch, const pcc_chan_entry *e)
     }
     if (ch->kind == PCC_CHAN_ZERO)
         return q_has_partner(&ch->sendq, e->waiter);
+    if (PCC_CHAN_IS_TIMER(ch->kind))
+        return ch->fire != PCC_FOREVER && pcc_now_ns() >= ch->fire;
     return ch->len > 0;
 }
 
@@ -412,6 +379,10 @@ uint32_t pcc_rand(void)
 
 static int try_op(pcc_select_op *op, void **msg, const pcc_waiter *self)
 {
+    if (op->vt != NULL) {
+        *msg = NULL;
+        return op->vt->try_ready(op->src);
+    }
     if (op->is_send) {
         *msg = NULL;
         return try_send_impl(op->ch, op->msg, self);
@@ -473,12 +444,22 @@ int pcc_select_wait(pcc_select_op *ops, size_t n, size_t start, pcc_deadline_t d
             e->index = i;
             e->is_send = ops[i].is_send;
             e->msg = ops[i].is_send ? ops[i].msg : NULL;
-            ready = pcc_chan_register(ops[i].ch, e);
+            ready = ops[i].vt ? ops[i].vt->reg(ops[i].src, e) : pcc_chan_register(ops[i].ch, e);
             registered = i + 1;
+        }
+        /* Timers are sent by the clock, not by a thread that would wake
+         * us: park no longer than the earliest delivery among them. */
+        pcc_deadline_t until = deadline;
+        for (size_t i = 0; i < n && !ready; i++) {
+            if (ops[i].vt == NULL && PCC_CHAN_IS_TIMER(pcc_chan_kind_of(ops[i].ch))) {
+                pcc_deadline_t f = pcc_chan_next_fire(ops[i].ch);
+                if (f < until)
+                    until = f;
+            }
         }
         if (!ready) {
             while (atomic_load_explicit(&w.selected, memory_order_acquire) == PCC_SEL_WAITING) {
-                park_rc = pcc_park(&w.parker, deadline);
+                park_rc = pcc_park(&w.parker, until);
                 if (park_rc == -ETIMEDOUT || park_rc == -EINTR)
                     break;
             }
@@ -489,8 +470,12 @@ int pcc_select_wait(pcc_select_op *ops, size_t n, size_t start, pcc_deadline_t d
                                                 memory_order_acq_rel, memory_order_acquire);
         if (sel == PCC_SEL_WAITING)
             sel = PCC_SEL_ABORTED;
-        for (size_t i = 0; i < registered; i++)
-            pcc_chan_unregister(ops[i].ch, &entries[i]);
+        for (size_t i = 0; i < registered; i++) {
+            if (ops[i].vt)
+                ops[i].vt->unreg(ops[i].src, &entries[i]);
+            else
+                pcc_chan_unregister(ops[i].ch, &entries[i]);
+        }
         if (sel != PCC_SEL_ABORTED) {
             size_t i = (size_t)(sel - 2);
             if (entries[i].state == PCC_ENTRY_DONE) {
@@ -516,7 +501,8 @@ int pcc_select_wait(pcc_select_op *ops, size_t n, size_t start, pcc_deadline_t d
         rc = pcc_select_try(ops, n, start, index, msg);
         if (rc != -EAGAIN)
             goto out;
-        if (park_rc == -ETIMEDOUT || (deadline != PCC_FOREVER && pcc_now_ns() >= deadline)) {
+        if ((park_rc == -ETIMEDOUT && until == deadline) ||
+            (deadline != PCC_FOREVER && pcc_now_ns() >= deadline)) {
             rc = -ETIMEDOUT;
             goto out;
         }
@@ -527,12 +513,20 @@ out:
     return rc;
 }
 
+int pcc_source_wait(const pcc_source_vt *vt, void *src, pcc_deadline_t deadline)
+{
+    pcc_select_op op = {NULL, 0, NULL, vt, src};
+    size_t idx;
+    void *unused;
+    return pcc_select_wait(&op, 1, 0, deadline, &idx, &unused);
+}
+
 int pcc_chan_send(pcc_chan *ch, void *msg, pcc_deadline_t deadline)
 {
     int rc = pcc_chan_try_send(ch, msg);
     if (rc != -EAGAIN)
         return rc;
-    pcc_select_op op = {ch, 1, msg};
+    pcc_select_op op = {ch, 1, msg, NULL, NULL};
     size_t idx;
     void *unused;
     return pcc_select_wait(&op, 1, 0, deadline, &idx, &unused);
@@ -543,7 +537,7 @@ int pcc_chan_recv(pcc_chan *ch, void **msg, pcc_deadline_t deadline)
     int rc = pcc_chan_try_recv(ch, msg);
     if (rc != -EAGAIN)
         return rc;
-    pcc_select_op op = {ch, 0, NULL};
+    pcc_select_op op = {ch, 0, NULL, NULL, NULL};
     size_t idx;
     return pcc_select_wait(&op, 1, 0, deadline, &idx, msg);
 }
@@ -668,6 +662,8 @@ size_t pcc_chan_capacity(const pcc_chan *ch)
 
 size_t pcc_chan_len(pcc_chan *ch)
 {
+    if (PCC_CHAN_IS_TIMER(ch->kind))
+        LOCKED_READ(ch, ch->fire != PCC_FOREVER && pcc_now_ns() >= ch->fire);
     LOCKED_READ(ch, ch->len);
 }
 

@@ -52,6 +52,7 @@ static const pcm_area_init_fn areas[] = {
     pcm_sync_init,
     pcm_pool_init,
     pcm_aio_init,
+    pcm_coordchan_init,
     NULL,
 };
 

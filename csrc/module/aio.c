@@ -71,6 +71,7 @@ typedef struct aio_hub {
     int wfd;       /* where wakes are written: fd itself, or the pipe's write end */
     int signalled; /* a wake write is pending (mu) */
     aio_op *head;  /* ready list (mu) */
+    pcm_aio_node *ghead; /* other areas' woken waiters (mu; see the end) */
 } aio_hub;
 
 struct aio_op {
@@ -202,6 +203,18 @@ static void hub_unlink_locked(aio_hub *h, aio_op *op)
     op->in_ready = 0;
 }
 
+static void node_unlink_locked(aio_hub *h, pcm_aio_node *n)
+{
+    if (n->rprev)
+        n->rprev->rnext = n->rnext;
+    else
+        h->ghead = n->rnext;
+    if (n->rnext)
+        n->rnext->rprev = n->rprev;
+    n->rprev = n->rnext = NULL;
+    n->in_ready = 0;
+}
+
 static PyObject *hub_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
     if (PyTuple_GET_SIZE(args) != 0 || (kw && PyDict_GET_SIZE(kw) != 0)) {
@@ -299,7 +312,13 @@ static PyObject *hubobj_process(HubObject *self, PyObject *Py_UNUSED(ignored))
             if (op->fut)
                 futs[k++] = Py_NewRef(op->fut);
         }
-        int more = h->head != NULL;
+        while (h->ghead && k < HUB_BATCH) {
+            pcm_aio_node *n = h->ghead;
+            node_unlink_locked(h, n);
+            if (n->fut)
+                futs[k++] = Py_NewRef(n->fut);
+        }
+        int more = h->head != NULL || h->ghead != NULL;
         pthread_mutex_unlock(&h->mu);
         for (size_t i = 0; i < k; i++) {
             if (!failed && resolve_future(futs[i]) < 0)
@@ -790,6 +809,124 @@ static PyMethodDef aio_functions[] = {
      "Internal: install the running-loop hub lookup and asyncio.CancelledError."},
     {NULL, NULL, 0, NULL},
 };
+
+/* ---- waiters of other areas (module.h, "async waiters") ------------------ */
+
+PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node)
+{
+    PyObject *get = aio_slot(&st->aio_get_hub);
+    if (get == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "pyconc._aio is not initialized");
+        return NULL;
+    }
+    PyObject *pair = PyObject_CallNoArgs(get); /* (loop, hub); RuntimeError outside a loop */
+    Py_DECREF(get);
+    if (pair == NULL)
+        return NULL;
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+        !PyObject_TypeCheck(PyTuple_GET_ITEM(pair, 1), (PyTypeObject *)st->AioHubType)) {
+        Py_DECREF(pair);
+        PyErr_SetString(PyExc_SystemError, "pyconc._aio hub lookup returned a bad value");
+        return NULL;
+    }
+    aio_hub *h = ((HubObject *)PyTuple_GET_ITEM(pair, 1))->hub;
+    if (node->hub != NULL && node->hub != h) {
+        Py_DECREF(pair);
+        PyErr_SetString(PyExc_RuntimeError, "a pyconc awaitable was awaited from two event loops");
+        return NULL;
+    }
+    if (node->hub == NULL) {
+        atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+        node->hub = h;
+    }
+    PyObject *fut = PyObject_CallMethod(PyTuple_GET_ITEM(pair, 0), "create_future", NULL);
+    Py_DECREF(pair);
+    if (fut == NULL)
+        return NULL;
+    if (PyObject_SetAttrString(fut, "_asyncio_future_blocking", Py_True) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    /* Under the hub mutex: _process may be reading node->fut right now
+     * (a node re-armed after a spurious resume). */
+    pthread_mutex_lock(&h->mu);
+    PyObject *old = node->fut;
+    node->fut = Py_NewRef(fut);
+    pthread_mutex_unlock(&h->mu);
+    Py_XDECREF(old);
+    return fut;
+}
+
+void pcm_aio_node_wake(pcm_aio_node *node)
+{
+    aio_hub *h = node->hub;
+    pthread_mutex_lock(&h->mu);
+    if (!node->in_ready) {
+        node->rprev = NULL;
+        node->rnext = h->ghead;
+        if (h->ghead)
+            h->ghead->rprev = node;
+        h->ghead = node;
+        node->in_ready = 1;
+    }
+    int signal = !h->signalled;
+    h->signalled = 1;
+    pthread_mutex_unlock(&h->mu);
+    if (signal)
+        hub_fd_signal(h);
+}
+
+void pcm_aio_node_disarm(pcm_aio_node *node)
+{
+    aio_hub *h = node->hub;
+    if (h == NULL)
+        return;
+    pthread_mutex_lock(&h->mu);
+    if (node->in_ready)
+        node_unlink_locked(h, node);
+    PyObject *fut = node->fut;
+    node->fut = NULL;
+    pthread_mutex_unlock(&h->mu);
+    Py_XDECREF(fut);
+}
+
+void pcm_aio_node_release(pcm_aio_node *node)
+{
+    if (node->hub != NULL) {
+        hub_decref(node->hub);
+        node->hub = NULL;
+    }
+}
+
+PyObject *pcm_aio_throw_exc(PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+        return NULL;
+    }
+    PyObject *typ = args[0], *val = nargs > 1 ? args[1] : Py_None, *tb = nargs > 2 ? args[2] : NULL;
+    PyObject *exc;
+    if (PyExceptionInstance_Check(typ)) {
+        exc = Py_NewRef(typ);
+    } else if (PyExceptionClass_Check(typ)) {
+        if (val != Py_None && PyObject_IsInstance(val, typ) == 1)
+            exc = Py_NewRef(val);
+        else if (val == Py_None)
+            exc = PyObject_CallNoArgs(typ);
+        else
+            exc = PyObject_CallOneArg(typ, val);
+        if (exc == NULL)
+            return NULL;
+    } else {
+        PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException");
+        return NULL;
+    }
+    if (tb != NULL && tb != Py_None && PyException_SetTraceback(exc, tb) < 0) {
+        Py_DECREF(exc);
+        return NULL;
+    }
+    return exc;
+}
 
 int pcm_aio_init(PyObject *module, pcm_state *st)
 {

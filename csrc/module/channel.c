@@ -46,6 +46,17 @@ static PyObject *end_new(PyTypeObject *tp, pcc_chan *ch)
     return (PyObject *)self;
 }
 
+PyObject *pcm_chan_end_new(PyTypeObject *tp, pcc_chan *ch)
+{
+    return end_new(tp, ch);
+}
+
+int pcm_is_chan_receiver(pcm_state *st, PyObject *obj)
+{
+    return Py_IS_TYPE(obj, (PyTypeObject *)st->ReceiverType) ||
+           Py_IS_TYPE(obj, (PyTypeObject *)st->OneshotReceiverType);
+}
+
 static int is_sender(pcm_chan_end *self)
 {
     pcm_state *st = pcm_state_of_type(Py_TYPE(self));
@@ -136,6 +147,12 @@ static PyObject *flavour_str(pcc_chan *ch)
         return PyUnicode_FromString("unbounded");
     case PCC_CHAN_BOUNDED:
         return PyUnicode_FromFormat("bounded(%zu)", pcc_chan_capacity(ch));
+    case PCC_CHAN_AFTER:
+        return PyUnicode_FromString("after");
+    case PCC_CHAN_TICK:
+        return PyUnicode_FromString("tick");
+    case PCC_CHAN_NEVER:
+        return PyUnicode_FromString("never");
     default:
         return PyUnicode_FromString("rendezvous");
     }
@@ -149,6 +166,9 @@ static PyObject *end_repr_common(pcm_chan_end *self, int sender)
         return NULL;
     if (atomic_load(&self->closed))
         r = PyUnicode_FromFormat("%s<%U, closed>", name, fl);
+    else if (PCC_CHAN_IS_TIMER(pcc_chan_kind_of(self->ch))) /* the clock sends */
+        r = PyUnicode_FromFormat("%s<%U, ready=%s>", name, fl,
+                                 pcc_chan_len(self->ch) ? "True" : "False");
     else if (sender)
         r = PyUnicode_FromFormat("%s<%U, queued=%zu, receivers=%zu>", name, fl,
                                  pcc_chan_len(self->ch), pcc_chan_receivers(self->ch));
@@ -332,12 +352,12 @@ static PyObject *recv_common(pcm_chan_end *self, PyObject *timeout, int stop_on_
     void *msg;
     int rc = pcc_chan_try_recv(self->ch, &msg);
     if (rc == 0)
-        return (PyObject *)msg;
+        return pcm_chan_msg(self->ch, msg);
     if (rc == -EAGAIN) {
         op_arg a = {self->ch, NULL};
         rc = pcm_wait(recv_op, &a, deadline);
         if (rc == 0)
-            return (PyObject *)a.msg;
+            return pcm_chan_msg(self->ch, a.msg);
     }
     if (rc == PCM_RAISED)
         return NULL;
@@ -371,7 +391,7 @@ static PyObject *try_recv_common(pcm_chan_end *self, int quiet)
     void *msg;
     int rc = pcc_chan_try_recv(self->ch, &msg);
     if (rc == 0)
-        return (PyObject *)msg;
+        return pcm_chan_msg(self->ch, msg);
     if (quiet)
         return NULL;
     pcm_state *st = pcm_state_of_type(Py_TYPE(self));
@@ -394,13 +414,34 @@ static PyObject *receiver_iternext(pcm_chan_end *self)
     return recv_common(self, NULL, 1);
 }
 
+/* A timer channel is sent by the clock, which wakes no coroutine: its
+ * async receive goes through the awaitable select, which also waits on
+ * the loop's timer. */
+static PyObject *timer_recv_async(pcm_chan_end *self)
+{
+    CHECK_OPEN(self);
+    pcm_state *st = pcm_state_of_type(Py_TYPE(self));
+    if (st == NULL)
+        return NULL;
+    PyObject *ops = PyTuple_Pack(1, (PyObject *)self);
+    if (ops == NULL)
+        return NULL;
+    PyObject *r = pcm_select_async_new(st, ops, 1);
+    Py_DECREF(ops);
+    return r;
+}
+
 static PyObject *receiver_recv_async(pcm_chan_end *self, PyObject *Py_UNUSED(ignored))
 {
+    if (PCC_CHAN_IS_TIMER(pcc_chan_kind_of(self->ch)))
+        return timer_recv_async(self);
     return pcm_aio_op_new(self, PCM_AIO_RECV, NULL);
 }
 
 static PyObject *receiver_anext(pcm_chan_end *self)
 {
+    if (PCC_CHAN_IS_TIMER(pcc_chan_kind_of(self->ch)))
+        return timer_recv_async(self);
     return pcm_aio_op_new(self, PCM_AIO_ANEXT, NULL);
 }
 
@@ -672,7 +713,64 @@ static PyObject *mod_sync_channel(PyObject *module, PyObject *bound)
     return make_pair(module, PCC_CHAN_BOUNDED, (size_t)n);
 }
 
+/* after(seconds) / tick(seconds) / never(): crossbeam's timer receivers. */
+static PyObject *timer_new(PyObject *module, pcc_chan_kind kind, PyObject *seconds, const char *what)
+{
+    pcm_state *st = pcm_state_of_module(module);
+    int64_t ns = 0;
+    if (seconds != NULL && pcm_duration_ns(seconds, what, &ns) < 0)
+        return NULL;
+    pcc_chan *ch = pcc_chan_new_timer(kind, ns, ns);
+    if (ch == NULL)
+        return PyErr_NoMemory();
+    PyObject *rx = end_new((PyTypeObject *)st->ReceiverType, ch);
+    if (rx == NULL) {
+        pcc_chan_drop_receiver(ch, NULL, NULL);
+        pcc_chan_decref(ch, NULL, NULL);
+    }
+    return rx;
+}
+
+static PyObject *mod_after(PyObject *module, PyObject *seconds)
+{
+    return timer_new(module, PCC_CHAN_AFTER, seconds, "after() seconds");
+}
+
+static PyObject *mod_tick(PyObject *module, PyObject *seconds)
+{
+    return timer_new(module, PCC_CHAN_TICK, seconds, "tick() seconds");
+}
+
+static PyObject *mod_never(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return timer_new(module, PCC_CHAN_NEVER, NULL, NULL);
+}
+
 static PyMethodDef channel_functions[] = {
+    {"after", (PyCFunction)mod_after, METH_O,
+     "after(seconds, /)\n--\n\n"
+     "A Receiver that delivers one message `seconds` from now (crossbeam's\n"
+     "after): the time it was due, on time.monotonic()'s clock.  After that\n"
+     "it stays empty for ever (it never disconnects).  Usable wherever a\n"
+     "Receiver is: recv(timeout=), select, Select, recv_async.\n\n"
+     "    >>> tx, rx = pyconc.channel()\n"
+     "    >>> pyconc.select(rx, pyconc.after(0.01))[0]   # a timeout branch\n"
+     "    1"},
+    {"tick", (PyCFunction)mod_tick, METH_O,
+     "tick(seconds, /)\n--\n\n"
+     "A Receiver that delivers a message every `seconds` (crossbeam's tick):\n"
+     "the time it was due.  A tick nobody receives is not queued twice: the\n"
+     "next one is due `seconds` after the last delivery.\n\n"
+     "    >>> ticker = pyconc.tick(0.01)\n"
+     "    >>> t1 = ticker.recv(); t2 = ticker.recv(); t2 - t1 >= 0.01\n"
+     "    True"},
+    {"never", (PyCFunction)mod_never, METH_NOARGS,
+     "never()\n--\n\n"
+     "A Receiver that never delivers and never disconnects (crossbeam's\n"
+     "never): a select branch switched off.\n\n"
+     "    >>> pyconc.never().recv(timeout=0.01)\n"
+     "    Traceback (most recent call last):\n"
+     "    pyconc._errors.RecvTimeoutError: timed out waiting on receive operation"},
     {"channel", (PyCFunction)mod_channel, METH_NOARGS,
      "channel()\n--\n\n"
      "A new unbounded channel: returns (Sender, Receiver).  send() never\n"

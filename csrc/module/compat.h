@@ -70,4 +70,32 @@ static inline void pcm_list_store_release(PyObject **slot, PyObject *value)
 #endif
 }
 
+/* The exception being raised, taken out (normalized), and put back:
+ * PyErr_GetRaisedException/SetRaisedException from 3.12, the Fetch trio
+ * before (coordchan: select sets .index on a receiver's error). */
+static inline PyObject *pcm_err_take(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (v != NULL && tb != NULL)
+        PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+#endif
+}
+
+static inline void pcm_err_restore(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
 #endif

@@ -36,7 +36,9 @@
     X(PyconcError) X(ChannelError) X(SendError) X(RecvError) X(Empty) X(Full)  \
     X(SendTimeoutError) X(RecvTimeoutError) X(PoisonError) X(WouldBlock)       \
     X(DeadlockError) X(UseAfterDrop) X(AlreadySet) X(UnwrapError)              \
-    X(JoinTimeoutError) X(LockTimeoutError)
+    X(JoinTimeoutError) X(LockTimeoutError)                                    \
+    /* coordination channels (coordchan) */                                    \
+    X(Lagged)
 
 /* Every object the module state holds, by name: the struct's fields and
  * the module's traverse/clear are generated from this one list (CPython's
@@ -62,7 +64,12 @@
     X(ThreadPoolType) X(global_pool) X(PoolJobType)                            \
     /* asyncio (aio.c); aio_get_hub and aio_cancelled are read under aio.c's   \
      * registration lock */                                                    \
-    X(AioOpType) X(AioHubType) X(aio_get_hub) X(aio_cancelled)
+    X(AioOpType) X(AioHubType) X(aio_get_hub) X(aio_cancelled)                \
+    /* coordination channels (issue 17, coordchan: oneshot.c, bcast.c,         \
+     * aio_select.c) */                                                        \
+    X(OneshotSenderType) X(OneshotReceiverType) X(BroadcastSenderType)        \
+    X(BroadcastReceiverType) X(WatchSenderType) X(WatchReceiverType)          \
+    X(SelectOpType)
 
 typedef struct pcm_state {
 #define PCM_STATE_FIELD(name) PyObject *name;
@@ -129,6 +136,12 @@ PyObject *pcm_handle_new_pending(pcm_state *st, PyObject *thread);
 /* Finish a pending handle with `result` (Ok/Err; the reference is stolen)
  * and wake its joiners.  Call with the GIL held, exactly once. */
 void pcm_handle_complete(PyObject *handle, PyObject *result);
+/* The same in two steps (pool jobs): _begin with the GIL stores the result
+ * (and, if callbacks were added, completes fully and returns NULL); _end,
+ * called after the GIL was released, opens the handle.  Returns/takes an
+ * opaque token. */
+void *pcm_handle_complete_begin(PyObject *handle, PyObject *result);
+void pcm_handle_complete_end(void *token);
 
 /* ---- pyconc threads as Python threads (pythread.c) ----------------------- */
 
@@ -165,5 +178,35 @@ int pcm_channels_init(PyObject *module, pcm_state *st); /* channel.c */
 int pcm_sync_init(PyObject *module, pcm_state *st);     /* sync.c */
 int pcm_pool_init(PyObject *module, pcm_state *st);     /* pool.c */
 int pcm_aio_init(PyObject *module, pcm_state *st);      /* aio.c */
+int pcm_coordchan_init(PyObject *module, pcm_state *st); /* oneshot.c, bcast.c, aio_select.c */
+
+/* ---- async waiters for other areas (aio.c) ------------------------------- */
+
+/* A waiter of another area (a coordination primitive's awaitable) woken
+ * through its loop's hub, as channel operations are.  Zero it before first
+ * use.  arm: bind it to the running loop's hub (first call; a later call
+ * from another loop is a RuntimeError) and give it a fresh future of that
+ * loop (also stored, as a new reference, in node->fut); returns a new
+ * reference to the future, or NULL with an exception set (RuntimeError
+ * outside a running loop).  wake: from any thread, without the GIL, under
+ * the primitive's lock: the hub resolves node->fut on the loop's thread
+ * (must not block, touches no PyObject).  disarm (GIL): unlink it from the
+ * hub's ready list and drop the future; after it, and after the primitive
+ * has unlinked the waiter, no other thread can reach the node.  release:
+ * drop the hub reference (dealloc, after disarm). */
+struct aio_hub;
+typedef struct pcm_aio_node {
+    struct aio_hub *hub;
+    PyObject *fut;
+    struct pcm_aio_node *rprev, *rnext; /* hub ready list (hub mutex) */
+    int in_ready;
+} pcm_aio_node;
+PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node);
+void pcm_aio_node_wake(pcm_aio_node *node);
+void pcm_aio_node_disarm(pcm_aio_node *node);
+void pcm_aio_node_release(pcm_aio_node *node);
+/* The exception a throw(typ[, val[, tb]]) call asks for, normalized:
+ * a new reference, or NULL with an exception set. */
+PyObject *pcm_aio_throw_exc(PyObject *const *args, Py_ssize_t nargs);
 
 #endif

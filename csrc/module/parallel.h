@@ -17,4 +17,12 @@ PyObject *pcm_raise_pool_closed(void);
 /* par_sort's functions (sort.c), added to the module by pcm_pool_init. */
 extern PyMethodDef pcm_sort_functions[];
 
+/* ---- par_iter (par_iter.c) ---- */
+/* The core pool for a `pool=` argument: None -> pcm_current_pool, else a
+ * ThreadPool (TypeError otherwise; DeadlockError for one started before
+ * fork).  Borrowed; NULL with an exception set. */
+pcc_pool *pcm_pool_arg(pcm_state *st, PyObject *obj);
+/* Adds _par_run to the module (called by pcm_pool_init). */
+int pcm_par_iter_init(PyObject *module);
+
 #endif

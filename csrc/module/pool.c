@@ -180,6 +180,7 @@ static void pyjob_run(void *arg)
         pcm_job_hooks(j->st);
     }
     PyObject *r = PyObject_Call(j->func, j->args, j->kwargs);
+    void *complete = NULL; /* the handle opens once the GIL is released */
     if (j->handle != NULL) {
         PyObject *res = r != NULL ? pcm_ok(j->st, r) : NULL;
         if (res == NULL)
@@ -192,7 +193,7 @@ static void pyjob_run(void *arg)
         Py_CLEAR(j->func);
         Py_CLEAR(j->args);
         Py_CLEAR(j->kwargs);
-        pcm_handle_complete(h, res);
+        complete = pcm_handle_complete_begin(h, res);
         Py_DECREF(h);
     } else {
         if (r != NULL)
@@ -207,6 +208,7 @@ static void pyjob_run(void *arg)
         pcm_job_hooks_clear();
     tl_job_depth--;
     PyGILState_Release(g);
+    pcm_handle_complete_end(complete);
 }
 
 /* A job calling func(*args, **kwargs) with `refs` references.  Returns NULL
@@ -1041,6 +1043,27 @@ static PyMethodDef pool_functions[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* ---- par_iter's pool= argument ---------------------------------------------- */
+
+pcc_pool *pcm_pool_arg(pcm_state *st, PyObject *obj)
+{
+    if (obj == NULL || obj == Py_None)
+        return pcm_current_pool(st);
+    if (!PyObject_TypeCheck(obj, (PyTypeObject *)st->ThreadPoolType)) {
+        PyErr_Format(PyExc_TypeError, "pool must be a pyconc.ThreadPool or None, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PoolObject *p = (PoolObject *)obj;
+    if (pool_check_fork(p) < 0)
+        return NULL;
+    if (atomic_load_explicit(&p->closed, memory_order_acquire) && pcc_pool_current() != p->pool) {
+        pcm_raise_pool_closed();
+        return NULL;
+    }
+    return usable_pool(p->pool);
+}
+
 /* fork(): nobody may hold global_mu across it (see fork.c). */
 static void pool_before_fork(void) { pthread_mutex_lock(&global_mu); }
 static void pool_after_fork_parent(void) { pthread_mutex_unlock(&global_mu); }
@@ -1061,6 +1084,8 @@ int pcm_pool_init(PyObject *module, pcm_state *st)
     if (PyModule_AddFunctions(module, pool_functions) < 0)
         return -1;
     if (PyModule_AddFunctions(module, pcm_sort_functions) < 0)
+        return -1;
+    if (pcm_par_iter_init(module) < 0)
         return -1;
     return 0;
 }

@@ -13,8 +13,12 @@ const char pcm_select_doc[] =
     "select(*operations, timeout=None)\n--\n\n"
     "Wait until one of several channel operations can complete, complete\n"
     "exactly that one, and return (index, value).\n\n"
-    "Each operation is a Receiver (receive from it; value is the message)\n"
+    "Each operation is a receiver (receive from it; value is the message)\n"
     "or a (Sender, value) tuple (send value; the returned value is None).\n"
+    "Receivers: Receiver (after(), tick() and never() included: a timeout\n"
+    "or periodic branch), OneshotReceiver, BroadcastReceiver (its next\n"
+    "message; Lagged is raised with .index) and WatchReceiver (ready when a\n"
+    "value it has not seen is there; gives that value and marks it seen).\n"
     "Among operations ready at once the choice is random (a random start\n"
     "index, as crossbeam does), so no channel starves.  The operations\n"
     "that did not complete had no effect: their values are still yours.\n\n"
@@ -63,6 +67,99 @@ static void raise_disconnected(pcm_state *st, int is_send, PyObject *value, size
     Py_DECREF(exc);
 }
 
+int pcm_select_parse(pcm_state *st, PyObject *const *args, Py_ssize_t n, pcc_select_op *ops,
+                     PyObject **vals, pcm_source_end **srcs, const char *fname)
+{
+    PyTypeObject *tx_type = (PyTypeObject *)st->SenderType;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *op = args[i];
+        pcm_chan_end *end = NULL;
+        pcm_source_end *src = NULL;
+        vals[i] = NULL;
+        srcs[i] = NULL;
+        if (pcm_is_chan_receiver(st, op)) {
+            end = (pcm_chan_end *)op;
+        } else if ((src = pcm_as_source(st, op)) != NULL) {
+            srcs[i] = src;
+        } else if (PyTuple_Check(op) && PyTuple_GET_SIZE(op) == 2 &&
+                   Py_IS_TYPE(PyTuple_GET_ITEM(op, 0), tx_type)) {
+            end = (pcm_chan_end *)PyTuple_GET_ITEM(op, 0);
+            vals[i] = PyTuple_GET_ITEM(op, 1);
+        } else {
+            PyErr_Format(PyExc_TypeError,
+                         "%s operation %zd must be a receiver (Receiver, OneshotReceiver, "
+                         "BroadcastReceiver, WatchReceiver, after/tick/never) or a "
+                         "(Sender, value) tuple, not %.100s",
+                         fname, i, Py_TYPE(op)->tp_name);
+            return -1;
+        }
+        if (atomic_load(end ? &end->closed : &src->closed)) {
+            pcm_chan_closed_error(end ? (PyObject *)end : (PyObject *)src);
+            return -1;
+        }
+        if (src) {
+            ops[i].ch = NULL;
+            ops[i].is_send = 0;
+            ops[i].msg = NULL;
+            ops[i].vt = src->vt;
+            ops[i].src = src->src;
+        } else {
+            ops[i].ch = end->ch;
+            ops[i].is_send = vals[i] != NULL;
+            ops[i].msg = vals[i];
+            ops[i].vt = NULL;
+            ops[i].src = NULL;
+        }
+    }
+    return 0;
+}
+
+/* Give exception being raised an .index attribute (the operation's
+ * position); it stays raised. */
+static void set_error_index(size_t index)
+{
+    PyObject *exc = pcm_err_take();
+    if (exc == NULL)
+        return;
+    PyObject *idx = PyLong_FromSize_t(index);
+    if (idx == NULL || PyObject_SetAttrString(exc, "index", idx) < 0) {
+        Py_XDECREF(idx);
+        Py_DECREF(exc);
+        return;
+    }
+    Py_DECREF(idx);
+    pcm_err_restore(exc);
+}
+
+PyObject *pcm_select_finish(pcm_state *st, int rc, pcc_select_op *ops, PyObject **vals,
+                            pcm_source_end **srcs, size_t index, void *msg, int *again)
+{
+    *again = 0;
+    if (rc == 0) {
+        if (srcs[index] != NULL) {
+            PyObject *v = srcs[index]->take((PyObject *)srcs[index]);
+            if (v == NULL) {
+                if (PyErr_Occurred())
+                    set_error_index(index);
+                else
+                    *again = 1;
+                return NULL;
+            }
+            return Py_BuildValue("(nN)", (Py_ssize_t)index, v);
+        }
+        if (ops[index].is_send)
+            return Py_BuildValue("(nO)", (Py_ssize_t)index, Py_None);
+        PyObject *v = pcm_chan_msg(ops[index].ch, msg);
+        return v ? Py_BuildValue("(nN)", (Py_ssize_t)index, v) : NULL;
+    }
+    if (rc == -EPIPE) {
+        raise_disconnected(st, ops[index].is_send, vals[index], index);
+        return NULL;
+    }
+    const pcm_errmap map[] = {{-ETIMEDOUT, PyExc_TimeoutError, "select() timed out"}};
+    return PCM_RAISE_CODE("select", rc, map, NULL);
+}
+
 PyObject *pcm_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     pcm_state *st = pcm_state_of_module(module);
@@ -79,73 +176,50 @@ PyObject *pcm_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs, 
 
     pcc_select_op stack_ops[8];
     PyObject *stack_vals[8];
+    pcm_source_end *stack_srcs[8];
     pcc_select_op *ops = stack_ops;
     PyObject **vals = stack_vals; /* send values (borrowed from the tuples), else NULL */
+    pcm_source_end **srcs = stack_srcs; /* broadcast/watch receivers, else NULL */
     if (nargs > 8) {
         ops = PyMem_Malloc((size_t)nargs * sizeof *ops);
         vals = PyMem_Malloc((size_t)nargs * sizeof *vals);
-        if (ops == NULL || vals == NULL) {
+        srcs = PyMem_Malloc((size_t)nargs * sizeof *srcs);
+        if (ops == NULL || vals == NULL || srcs == NULL) {
             PyErr_NoMemory();
             goto done_free;
         }
     }
-    PyTypeObject *tx_type = (PyTypeObject *)st->SenderType;
-    PyTypeObject *rx_type = (PyTypeObject *)st->ReceiverType;
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        PyObject *op = args[i];
-        pcm_chan_end *end;
-        if (Py_IS_TYPE(op, rx_type)) {
-            end = (pcm_chan_end *)op;
-            vals[i] = NULL;
-        } else if (PyTuple_Check(op) && PyTuple_GET_SIZE(op) == 2 &&
-                   Py_IS_TYPE(PyTuple_GET_ITEM(op, 0), tx_type)) {
-            end = (pcm_chan_end *)PyTuple_GET_ITEM(op, 0);
-            vals[i] = PyTuple_GET_ITEM(op, 1);
-        } else {
-            PyErr_Format(PyExc_TypeError,
-                         "select() operation %zd must be a Receiver or a (Sender, value) tuple, "
-                         "not %.100s",
-                         i, Py_TYPE(op)->tp_name);
-            goto done_free;
-        }
-        if (atomic_load(&end->closed)) {
-            pcm_chan_closed_error((PyObject *)end);
-            goto done_free;
-        }
-        ops[i].ch = end->ch;
-        ops[i].is_send = vals[i] != NULL;
-        ops[i].msg = vals[i];
-    }
-    /* The channel owns a reference to whatever it takes: give one to each
-     * offered value now (a receiver may take it while the GIL is released)
-     * and drop the ones that were not sent afterwards. */
-    for (Py_ssize_t i = 0; i < nargs; i++)
-        Py_XINCREF(vals[i]);
+    if (pcm_select_parse(st, args, nargs, ops, vals, srcs, "select()") < 0)
+        goto done_free;
+    for (;;) {
+        /* The channel owns a reference to whatever it takes: give one to
+         * each offered value now (a receiver may take it while the GIL is
+         * released) and drop the ones that were not sent afterwards. */
+        for (Py_ssize_t i = 0; i < nargs; i++)
+            Py_XINCREF(vals[i]);
 
-    select_arg a = {ops, (size_t)nargs, (size_t)pcc_rand() % (size_t)nargs, 0, NULL};
-    int rc = pcc_select_try(ops, a.n, a.start, &a.index, &a.msg);
-    if (rc == -EAGAIN)
-        rc = pcm_wait(select_op, &a, deadline);
+        select_arg a = {ops, (size_t)nargs, (size_t)pcc_rand() % (size_t)nargs, 0, NULL};
+        int rc = pcc_select_try(ops, a.n, a.start, &a.index, &a.msg);
+        if (rc == -EAGAIN)
+            rc = pcm_wait(select_op, &a, deadline);
 
-    for (Py_ssize_t i = 0; i < nargs; i++)
-        if (vals[i] != NULL && !(rc == 0 && (size_t)i == a.index))
-            Py_DECREF(vals[i]);
-
-    if (rc == 0) {
-        if (ops[a.index].is_send)
-            result = Py_BuildValue("(nO)", (Py_ssize_t)a.index, Py_None);
-        else
-            result = Py_BuildValue("(nN)", (Py_ssize_t)a.index, (PyObject *)a.msg);
-    } else if (rc == -EPIPE) {
-        raise_disconnected(st, ops[a.index].is_send, vals[a.index], a.index);
-    } else {
-        const pcm_errmap map[] = {{-ETIMEDOUT, PyExc_TimeoutError, "select() timed out"}};
-        PCM_RAISE_CODE("select", rc, map, NULL);
+        for (Py_ssize_t i = 0; i < nargs; i++)
+            if (vals[i] != NULL && !(rc == 0 && (size_t)i == a.index))
+                Py_DECREF(vals[i]);
+        if (rc == PCM_RAISED)
+            break;
+        int again;
+        result = pcm_select_finish(st, rc, ops, vals, srcs, a.index, a.msg, &again);
+        if (!again)
+            break;
+        /* a broadcast/watch receiver used by another thread meanwhile: wait again */
     }
 done_free:
     if (ops != stack_ops)
         PyMem_Free(ops);
     if (vals != stack_vals)
         PyMem_Free(vals);
+    if (srcs != stack_srcs)
+        PyMem_Free(srcs);
     return result;
 }

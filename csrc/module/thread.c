@@ -654,6 +654,37 @@ void pcm_handle_complete(PyObject *handle, PyObject *result)
     fire_callbacks(h);
 }
 
+/* ---- pool jobs: completing a handle after the GIL is released (par_iter area) ----
+ * A joiner woken while the waker still holds the GIL must at once wait for
+ * the GIL again (a second futex round trip): the pool's worker stores the
+ * result with the GIL, drops the GIL, and only then opens the event. */
+void *pcm_handle_complete_begin(PyObject *handle, PyObject *result)
+{
+    HandleObject *h = (HandleObject *)handle;
+    h->result = result;
+    cb_lock(h);
+    int has_callbacks = h->callbacks != NULL;
+    if (!has_callbacks)
+        h->fired = 1; /* a callback added from now on runs at once: the result is set */
+    cb_unlock(h);
+    if (has_callbacks) {
+        pcc_event_set(&h->done->ev);
+        fire_callbacks(h);
+        return NULL;
+    }
+    atomic_fetch_add_explicit(&h->done->refs, 1, memory_order_relaxed);
+    return h->done;
+}
+
+void pcm_handle_complete_end(void *token)
+{
+    pcm_done *d = token;
+    if (d == NULL)
+        return;
+    pcc_event_set(&d->ev); /* release: publishes the result */
+    done_decref(d);
+}
+
 /* Start a thread running func(*args, **kwargs).  Returns a new reference to
  * its JoinHandle, or NULL with an exception set. */
 static PyObject *spawn_impl(pcm_state *st, PyObject *func, PyObject *args, PyObject *kwargs,

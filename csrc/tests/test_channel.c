@@ -165,7 +165,7 @@ static void *consumer(void *arg)
         size_t which = 0;
         int rc;
         if (s->ch2) {
-            pcc_select_op ops[2] = {{s->ch, 0, NULL}, {s->ch2, 0, NULL}};
+            pcc_select_op ops[2] = {{s->ch, 0, NULL, NULL, NULL}, {s->ch2, 0, NULL, NULL, NULL}};
             rc = pcc_select_wait(ops, 2, pcc_rand(), PCC_FOREVER, &which, &m);
             if (rc == -EPIPE) {
                 /* one channel is finished: drain the other alone */
@@ -313,7 +313,7 @@ static void test_disconnect_wakes_blocked(void)
 static void test_select_never_pairs_with_itself(void)
 {
     pcc_chan *ch = pcc_chan_new(PCC_CHAN_ZERO, 0);
-    pcc_select_op ops[2] = {{ch, 1, MSG(0, 1)}, {ch, 0, NULL}};
+    pcc_select_op ops[2] = {{ch, 1, MSG(0, 1), NULL, NULL}, {ch, 0, NULL, NULL, NULL}};
     size_t idx;
     void *m;
     CHECK(pcc_select_wait(ops, 2, 0, in_ms(20), &idx, &m) == -ETIMEDOUT);

@@ -193,6 +193,49 @@ async def check_async() -> None:
         assert_type(v, int)
 
 
+# ---- coordination channels (issue 17, coordchan) --------------------------------
+
+def check_coord_channels() -> None:
+    otx: pyconc.OneshotSender[int]
+    orx: pyconc.OneshotReceiver[int]
+    otx, orx = pyconc.oneshot()
+    otx.send(1)
+    assert_type(orx.recv(timeout=1.0), int)
+    btx: pyconc.BroadcastSender[str]
+    brx: pyconc.BroadcastReceiver[str]
+    btx, brx = pyconc.broadcast(4)
+    assert_type(btx.send("x"), int)
+    assert_type(brx.recv(), str)
+    assert_type(brx.resubscribe(), "pyconc.BroadcastReceiver[str]")
+    wtx, wrx = pyconc.watch(0)
+    assert_type(wtx, "pyconc.WatchSender[int]")
+    assert_type(wrx.borrow(), int)
+    wtx.send(2)
+    assert_type(wrx.changed(timeout=1.0), None)
+    assert_type(pyconc.after(0.0), "Receiver[float]")
+    sel = pyconc.Select()
+    i = sel.recv(pyconc.never())
+    j = sel.recv(pyconc.after(0.0))
+    assert_type(sel.select(timeout=1.0), Tuple[int, Any])
+    assert (i, j) == (0, 1)
+    otx2, orx2 = pyconc.oneshot()
+    otx2.send(3)
+    assert_type(pyconc.select(orx2, brx, wrx, pyconc.never(), timeout=0.5), Tuple[int, Any])
+    assert issubclass(pyconc.Lagged, pyconc.ChannelError)
+
+
+async def check_coord_async() -> None:
+    otx, orx = pyconc.oneshot()
+    otx.send("v")
+    assert await orx == "v"
+    wtx, wrx = pyconc.watch(1)
+    wtx.send(2)
+    await wrx.changed_async()
+    sel = pyconc.Select()
+    sel.recv(pyconc.after(0.0))
+    assert_type(await sel.select_async(), Tuple[int, Any])
+
+
 # ---- shared state ---------------------------------------------------------------
 
 def check_sync() -> None:
@@ -320,13 +363,32 @@ def check_parallel() -> None:
         assert named_pool.install(lambda: 1) == ex2.submit(lambda: 1).result()
 
 
+def check_par_iter() -> None:
+    # ---- parallel iterators ----
+    squares = pyconc.par_iter(range(10)).map(lambda x: x * x)
+    assert_type(squares, pyconc.ParIter[int])
+    assert_type(squares.collect(), List[int])
+    assert_type(squares.filter(lambda x: x > 3).count(), int)
+    assert_type(pyconc.par_iter(["a"]).reduce(str, lambda a, b: a + b), str)
+    assert_type(pyconc.par_iter([1, 2]).chunks(2).collect(), List[List[int]])
+    assert_type(pyconc.par_iter([1, 2]).enumerate().collect(), List[Tuple[int, int]])
+    assert_type(pyconc.par_iter([1, 2]).min(), Optional[int])
+    assert_type(pyconc.par_iter([1, 2]).any(lambda x: x > 1), bool)
+    assert_type(pyconc.par_map(str, [1, 2]), List[str])
+    with Executor(2) as ex3:
+        assert_type(pyconc.par_map(str, [1, 2], executor=ex3), List[str])
+
+
 def main() -> None:
     check_result()
     check_threads()
     check_channels()
     asyncio.run(check_async())
+    check_coord_channels()
+    asyncio.run(check_coord_async())
     check_sync()
     check_parallel()
+    check_par_iter()
 
 
 if __name__ == "__main__":

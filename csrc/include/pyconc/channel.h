@@ -38,7 +38,22 @@
 
 typedef struct pcc_chan pcc_chan;
 
-typedef enum { PCC_CHAN_UNBOUNDED = 0, PCC_CHAN_BOUNDED = 1, PCC_CHAN_ZERO = 2 } pcc_chan_kind;
+/* PCC_CHAN_AFTER, _TICK and _NEVER are crossbeam's timer channels: no
+ * sender handle (the clock sends; they never disconnect), capacity 1 (0
+ * for never).  AFTER delivers one message at its time, TICK one every
+ * period (a tick nobody took is not queued twice: the next one is due a
+ * period after the last delivery), NEVER nothing.  The message is the
+ * delivery time, read with pcc_chan_timer_msg_ns. */
+typedef enum {
+    PCC_CHAN_UNBOUNDED = 0,
+    PCC_CHAN_BOUNDED = 1,
+    PCC_CHAN_ZERO = 2,
+    PCC_CHAN_AFTER = 3,
+    PCC_CHAN_TICK = 4,
+    PCC_CHAN_NEVER = 5,
+} pcc_chan_kind;
+
+#define PCC_CHAN_IS_TIMER(kind) ((kind) >= PCC_CHAN_AFTER)
 
 /* Slots per block of an unbounded channel (31 + a next pointer = 32 words). */
 #define PCC_CHAN_BLOCK 31
@@ -53,6 +68,25 @@ typedef void (*pcc_chan_free_fn)(void *msg, void *ctx);
  * endpoint handle).  `cap` is ignored for unbounded channels, must be >= 1
  * for bounded ones and is 0 for zero channels.  Returns NULL on ENOMEM. */
 pcc_chan *pcc_chan_new(pcc_chan_kind kind, size_t cap);
+/* A timer channel (AFTER, TICK, NEVER) with one receiver and one
+ * reference: AFTER fires `delay_ns` from now, TICK every `period_ns`
+ * (first at now + period), NEVER ignores both.  NULL on ENOMEM. */
+pcc_chan *pcc_chan_new_timer(pcc_chan_kind kind, int64_t delay_ns, int64_t period_ns);
+/* The next delivery time of a timer channel (PCC_FOREVER for never, an
+ * after already received, and every other kind).  The select wait parks no
+ * longer than the earliest of its timers. */
+pcc_deadline_t pcc_chan_next_fire(pcc_chan *ch);
+/* The delivery time a timer channel's message stands for (CLOCK_MONOTONIC
+ * ns).  Where a pointer cannot hold 64 bits it is the time of the call. */
+static inline int64_t pcc_chan_timer_msg_ns(void *msg)
+{
+#if UINTPTR_MAX >= UINT64_MAX
+    return (int64_t)(uintptr_t)msg;
+#else
+    (void)msg;
+    return pcc_now_ns();
+#endif
+}
 /* Memory references (separate from the endpoint counts: a closed handle
  * still keeps the memory alive while a thread is blocked through it). */
 void pcc_chan_incref(pcc_chan *ch);
@@ -95,10 +129,30 @@ int pcc_chan_recv(pcc_chan *ch, void **msg, pcc_deadline_t deadline);
 
 /* ---- select ------------------------------------------------------------------ */
 
+typedef struct pcc_chan_entry pcc_chan_entry;
+
+/* A receive-like operation on something that is not a channel (a
+ * broadcast or watch receiver): select only waits for it to become
+ * *ready* (a message to take, a lag or a disconnect to report) and the
+ * caller then completes it itself.  Readiness of these sources is stable
+ * (only their owner consumes it), so nothing is ever taken and dropped. */
+typedef struct pcc_source_vt {
+    /* 0 when ready, else -EAGAIN */
+    int (*try_ready)(void *src);
+    /* link e into the source's wait queue; 1 if ready already, else 0 */
+    int (*reg)(void *src, pcc_chan_entry *e);
+    /* unlink e if linked (taking the source's lock, see pcc_chan_unregister) */
+    void (*unreg)(void *src, pcc_chan_entry *e);
+} pcc_source_vt;
+
 typedef struct pcc_select_op {
     pcc_chan *ch;
     int is_send;
     void *msg; /* send: the message offered (stays the caller's unless sent) */
+    /* a source operation instead of a channel one: ch is NULL; completing
+     * it means "ready" (*msg is NULL), the caller takes what is there */
+    const pcc_source_vt *vt;
+    void *src;
 } pcc_select_op;
 
 /* Try the operations once each, starting at index `start` and wrapping
@@ -111,6 +165,9 @@ int pcc_select_try(pcc_select_op *ops, size_t n, size_t start, size_t *index, vo
  * completed).  n must be >= 1. */
 int pcc_select_wait(pcc_select_op *ops, size_t n, size_t start, pcc_deadline_t deadline,
                     size_t *index, void **msg);
+
+/* Park until the source is ready: 0, -ETIMEDOUT or -EINTR. */
+int pcc_source_wait(const pcc_source_vt *vt, void *src, pcc_deadline_t deadline);
 
 /* Per-thread pseudo-random number (xorshift), for the fair start index. */
 uint32_t pcc_rand(void);
@@ -141,7 +198,7 @@ enum { PCC_ENTRY_PENDING = 0, PCC_ENTRY_NOTIFIED = 1, PCC_ENTRY_DONE = 2 };
 
 /* One registered operation: lives with the waiter (on the blocked thread's
  * stack, or in the async future) while linked into a channel queue. */
-typedef struct pcc_chan_entry {
+struct pcc_chan_entry {
     struct pcc_chan_entry *prev, *next;
     pcc_waiter *waiter;
     size_t index; /* the op index reported through waiter->selected */
@@ -165,7 +222,7 @@ typedef struct pcc_chan_entry {
      * direction, so an async receiver comes and takes the message from a
      * waiting sender itself.  Zero it (memset) for the ordinary kind. */
     int notify_only;
-} pcc_chan_entry;
+};
 
 /* Link `e` into ch's queue for its direction.  Returns 1 if the operation
  * could proceed right now (so the caller should abort the wait and retry),
