@@ -21,7 +21,7 @@ from typing import List
 from ._harness import RESULTS, Bench, machine_line
 
 AREAS = ["threads", "channels", "sync", "parallel", "par_iter", "aio", "freethreaded",
-         "coord_chan"]  # coord_chan: oneshot, broadcast (issue 17)
+         "coord_chan", "coord"]  # coord_chan: oneshot, broadcast; coord: Semaphore, Event (issue 17)
 
 
 def _progress(i: int, n: int, label: str, t0: float) -> None:

@@ -81,6 +81,9 @@ from ._channels import *  # noqa: E402,F401,F403
 from ._sync import *  # noqa: E402,F401,F403
 from ._parallel import *  # noqa: E402,F401,F403
 from ._aio import *  # noqa: E402,F401,F403
+# coordination (Semaphore, Event, Notify, WaitGroup)
+from . import _coord  # noqa: E402
+from ._coord import *  # noqa: E402,F401,F403
 
 __version__ = "0.1.0"
 
@@ -96,6 +99,7 @@ __all__ = [
     "UseAfterDrop", "AlreadySet", "UnwrapError", "JoinTimeoutError",
 ]
 __all__ += _channels.__all__ + _sync.__all__ + _parallel.__all__ + _aio.__all__
+__all__ += _coord.__all__
 
 
 def _at_exit() -> None:

@@ -26,12 +26,22 @@ _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.Wea
 _hubs_lock = threading.Lock()
 
 
+# The last (weak loop, hub) looked up: a loop awaits many operations in a
+# row, and WeakKeyDictionary.get costs about a microsecond per wait.  A weak
+# reference, so the cache never keeps a finished loop alive.
+_last: Tuple[Any, Any] = (lambda: None, None)
+
+
 def _running_hub() -> Tuple[asyncio.AbstractEventLoop, Any]:
     """(running loop, its hub); the hub is created and registered with
     ``loop.add_reader`` on first use.  RuntimeError outside a running loop."""
+    global _last
     loop = _get_running_loop()
     if loop is None:
         raise RuntimeError("no running event loop: await channel operations inside asyncio")
+    last = _last
+    if last[0]() is loop:
+        return loop, last[1]
     hub = _hubs.get(loop)
     if hub is None:
         with _hubs_lock:
@@ -42,6 +52,7 @@ def _running_hub() -> Tuple[asyncio.AbstractEventLoop, Any]:
                 # here), so add_reader is called from the right thread.
                 loop.add_reader(hub.fileno(), hub._process)
                 _hubs[loop] = hub
+    _last = (weakref.ref(loop), hub)
     return loop, hub
 
 

@@ -13,6 +13,7 @@ __all__ = [
     "SendTimeoutError", "RecvTimeoutError", "PoisonError", "WouldBlock",
     "DeadlockError", "UseAfterDrop", "AlreadySet", "UnwrapError", "JoinTimeoutError", "LockTimeoutError",
     "Lagged",
+    "Closed",
 ]
 
 _MISSING: Any = object()
@@ -269,3 +270,16 @@ class Lagged(ChannelError):
 
     def __str__(self) -> str:
         return f"receiver lagged behind by {self.n} message(s)"
+
+
+class Closed(PyconcError):
+    """The primitive was closed (``Semaphore.close()``): its waiters and every
+    later acquire raise this.
+
+        >>> sem = pyconc.Semaphore(0); sem.close()
+        >>> try:
+        ...     sem.acquire()
+        ... except pyconc.Closed as e:
+        ...     print(e)
+        the Semaphore is closed
+    """

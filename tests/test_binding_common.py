@@ -36,6 +36,13 @@ def _calls() -> Iterator[Any]:
     yield "Sender.send", lambda t: tx.send(1, timeout=t)
     yield "select", lambda t: pyconc.select([rx], timeout=t)
     yield "Condvar.wait_timeout", cv_wait_timeout
+    # coordination
+    sem, ev, n, wg = pyconc.Semaphore(0), pyconc.Event(), pyconc.Notify(), pyconc.WaitGroup()
+    yield "Semaphore.acquire", lambda t: sem.acquire(timeout=t)
+    yield "Semaphore.acquire-positional", lambda t: sem.acquire(1, t)
+    yield "Event.wait", lambda t: ev.wait(timeout=t)
+    yield "Notify.wait", lambda t: n.wait(t)
+    yield "WaitGroup.wait", lambda t: wg.wait(timeout=t)
 
 
 CALLS = dict(_calls())

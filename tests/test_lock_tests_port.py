@@ -30,8 +30,8 @@ Not ported, and why:
 * BarrierTests.test_repr -- pyconc's repr is ``Barrier(n=3, waiting=2)``,
   not ``<threading.Barrier at ...: waiters=2/3>``.
 * The Lock, RLock, Event and Semaphore classes of lock_tests.py test other
-  types (Mutex has its own suite in test_sync.py; Event/Semaphore are the
-  coordination area's).
+  types (Mutex has its own suite in test_sync.py; Event/Semaphore
+  are ported in tests/test_lock_tests_port_coord.py).
 """
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #endif
 #include "pyconc/pool.h"
+#include "pyconc/sync.h"
 #include "pyconc/thread.h"
 
 #include <pthread.h>
@@ -32,7 +33,7 @@ struct pcc_pool {
     /* The injector: a FIFO of jobs submitted from outside the pool.  A
      * mutex is fine here: external submissions are rare (one per install /
      * spawn), the hot path is the per-worker deques. */
-    PCC_ALIGNED pthread_mutex_t inj_mu;
+    PCC_ALIGNED pcc_mutex inj_mu;
     pcc_job *inj_head, *inj_tail;
     _Atomic size_t inj_len; /* readable without the lock, for "any work?" */
     /* Number of workers registered as sleeping.  Pushers read it after a
@@ -351,7 +352,7 @@ static pcc_job *injector_pop(pcc_pool *p)
 {
     if (atomic_load_explicit(&p->inj_len, memory_order_acquire) == 0)
         return NULL;
-    pthread_mutex_lock(&p->inj_mu);
+    pcc_mutex_lock_internal(&p->inj_mu);
     pcc_job *j = p->inj_head;
     if (j != NULL) {
         p->inj_head = j->next;
@@ -359,7 +360,7 @@ static pcc_job *injector_pop(pcc_pool *p)
             p->inj_tail = NULL;
         atomic_fetch_sub_explicit(&p->inj_len, 1, memory_order_relaxed);
     }
-    pthread_mutex_unlock(&p->inj_mu);
+    pcc_mutex_unlock(&p->inj_mu);
     return j;
 }
 
@@ -407,7 +408,6 @@ static void pool_unref(pcc_pool *p)
 {
     if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
         return;
-    pthread_mutex_destroy(&p->inj_mu);
     for (int i = 0; i < p->n; i++)
         pcc_parker_destroy(&p->workers[i].parker);
     free(p->workers);
@@ -433,7 +433,7 @@ int pcc_pool_new(int nthreads, const pcc_pool_hooks *hooks, pcc_pool **out)
     p->n = nthreads;
     if (hooks != NULL)
         p->hooks = *hooks;
-    pthread_mutex_init(&p->inj_mu, NULL);
+    pcc_mutex_init(&p->inj_mu);
     p->inj_head = p->inj_tail = NULL;
     atomic_init(&p->inj_len, 0);
     atomic_init(&p->nsleeping, 0);
@@ -487,7 +487,7 @@ int pcc_pool_num_threads(const pcc_pool *pool) { return pool->inline_only ? 1 : 
 static pcc_pool inline_pool = {
     .n = 0,
     .workers = NULL,
-    .inj_mu = PTHREAD_MUTEX_INITIALIZER,
+    /* .inj_mu zero-filled: unlocked */
     .inline_only = 1,
 };
 
@@ -613,9 +613,9 @@ static int injector_push(pcc_pool *p, pcc_job *job)
         return 0;
     }
     count_push(p, job); /* before the shutdown check: see pcc_pool.outstanding */
-    pthread_mutex_lock(&p->inj_mu);
+    pcc_mutex_lock_internal(&p->inj_mu);
     if (atomic_load_explicit(&p->shutdown, memory_order_seq_cst)) {
-        pthread_mutex_unlock(&p->inj_mu);
+        pcc_mutex_unlock(&p->inj_mu);
         job->counted = 0;
         count_done(p);
         return -EPIPE;
@@ -627,7 +627,7 @@ static int injector_push(pcc_pool *p, pcc_job *job)
         p->inj_head = job;
     p->inj_tail = job;
     atomic_fetch_add_explicit(&p->inj_len, 1, memory_order_release);
-    pthread_mutex_unlock(&p->inj_mu);
+    pcc_mutex_unlock(&p->inj_mu);
     notify_one(p);
     return 0;
 }
@@ -652,7 +652,7 @@ int pcc_pool_push(pcc_pool *p, pcc_job *job)
 int pcc_pool_try_unsubmit(pcc_pool *p, pcc_job *job)
 {
     int found = 0;
-    pthread_mutex_lock(&p->inj_mu);
+    pcc_mutex_lock_internal(&p->inj_mu);
     pcc_job *prev = NULL;
     for (pcc_job *j = p->inj_head; j != NULL; prev = j, j = j->next) {
         if (j == job) {
@@ -667,7 +667,7 @@ int pcc_pool_try_unsubmit(pcc_pool *p, pcc_job *job)
             break;
         }
     }
-    pthread_mutex_unlock(&p->inj_mu);
+    pcc_mutex_unlock(&p->inj_mu);
     if (found && job->counted) {
         job->counted = 0;
         count_done(p);

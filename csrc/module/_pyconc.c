@@ -49,10 +49,12 @@ typedef int (*pcm_area_init_fn)(PyObject *module, pcm_state *st);
 static const pcm_area_init_fn areas[] = {
     pcm_threads_init,
     pcm_channels_init,
+    pcm_select_init,
     pcm_sync_init,
     pcm_pool_init,
     pcm_aio_init,
     pcm_coordchan_init,
+    pcm_coord_init,
     NULL,
 };
 

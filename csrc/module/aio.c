@@ -72,6 +72,8 @@ typedef struct aio_hub {
     int signalled; /* a wake write is pending (mu) */
     aio_op *head;  /* ready list (mu) */
     pcm_aio_node *ghead; /* other areas' woken waiters (mu; see the end) */
+    pthread_t loop_thread; /* the thread that arms nodes (mu; valid if has_loop_thread) */
+    int has_loop_thread;
 } aio_hub;
 
 struct aio_op {
@@ -812,17 +814,88 @@ static PyMethodDef aio_functions[] = {
 
 /* ---- waiters of other areas (module.h, "async waiters") ------------------ */
 
-PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node)
+/* The running loop's (loop, hub) without a call into Python: the last pair
+ * a thread used is kept in its thread-state dict as (weakref(loop), hub),
+ * which CPython clears when the thread ends.  Returns a new reference, or
+ * NULL (no exception) when the cache does not hold the running loop. */
+#define HUB_CACHE_KEY "pyconc._aio.hub"
+
+static PyObject *running_loop_fn(pcm_state *st)
 {
-    PyObject *get = aio_slot(&st->aio_get_hub);
-    if (get == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "pyconc._aio is not initialized");
+    pthread_mutex_lock(&aio_reg_mu);
+    PyObject *fn = Py_XNewRef(st->AioRunningLoop);
+    pthread_mutex_unlock(&aio_reg_mu);
+    if (fn != NULL)
+        return fn;
+    PyObject *mod = PyImport_ImportModule("asyncio.events");
+    if (mod == NULL)
+        return NULL;
+    fn = PyObject_GetAttrString(mod, "_get_running_loop");
+    Py_DECREF(mod);
+    if (fn == NULL)
+        return NULL;
+    pthread_mutex_lock(&aio_reg_mu);
+    if (st->AioRunningLoop == NULL)
+        st->AioRunningLoop = Py_NewRef(fn);
+    pthread_mutex_unlock(&aio_reg_mu);
+    return fn;
+}
+
+static PyObject *cached_pair(pcm_state *st)
+{
+    PyObject *fn = running_loop_fn(st);
+    if (fn == NULL) {
+        PyErr_Clear();
         return NULL;
     }
-    PyObject *pair = PyObject_CallNoArgs(get); /* (loop, hub); RuntimeError outside a loop */
-    Py_DECREF(get);
-    if (pair == NULL)
+    PyObject *loop = PyObject_CallNoArgs(fn);
+    Py_DECREF(fn);
+    if (loop == NULL) {
+        PyErr_Clear();
         return NULL;
+    }
+    PyObject *pair = NULL;
+    PyObject *d = PyThreadState_GetDict(); /* borrowed */
+    PyObject *c = d ? PyDict_GetItemString(d, HUB_CACHE_KEY) : NULL; /* borrowed */
+    if (c != NULL && PyTuple_CheckExact(c) && PyTuple_GET_SIZE(c) == 2 &&
+        PyWeakref_CheckRef(PyTuple_GET_ITEM(c, 0)) && loop != Py_None &&
+        pcm_weakref_is(PyTuple_GET_ITEM(c, 0), loop))
+        pair = PyTuple_Pack(2, loop, PyTuple_GET_ITEM(c, 1));
+    Py_DECREF(loop);
+    if (pair == NULL)
+        PyErr_Clear();
+    return pair;
+}
+
+static void cache_pair(PyObject *pair)
+{
+    PyObject *d = PyThreadState_GetDict();
+    if (d == NULL)
+        return;
+    PyObject *ref = PyWeakref_NewRef(PyTuple_GET_ITEM(pair, 0), NULL);
+    PyObject *c = ref ? PyTuple_Pack(2, ref, PyTuple_GET_ITEM(pair, 1)) : NULL;
+    if (c == NULL || PyDict_SetItemString(d, HUB_CACHE_KEY, c) < 0)
+        PyErr_Clear(); /* only a cache */
+    Py_XDECREF(c);
+    Py_XDECREF(ref);
+}
+
+PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node)
+{
+    PyObject *pair = cached_pair(st);
+    if (pair == NULL) {
+        PyObject *get = aio_slot(&st->aio_get_hub);
+        if (get == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "pyconc._aio is not initialized");
+            return NULL;
+        }
+        pair = PyObject_CallNoArgs(get); /* (loop, hub); RuntimeError outside a loop */
+        Py_DECREF(get);
+        if (pair == NULL)
+            return NULL;
+        if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2)
+            cache_pair(pair);
+    }
     if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
         !PyObject_TypeCheck(PyTuple_GET_ITEM(pair, 1), (PyTypeObject *)st->AioHubType)) {
         Py_DECREF(pair);
@@ -852,10 +925,18 @@ PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node)
     pthread_mutex_lock(&h->mu);
     PyObject *old = node->fut;
     node->fut = Py_NewRef(fut);
+    h->loop_thread = pthread_self();
+    h->has_loop_thread = 1;
     pthread_mutex_unlock(&h->mu);
     Py_XDECREF(old);
     return fut;
 }
+
+/* A wake made on the loop's own thread (a coroutine releasing to another
+ * of its loop) needs no fd round trip: the hub is remembered here and the
+ * binding resolves its futures when its call returns (pcm_aio_flush), as
+ * asyncio's own primitives do with set_result. */
+static _Thread_local aio_hub *tl_pending;
 
 void pcm_aio_node_wake(pcm_aio_node *node)
 {
@@ -869,11 +950,52 @@ void pcm_aio_node_wake(pcm_aio_node *node)
         h->ghead = node;
         node->in_ready = 1;
     }
+    if (node->flush_local && h->has_loop_thread && pthread_equal(h->loop_thread, pthread_self()) &&
+        (tl_pending == NULL || tl_pending == h)) {
+        if (tl_pending == NULL) {
+            atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+            tl_pending = h;
+        }
+        pthread_mutex_unlock(&h->mu);
+        return;
+    }
     int signal = !h->signalled;
     h->signalled = 1;
     pthread_mutex_unlock(&h->mu);
     if (signal)
         hub_fd_signal(h);
+}
+
+void pcm_aio_flush(void)
+{
+    aio_hub *h = tl_pending;
+    if (h == NULL)
+        return;
+    tl_pending = NULL;
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb); /* the caller may be raising: keep it */
+    PyObject *futs[HUB_BATCH];
+    for (;;) {
+        size_t k = 0;
+        pthread_mutex_lock(&h->mu);
+        while (h->ghead && k < HUB_BATCH) {
+            pcm_aio_node *n = h->ghead;
+            node_unlink_locked(h, n);
+            if (n->fut)
+                futs[k++] = Py_NewRef(n->fut);
+        }
+        int more = h->ghead != NULL;
+        pthread_mutex_unlock(&h->mu);
+        for (size_t i = 0; i < k; i++) {
+            if (resolve_future(futs[i]) < 0)
+                PyErr_WriteUnraisable(futs[i]);
+            Py_DECREF(futs[i]);
+        }
+        if (!more)
+            break;
+    }
+    PyErr_Restore(et, ev, etb);
+    hub_decref(h);
 }
 
 void pcm_aio_node_disarm(pcm_aio_node *node)

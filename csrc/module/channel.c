@@ -784,8 +784,6 @@ static PyMethodDef channel_functions[] = {
      "A negative bound raises ValueError, a non-int TypeError.\n\n"
      "    >>> tx, rx = pyconc.sync_channel(1)\n    >>> tx.send('a'); tx.try_send('b')\n"
      "    Traceback (most recent call last):\n    pyconc._errors.Full: sending on a full channel"},
-    {"select", (PyCFunction)(void (*)(void))pcm_select, METH_FASTCALL | METH_KEYWORDS,
-     pcm_select_doc},
     {NULL, NULL, 0, NULL},
 };
 

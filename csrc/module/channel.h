@@ -64,10 +64,6 @@ PyObject *pcm_chan_closed_error(PyObject *self);
 /* pcc_chan_free_fn that DECREFs a queued message (GIL held). */
 void pcm_chan_decref_msg(void *msg, void *ctx);
 
-/* select(*ops, timeout=None), in select.c */
-PyObject *pcm_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
-extern const char pcm_select_doc[];
-
 /* recv_async / __anext__ / send_async awaitables (aio.c); a send needs a value. */
 /* What an awaitable channel operation does. */
 typedef enum {

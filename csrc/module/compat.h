@@ -70,6 +70,22 @@ static inline void pcm_list_store_release(PyObject **slot, PyObject *value)
 #endif
 }
 
+/* 1 if the weak reference `ref` points to `obj` right now (PyWeakref_GetObject
+ * is deprecated from 3.13: PyWeakref_GetRef there). */
+static inline int pcm_weakref_is(PyObject *ref, PyObject *obj)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *o = NULL;
+    int rc = PyWeakref_GetRef(ref, &o);
+    if (rc < 0)
+        PyErr_Clear();
+    Py_XDECREF(o);
+    return rc == 1 && o == obj;
+#else
+    return PyWeakref_GetObject(ref) == obj;
+#endif
+}
+
 /* The exception being raised, taken out (normalized), and put back:
  * PyErr_GetRaisedException/SetRaisedException from 3.12, the Fetch trio
  * before (coordchan: select sets .index on a receiver's error). */

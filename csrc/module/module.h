@@ -36,7 +36,7 @@
     X(PyconcError) X(ChannelError) X(SendError) X(RecvError) X(Empty) X(Full)  \
     X(SendTimeoutError) X(RecvTimeoutError) X(PoisonError) X(WouldBlock)       \
     X(DeadlockError) X(UseAfterDrop) X(AlreadySet) X(UnwrapError)              \
-    X(JoinTimeoutError) X(LockTimeoutError)                                    \
+    X(JoinTimeoutError) X(LockTimeoutError) X(Closed)                          \
     /* coordination channels (coordchan) */                                    \
     X(Lagged)
 
@@ -69,7 +69,11 @@
      * aio_select.c) */                                                        \
     X(OneshotSenderType) X(OneshotReceiverType) X(BroadcastSenderType)        \
     X(BroadcastReceiverType) X(WatchSenderType) X(WatchReceiverType)          \
-    X(SelectOpType)
+    X(SelectOpType)                                                            \
+    /* coordination (coord.c, semaphore.c, event.c, waitgroup.c); the        \
+     * running-loop getter of aio.c's node API, loaded on first use */         \
+    X(SemaphoreType) X(SemaphorePermitType) X(EventType) X(NotifyType)         \
+    X(WaitGroupType) X(CoordOpType) X(CoordDone) X(AioRunningLoop)
 
 typedef struct pcm_state {
 #define PCM_STATE_FIELD(name) PyObject *name;
@@ -175,10 +179,12 @@ void pcm_sync_release_escaped(pcm_state *st, PyObject *exc);
 int pcm_threads_init(PyObject *module, pcm_state *st);
 int pcm_pythread_init(PyObject *module, pcm_state *st); /* by pcm_threads_init */
 int pcm_channels_init(PyObject *module, pcm_state *st); /* channel.c */
+int pcm_select_init(PyObject *module, pcm_state *st);   /* select.c */
 int pcm_sync_init(PyObject *module, pcm_state *st);     /* sync.c */
 int pcm_pool_init(PyObject *module, pcm_state *st);     /* pool.c */
 int pcm_aio_init(PyObject *module, pcm_state *st);      /* aio.c */
 int pcm_coordchan_init(PyObject *module, pcm_state *st); /* oneshot.c, bcast.c, aio_select.c */
+int pcm_coord_init(PyObject *module, pcm_state *st);    /* coord.c */
 
 /* ---- async waiters for other areas (aio.c) ------------------------------- */
 
@@ -200,11 +206,21 @@ typedef struct pcm_aio_node {
     PyObject *fut;
     struct pcm_aio_node *rprev, *rnext; /* hub ready list (hub mutex) */
     int in_ready;
+    /* Set by an owner whose every waking call ends with pcm_aio_flush (the
+     * coordination types): a wake on the loop's own thread then skips the
+     * fd and is resolved by that flush.  0 (the zeroed default): always the
+     * fd, whoever wakes. */
+    int flush_local;
 } pcm_aio_node;
 PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node);
 void pcm_aio_node_wake(pcm_aio_node *node);
 void pcm_aio_node_disarm(pcm_aio_node *node);
 void pcm_aio_node_release(pcm_aio_node *node);
+/* Resolve now the futures of nodes woken on this very thread (their
+ * loop's), which wake leaves for the caller instead of writing the hub's
+ * fd.  Call with the GIL after every core call that can wake a node;
+ * keeps any exception set. */
+void pcm_aio_flush(void);
 /* The exception a throw(typ[, val[, tb]]) call asks for, normalized:
  * a new reference, or NULL with an exception set. */
 PyObject *pcm_aio_throw_exc(PyObject *const *args, Py_ssize_t nargs);

@@ -13,6 +13,7 @@
  */
 #include "parallel.h"
 
+#include "pyconc/sync.h"
 #include "pyconc/thread.h"
 
 #include "fork.h"
@@ -942,7 +943,7 @@ static PyType_Spec pool_spec = {
 
 /* ---- the global pool and the module functions ------------------------------ */
 
-static pthread_mutex_t global_mu = PTHREAD_MUTEX_INITIALIZER;
+static pcc_mutex global_mu; /* zero: unlocked */
 
 /* Returns a borrowed reference to the global pool, or NULL with an
  * exception set.  Created on first use. */
@@ -952,7 +953,7 @@ static PoolObject *global_pool(pcm_state *st)
      * never held while waiting for the GIL: the pool is created (which
      * releases the GIL while its workers start) outside it, and a loser of
      * a creation race drops its pool. */
-    pthread_mutex_lock(&global_mu);
+    pcc_mutex_lock_internal(&global_mu);
     PyObject *g = st->global_pool;
     PyObject *stale = NULL;
     if (g != NULL && ((PoolObject *)g)->fork_gen != pcm_fork_generation()) {
@@ -962,21 +963,21 @@ static PoolObject *global_pool(pcm_state *st)
         stale = g;
         st->global_pool = g = NULL;
     }
-    pthread_mutex_unlock(&global_mu);
+    pcc_mutex_unlock(&global_mu);
     Py_XDECREF(stale);
     if (g != NULL)
         return (PoolObject *)g;
     PyObject *mine = pool_create((PyTypeObject *)st->ThreadPoolType, default_num_threads(), 0, NULL);
     if (mine == NULL)
         return NULL;
-    pthread_mutex_lock(&global_mu);
+    pcc_mutex_lock_internal(&global_mu);
     g = st->global_pool;
     if (g == NULL) {
         ((PoolObject *)mine)->is_global = 1;
         st->global_pool = g = mine;
         mine = NULL;
     }
-    pthread_mutex_unlock(&global_mu);
+    pcc_mutex_unlock(&global_mu);
     Py_XDECREF(mine); /* lost the race: shut ours down */
     return (PoolObject *)g;
 }
@@ -1011,10 +1012,10 @@ static PyObject *mod_current_num_threads(PyObject *module, PyObject *Py_UNUSED(i
     if (p != NULL)
         return PyLong_FromLong(pcc_pool_num_threads(p));
     pcm_state *st = pcm_state_of_module(module);
-    pthread_mutex_lock(&global_mu);
+    pcc_mutex_lock_internal(&global_mu);
     PyObject *g = st->global_pool;
     int n = g ? ((PoolObject *)g)->nthreads : default_num_threads();
-    pthread_mutex_unlock(&global_mu);
+    pcc_mutex_unlock(&global_mu);
     return PyLong_FromLong(n);
 }
 
@@ -1065,9 +1066,9 @@ pcc_pool *pcm_pool_arg(pcm_state *st, PyObject *obj)
 }
 
 /* fork(): nobody may hold global_mu across it (see fork.c). */
-static void pool_before_fork(void) { pthread_mutex_lock(&global_mu); }
-static void pool_after_fork_parent(void) { pthread_mutex_unlock(&global_mu); }
-static void pool_after_fork_child(void) { pthread_mutex_init(&global_mu, NULL); }
+static void pool_before_fork(void) { pcc_mutex_lock_internal(&global_mu); }
+static void pool_after_fork_parent(void) { pcc_mutex_unlock(&global_mu); }
+static void pool_after_fork_child(void) { pcc_mutex_init(&global_mu); }
 
 int pcm_pool_init(PyObject *module, pcm_state *st)
 {

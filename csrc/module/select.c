@@ -9,7 +9,7 @@
 
 #include <stdlib.h>
 
-const char pcm_select_doc[] =
+static const char select_doc[] =
     "select(*operations, timeout=None)\n--\n\n"
     "Wait until one of several channel operations can complete, complete\n"
     "exactly that one, and return (index, value).\n\n"
@@ -160,7 +160,8 @@ PyObject *pcm_select_finish(pcm_state *st, int rc, pcc_select_op *ops, PyObject 
     return PCM_RAISE_CODE("select", rc, map, NULL);
 }
 
-PyObject *pcm_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+static PyObject *mod_select(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
 {
     pcm_state *st = pcm_state_of_module(module);
     PyObject *timeout = NULL, *result = NULL;
@@ -222,4 +223,16 @@ done_free:
     if (srcs != stack_srcs)
         PyMem_Free(srcs);
     return result;
+}
+
+static PyMethodDef select_functions[] = {
+    {"select", (PyCFunction)(void (*)(void))mod_select, METH_FASTCALL | METH_KEYWORDS, select_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+/* select() is added by its own file, after the channel types it takes:
+ * the channel layer does not know about it. */
+int pcm_select_init(PyObject *module, pcm_state *Py_UNUSED(st))
+{
+    return PyModule_AddFunctions(module, select_functions);
 }

@@ -362,6 +362,61 @@ def check_parallel() -> None:
             Executor(1, thread_name_prefix="ex", initializer=print, initargs=("init",)) as ex2:
         assert named_pool.install(lambda: 1) == ex2.submit(lambda: 1).result()
 
+# ---- coordination ---------------------------------------------------------------
+from pyconc import Closed, Event, Notify, Semaphore, SemaphorePermit, WaitGroup  # noqa: E402
+
+
+async def check_coordination_async() -> None:
+    sem = Semaphore(2)
+    async with sem:
+        permit = await sem.acquire_async()
+        assert_type(permit, SemaphorePermit)
+        permit.release()
+    ev = Event()
+    ev.set()
+    assert_type(await ev.wait_async(), bool)
+    n = Notify()
+    n.notify_one()
+    await n.notified()
+    wg = WaitGroup()
+    await wg.wait_async()
+
+
+def check_coordination() -> None:
+    sem = Semaphore(3)
+    p = sem.acquire(2, timeout=1.0)
+    assert_type(p, SemaphorePermit)
+    assert_type(p.permits, int)
+    with sem.try_acquire() as q:
+        assert_type(q.released, bool)
+    p.release()
+    sem.release(1)
+    assert_type(sem.available_permits(), int)
+    with sem:
+        pass
+    sem.close()
+    assert_type(sem.is_closed(), bool)
+    try:
+        sem.acquire()
+    except Closed:
+        pass
+    ev = Event()
+    ev.set()
+    assert_type(ev.wait(timeout=0.1), bool)
+    assert_type(ev.is_set(), bool)
+    ev.clear()
+    n = Notify()
+    n.notify_one()
+    assert_type(n.wait(timeout=0.1), bool)
+    n.notify_waiters()
+    wg = WaitGroup()
+    member = wg.clone()
+    assert_type(member, WaitGroup)
+    assert_type(wg.members, int)
+    member.drop()
+    assert_type(wg.wait(), bool)
+    asyncio.run(check_coordination_async())
+
 
 def check_par_iter() -> None:
     # ---- parallel iterators ----
@@ -389,6 +444,7 @@ def main() -> None:
     check_sync()
     check_parallel()
     check_par_iter()
+    check_coordination()
 
 
 if __name__ == "__main__":
