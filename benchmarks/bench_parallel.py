@@ -1,7 +1,7 @@
 """Parallel sort benchmark: pyconc.par_sort on 1 and 2 threads against numpy's
 fastest sort for each dtype, with the bandwidth floor and peak memory.
 
-    python -m benchmarks.bench_parallel [--quick] [--big] [--no-write]
+    python -m benchmarks.bench_parallel [--quick] [--big] [--repeat N] [--no-write]
 
 Honest by construction:
 * prints numpy's version and the SIMD level its sort dispatches to (numpy's
@@ -16,7 +16,9 @@ Honest by construction:
 
 Cases (10M elements; --quick 1M): random int64/uint64/float64/int32/float32,
 presorted, reversed, 16 distinct values (2M), small-range ints 0..1000;
-lists of ints/floats (par_sorted vs sorted()); --big adds 100M int64.
+lists of ints/floats, of random words as str (ASCII; mixed 1/2/4-byte) and
+as bytes (par_sorted vs sorted(), target 3x faster for the words); --big
+adds 100M int64.
 Each sort runs on a fresh copy made outside the timed region.
 Unset OPENBLAS_* in the environment for quiet runs (they do not change
 numpy.sort, but keep runs comparable).
@@ -26,7 +28,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -121,15 +123,24 @@ def measure(fns: Dict[str, Callable[[], object]], prepare: Callable[[], object],
     return best, peak
 
 
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " / ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def _ms(t: float) -> str:
     return f"{t * 1e3:.1f} ms" if t >= 1e-3 else f"{t * 1e6:.0f} us"
 
 
-def run(quick: bool = False, write: bool = True, big: bool = False) -> Bench:
+def run(quick: bool = False, write: bool = True, big: bool = False, repeat: int = 0) -> Bench:
     n = 1_000_000 if quick else 10_000_000
-    repeat = 3 if quick else 5
+    repeat = repeat or (3 if quick else 5)
     simd = numpy_simd()
     print(simd, flush=True)
+    load_start = _loadavg()
     one, two = pyconc.ThreadPool(1), pyconc.ThreadPool(2)
     b = Bench("parallel", "Parallel sort: pyconc.par_sort (1 and 2 threads) vs numpy's fastest sort",
               repeat=repeat)
@@ -156,7 +167,7 @@ def run(quick: bool = False, write: bool = True, big: bool = False) -> Bench:
             "par_sort 2T": lambda c=c: two.install(lambda: pyconc.par_sort(c)),
             "np.copyto": lambda c=c, a=a: np.copyto(c, a),
         }
-        reps = 2 if size >= 100_000_000 else repeat
+        reps = min(2, repeat) if size >= 100_000_000 else repeat
         t, m = measure(fns, lambda c=c, a=a: np.copyto(c, a), reps)
         ref = np.sort(a, kind="stable")
         c[:] = a
@@ -179,13 +190,25 @@ def run(quick: bool = False, write: bool = True, big: bool = False) -> Bench:
     # lists: par_sorted vs sorted()
     rnd = random.Random(7)
     nl = n // 10 if not quick else n // 10
-    lists = {"int": [rnd.randrange(-2**62, 2**62) for _ in range(nl)],
-             "float": [rnd.random() for _ in range(nl)]}
+    ascii_letters = "abcdefghijklmnopqrstuvwxyz"
+    # Latin with accents, Cyrillic, CJK and one astral character: the list
+    # holds 1-, 2- and 4-byte strings (the widest kind decides the keys)
+    mixed_letters = "abcdefghijklmnop\xe9\xfc\u0434\u044f\u4e2d\u6587\U0001F600"
+
+    def words(letters: str) -> List[str]:
+        return ["".join(rnd.choices(letters, k=rnd.randint(3, 12))) for _ in range(nl)]
+
+    lists: Dict[str, List[Any]] = {"int": [rnd.randrange(-2**62, 2**62) for _ in range(nl)],
+             "float": [rnd.random() for _ in range(nl)],
+             "str (ASCII words)": words(ascii_letters),
+             "str (mixed non-ASCII words)": words(mixed_letters),
+             "bytes (ASCII words)": [w.encode() for w in words(ascii_letters)]}
     list_rows = []
     for kind, xs in lists.items():
         fns = {"par_sorted": lambda xs=xs: two.install(lambda: pyconc.par_sorted(xs)),
                "sorted()": lambda xs=xs: sorted(xs)}
-        t, m = measure(fns, lambda: None, 3)
+        t, m = measure(fns, lambda: None, max(3, repeat // 2))
+        assert pyconc.par_sorted(xs) == sorted(xs), kind
         name = f"{kind} list {nl / 1e6:g}M"
         print(f"{name:26s} par_sorted {_ms(t['par_sorted'])} (+{m['par_sorted']:.0f} MiB) "
               f"sorted() {_ms(t['sorted()'])} (+{m['sorted()']:.0f} MiB) "
@@ -196,7 +219,10 @@ def run(quick: bool = False, write: bool = True, big: bool = False) -> Bench:
     one.close()
     two.close()
 
-    md = [f"# {b.title}", "", machine_line(), "", simd, "",
+    load = f"Load average (1/5/15 min) at the start: {load_start}; at the end: {_loadavg()}"
+    print(load, flush=True)
+    md = [f"# {b.title}", "", machine_line(), "", simd, "", load + " (2 cores: above ~1 "
+          "other processes take CPU time from the runs, the 2-thread ones most).", "",
           f"Best of {repeat} interleaved runs in one process, each on a fresh copy (made untimed); "
           "numpy kind=stable is timed once where it is over 3x numpy.sort (it cannot be the "
           "faster kind there). "
@@ -235,8 +261,10 @@ def run(quick: bool = False, write: bool = True, big: bool = False) -> Bench:
 def main() -> None:
     p = arg_parser(__doc__.splitlines()[0])
     p.add_argument("--big", action="store_true", help="add 100M int64 (needs ~2.5 GB, minutes)")
+    p.add_argument("--repeat", type=int, default=0,
+                   help="best of this many runs (default 5, --quick 3): more on a busy machine")
     args = p.parse_args()
-    run(args.quick, not args.no_write, args.big)
+    run(args.quick, not args.no_write, args.big, args.repeat)
 
 
 if __name__ == "__main__":

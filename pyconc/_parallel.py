@@ -36,15 +36,18 @@ def par_sort(data: Any, *, key: Optional[Callable[[Any], Any]] = None, reverse: 
       equal and keep their order.  A read-only buffer or an unsupported
       format raises ``TypeError``, a strided or multi-dimensional one
       ``ValueError``, before the data is touched.
-    * A ``list`` of ints that fit in 64 bits, or of floats (no NaN), is
-      sorted natively; any other list (mixed types, big ints, ``key=``,
-      objects, NaN) goes through ``list.sort``.  Either way the order,
-      stability, ``reverse`` semantics and exceptions are exactly
+    * A ``list`` of ints that fit in 64 bits, of floats (no NaN), of ``str``
+      (code point order, any mix of narrow and wide strings) or of
+      ``bytes`` (byte order) is sorted natively; any other list (mixed
+      types, big ints, objects, NaN, ``str``/``bytes`` subclasses that
+      define their own comparisons) goes through ``list.sort``.  Either way
+      the order, stability, ``reverse`` semantics and exceptions are exactly
       ``list.sort``'s, and the list keeps its very objects.
     * ``key=`` calls the key once per item, as ``list.sort`` does; when every
-      key is an int that fits in 64 bits, or every key a float (no NaN), the
-      items are sorted natively by their keys (stable; ``reverse=True`` keeps
-      equal keys in input order, as ``list.sort``); other keys go through
+      key is an int that fits in 64 bits, or every key a float (no NaN), a
+      ``str`` or a ``bytes``, the items are sorted natively by their keys
+      (stable; ``reverse=True`` keeps equal keys in input order, as
+      ``list.sort``); other keys go through
       ``list.sort`` with the keys already computed.  On a buffer, its values
       are sorted that way and written back.
     * ``reverse`` is checked as ``list.sort`` checks it, for lists and

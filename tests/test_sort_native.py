@@ -165,7 +165,8 @@ def test_key_sorts_like_list_sort_stably_with_one_call_per_item(keys, reverse):
 def test_key_path_is_native_for_float_and_int_keys():
     items = [Obj(random.Random(1).random()) for _ in range(3)]
     assert pyconc._core._par_sort_list(list(items), False, [o.k for o in items]) is True
-    assert pyconc._core._par_sort_list(list(items), False, [str(o.k) for o in items]) is False
+    assert pyconc._core._par_sort_list(list(items), False, [str(o.k) for o in items]) is True
+    assert pyconc._core._par_sort_list(list(items), False, [(o.k,) for o in items]) is False
     with pytest.raises(ValueError, match="modified"):
         pyconc._core._par_sort_list(list(items), False, [1, 2])
 
@@ -277,3 +278,104 @@ def test_ctrl_c_during_in_place_path_leaves_a_permutation(interrupt_main, monkey
                 par_sort(a)
     assert_prompt(irq)
     assert np.array_equal(np.sort(a), np.sort(a0))
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint64", "int32", "float64", "float32", "int16"])
+def test_reversed_input_is_reversed_in_one_pass_or_left_for_the_sort(dtype):
+    # The test and the reversal run together, chunk by chunk from both ends;
+    # one pair out of place anywhere (a chunk boundary, the middle, the
+    # ends) must undo every chunk's swaps and sort normally.
+    rng = np.random.default_rng(17)
+    for n in (2, 3, 4, 5, 25, 26, 4097, 2**17 - 1, 2**17, 2**17 + 1, 2**18 + 3):
+        base = np.sort(values(dtype, n, rng, "random"), kind="stable")
+        base = np.unique(base)[::-1].copy() if dtype != "int16" else base[::-1].copy()
+        m = len(base)
+        spots = {0, 1, m // 2 - 1, m // 2, m - 2, m // 4, m // 4 - 1, (m + 1) // 4, m // 8}
+        for reverse in (False, True):
+            for pos in [None] + sorted(p for p in spots if 0 <= p < m - 1):
+                a = base.copy()
+                if reverse:
+                    a = a[::-1].copy()
+                if pos is not None:
+                    a[pos], a[pos + 1] = a[pos + 1], a[pos]
+                want = np.sort(a, kind="stable")
+                if reverse:
+                    want = want[::-1]
+                got = a.copy()
+                par_sort(got, reverse=reverse)
+                assert got.tobytes() == want.tobytes(), (dtype, n, pos, reverse)
+
+
+def test_reversed_floats_with_signed_zeros_and_nans_keep_equal_keys_in_order():
+    n = 200_000
+    a = np.linspace(1000.0, -1000.0, n)  # strictly decreasing...
+    a[n // 2] = 0.0
+    a[n // 2 + 1] = -0.0  # ...except two equal keys: not strictly reversed
+    got = a.copy()
+    par_sort(got)
+    assert got.tobytes() == np.sort(a, kind="stable").tobytes()
+    b = np.linspace(1000.0, -1000.0, n)
+    b[-1] = np.nan  # a NaN fails the float test: sorted, NaN last
+    got = b.copy()
+    par_sort(got)
+    assert got.tobytes() == np.sort(b, kind="stable").tobytes()
+    c = np.sort(b, kind="stable")  # presorted with a NaN at the end
+    got = c.copy()
+    par_sort(got)
+    assert got.tobytes() == c.tobytes()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_floats_with_few_bit_patterns_are_counted_exactly_like_numpy(dtype):
+    # one sign, bits varying in at most 16 places, no NaN: a counting sort
+    # on the floats themselves; everything else falls through to the radix
+    rng = np.random.default_rng(23)
+    pools = {
+        "positive": np.arange(16, dtype=dtype),
+        "negative": -np.arange(16, dtype=dtype) - 0.5,
+        "negative with -0.0": np.array([-0.0, -1.0, -2.0, -3.0, -np.inf], dtype=dtype),
+        "with +inf": np.array([0.0, 1.0, 2.0, np.inf], dtype=dtype),
+        "with a NaN": np.array([1.0, 2.0, np.nan, 3.0], dtype=dtype),
+        "with NaNs of two payloads": np.array(
+            [1.0, np.nan, -np.nan, 2.0], dtype=dtype),
+        "mixed signs": np.array([-1.0, 1.0, 0.0, -0.0], dtype=dtype),
+        "one value": np.array([7.0], dtype=dtype),
+    }
+    for name, pool in pools.items():
+        for n in (4095, 4096, 2**16 - 1, 2**16, 2**16 + 1, 2**19 + 1, 2**20):
+            a = pool[rng.integers(0, len(pool), n)]
+            for reverse in (False, True):
+                got = a.copy()
+                par_sort(got, reverse=reverse)
+                want = np.sort(a, kind="stable")
+                if reverse:
+                    # descending, equal keys (and NaNs) in input order
+                    keys = np.where(np.isnan(a), np.inf, a)
+                    order = np.argsort(-keys, kind="stable") if not np.isnan(a).any() else None
+                    if order is None:
+                        nan_first = a[np.isnan(a)]
+                        rest = a[~np.isnan(a)]
+                        want = np.concatenate([nan_first, rest[np.argsort(-rest, kind="stable")]])
+                    else:
+                        want = a[order]
+                assert got.tobytes() == want.tobytes(), (name, n, reverse)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_presorted_floats_with_nans_where_they_sort_are_left_as_they_are(dtype):
+    rng = np.random.default_rng(31)
+    for n in (4096, 100_000, 300_001):
+        a = np.sort(rng.standard_normal(n)).astype(dtype)
+        a[-5:] = [np.nan, -np.nan, np.nan, np.nan, -np.nan]  # NaNs last, any payloads
+        got = a.copy()
+        par_sort(got)
+        assert got.tobytes() == a.tobytes()
+        desc = np.concatenate([a[-5:], a[:-5][::-1]])  # NaNs first with reverse=True
+        got = desc.copy()
+        par_sort(got, reverse=True)
+        assert got.tobytes() == desc.tobytes()
+        bad = a.copy()
+        bad[n // 2] = np.nan  # a NaN in the middle: sorted like numpy
+        got = bad.copy()
+        par_sort(got)
+        assert got.tobytes() == np.sort(bad, kind="stable").tobytes()

@@ -769,83 +769,179 @@ static int SN(msd_radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
 
 #undef KBITS
 
-/* ---- presorted input ------------------------------------------------------ */
+/* ---- presorted and reversed input ------------------------------------------
+ *
+ * The order tests: on keys, or for ints (SIDENT and not SKEYED: the key
+ * order is the value order) and floats (SFLT) on the values themselves, which
+ * vectorizes better; -0.0 and 0.0 compare equal as their keys do, NaNs
+ * pass the presorted test only where they sort (at the end, in any order
+ * among themselves) and never the strictly-reversed one. */
+#if defined(SFLT)
+/* NaNs sort last (first descending) in input order: a NaN may follow
+ * anything (precede anything, descending), nothing else may follow one */
+#define ORD_LE(x, y) (xm ? ((x) >= (y)) | ((x) != (x)) : ((x) <= (y)) | ((y) != (y)))
+#define ORD_LT(x, y) (xm ? (x) > (y) : (x) < (y))
+#elif SIDENT && !defined(SKEYED)
+#define ORD_LE(x, y) (xm ? (x) >= (y) : (x) <= (y))
+#define ORD_LT(x, y) (xm ? (x) > (y) : (x) < (y))
+#else
+#define ORD_LE(x, y) (KEYX(x) <= KEYX(y))
+#define ORD_LT(x, y) (KEYX(x) < KEYX(y))
+#endif
 
 typedef struct {
     const ST *a;
     size_t n, csize;
     SK xm;
-    int strict_desc; /* 0: check non-decreasing keys; 1: strictly decreasing */
     _Atomic int fail;
 } SN(chk_t);
 
-static void SN(check_chunk)(void *arg, size_t ch)
-{
-    SN(chk_t) *k = arg;
-    SK xm = k->xm;
-    size_t lo = ch * k->csize, hi = lo + k->csize + 1 < k->n ? lo + k->csize + 1 : k->n;
-    /* blocks of 256 pairs without an early exit, so the compiler can
-     * vectorize; random input still fails within the first block */
-    for (size_t blk = lo + 1; blk < hi; blk += 256) {
-        size_t end = blk + 256 < hi ? blk + 256 : hi;
-        int bad = 0;
-        if (k->strict_desc) {
-            for (size_t i = blk; i < end; i++)
-                bad |= KEYX(k->a[i]) >= KEYX(k->a[i - 1]);
-        } else {
-            for (size_t i = blk; i < end; i++)
-                bad |= KEYX(k->a[i]) < KEYX(k->a[i - 1]);
-        }
-        if (bad) {
-            atomic_store_explicit(&k->fail, 1, memory_order_relaxed);
-            return;
-        }
-        if ((blk & 16383) < 256 && atomic_load_explicit(&k->fail, memory_order_relaxed))
-            return; /* another chunk already found disorder */
+/* The loop body, compiled twice where the compiler can target AVX2 (its
+ * 64-bit compares vectorize the loop; chosen at run time). */
+#define CHECK_CHUNK_BODY                                                        \
+    SN(chk_t) *k = arg;                                                         \
+    SK xm = k->xm;                                                              \
+    const ST *a = k->a;                                                         \
+    size_t lo = ch * k->csize, hi = lo + k->csize + 1 < k->n ? lo + k->csize + 1 : k->n; \
+    /* blocks of 256 pairs without an early exit, so the compiler can          \
+     * vectorize; random input still fails within the first block */          \
+    for (size_t blk = lo + 1; blk < hi; blk += 256) {                           \
+        size_t end = blk + 256 < hi ? blk + 256 : hi;                           \
+        int bad = 0;                                                            \
+        for (size_t i = blk; i < end; i++)                                      \
+            bad |= !ORD_LE(a[i - 1], a[i]);                                     \
+        if (bad) {                                                              \
+            atomic_store_explicit(&k->fail, 1, memory_order_relaxed);           \
+            return;                                                             \
+        }                                                                       \
+        if ((blk & 16383) < 256 && atomic_load_explicit(&k->fail, memory_order_relaxed)) \
+            return; /* another chunk already found disorder */                  \
     }
-}
 
-/* 1 if the keys are already in order (strict_desc=0: non-decreasing) or
- * strictly decreasing (strict_desc=1).  Random input fails within a few
- * elements of every chunk, so the check costs nothing there. */
-static int SN(check_order)(sctx *c, const ST *a, size_t n, SK xm, int strict_desc)
+static void SN(check_chunk)(void *arg, size_t ch) { CHECK_CHUNK_BODY }
+#if SORT_AVX2
+__attribute__((target("avx2"))) static void SN(check_chunk_avx2)(void *arg, size_t ch)
+{
+    CHECK_CHUNK_BODY
+}
+#endif
+#undef CHECK_CHUNK_BODY
+
+/* 1 if the data is already in order (a stable sort is the identity).
+ * Random input fails within a few elements of every chunk, so the check
+ * costs nothing there. */
+static int SN(check_order)(sctx *c, const ST *a, size_t n, SK xm)
 {
     size_t nch = (size_t)c->nthreads * 2;
     if (n < ((size_t)1 << 16) || c->nthreads < 2)
         nch = 1;
-    SN(chk_t) k = {a, n, (n + nch - 1) / nch, xm, strict_desc, 0};
-    pfor(c, (n + k.csize - 1) / k.csize, SN(check_chunk), &k);
+    SN(chk_t) k = {a, n, (n + nch - 1) / nch, xm, 0};
+    chunk_fn fn = SN(check_chunk);
+#if SORT_AVX2
+    if (sort_have_avx2())
+        fn = SN(check_chunk_avx2);
+#endif
+    pfor(c, (n + k.csize - 1) / k.csize, fn, &k);
     return !atomic_load_explicit(&k.fail, memory_order_relaxed);
 }
 
 static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo);
 
+/* Strictly the other way round (no equal keys): reversing is the stable
+ * sort.  The test and the reversal are one pass: every chunk of the first
+ * half tests a block of pairs at both ends, then swaps the block; on the
+ * first failure every chunk swaps back what it swapped (random input fails
+ * in the first block).  The pairs straddling two chunks are tested before. */
+#define REV_MAXCH 64
 typedef struct {
     ST *a;
-    size_t n, csize;
+    size_t n, half, csize;
+    SK xm;
+    size_t done[REV_MAXCH];
+    _Atomic int fail;
 } SN(rev_t);
 
-static void SN(rev_chunk)(void *arg, size_t ch)
+#define REV_CHUNK_BODY \
+    SN(rev_t) *r = arg;                                                                          \
+    ST *a = r->a;                                                                                \
+    SK xm = r->xm;                                                                               \
+    size_t n = r->n, lo = ch * r->csize, hi = lo + r->csize < r->half ? lo + r->csize : r->half; \
+    /* the pair (hi-1, hi) reads the next chunk's first element */                               \
+    size_t chk_hi = hi < r->half ? hi - 1 : hi;                                                  \
+    size_t j = lo;                                                                               \
+    while (j < hi) {                                                                             \
+        size_t end = j + 256 < hi ? j + 256 : hi, cend = end < chk_hi ? end : chk_hi;            \
+        int bad = 0;                                                                             \
+        for (size_t i = j; i < cend; i++)                                                        \
+            bad |= (!ORD_LT(a[i + 1], a[i])) | (!ORD_LT(a[n - 1 - i], a[n - 2 - i]));            \
+        if (bad || atomic_load_explicit(&r->fail, memory_order_relaxed)) {                       \
+            atomic_store_explicit(&r->fail, 1, memory_order_relaxed);                            \
+            break;                                                                               \
+        }                                                                                        \
+        for (size_t i = j; i < end; i++) {                                                       \
+            ST t = a[i];                                                                         \
+            a[i] = a[n - 1 - i];                                                                 \
+            a[n - 1 - i] = t;                                                                    \
+        }                                                                                        \
+        j = end;                                                                                 \
+    }                                                                                            \
+    r->done[ch] = j;
+
+static void SN(rev_chunk)(void *arg, size_t ch) { REV_CHUNK_BODY }
+#if SORT_AVX2
+__attribute__((target("avx2"))) static void SN(rev_chunk_avx2)(void *arg, size_t ch)
+{
+    REV_CHUNK_BODY
+}
+#endif
+#undef REV_CHUNK_BODY
+
+static void SN(unrev_chunk)(void *arg, size_t ch)
 {
     SN(rev_t) *r = arg;
-    size_t half = r->n / 2, lo = ch * r->csize, hi = lo + r->csize < half ? lo + r->csize : half;
-    for (size_t i = lo; i < hi; i++) {
-        ST t = r->a[i];
-        r->a[i] = r->a[r->n - 1 - i];
-        r->a[r->n - 1 - i] = t;
+    ST *a = r->a;
+    size_t n = r->n;
+    for (size_t i = ch * r->csize; i < r->done[ch]; i++) {
+        ST t = a[i];
+        a[i] = a[n - 1 - i];
+        a[n - 1 - i] = t;
     }
 }
 
-/* Reverse a[0..n) on the pool's threads. */
-static void SN(par_reverse)(sctx *c, ST *a, size_t n)
+/* 1 if a[0..n) was strictly decreasing in sort order and is now reversed;
+ * 0 if not (a unchanged).  Never cancelled (it is one pass). */
+static int SN(check_reverse)(sctx *c, ST *a, size_t n, SK xm)
 {
+    if (n < 2)
+        return n == 1;
     size_t half = n / 2, nch = (size_t)c->nthreads * 2;
     if (half < ((size_t)1 << 16) || c->nthreads < 2)
         nch = 1;
-    if (half == 0)
-        return;
-    SN(rev_t) r = {a, n, (half + nch - 1) / nch};
-    pfor(c, (half + r.csize - 1) / r.csize, SN(rev_chunk), &r);
+    if (nch > REV_MAXCH)
+        nch = REV_MAXCH;
+    SN(rev_t) r;
+    r.a = a;
+    r.n = n;
+    r.half = half;
+    r.csize = (half + nch - 1) / nch;
+    r.xm = xm;
+    atomic_init(&r.fail, 0);
+    nch = (half + r.csize - 1) / r.csize;
+    for (size_t ch = 1; ch < nch; ch++) { /* the straddling pairs */
+        size_t i = ch * r.csize - 1;
+        if (!ORD_LT(a[i + 1], a[i]) || !ORD_LT(a[n - 1 - i], a[n - 2 - i]))
+            return 0;
+    }
+    chunk_fn fn = SN(rev_chunk);
+#if SORT_AVX2
+    if (sort_have_avx2())
+        fn = SN(rev_chunk_avx2);
+#endif
+    pfor(c, nch, fn, &r);
+    if (!atomic_load_explicit(&r.fail, memory_order_relaxed))
+        return 1;
+    pfor(c, nch, SN(unrev_chunk), &r);
+    return 0;
 }
 
 #if SIDENT
@@ -960,12 +1056,8 @@ static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
     }
     /* Already sorted: a stable sort is the identity.  Strictly the other
      * way round: no equal keys, so reversing is the stable sort. */
-    if (SN(check_order)(c, a, n, xm, 0))
+    if (SN(check_order)(c, a, n, xm) || SN(check_reverse)(c, a, n, xm))
         return 0;
-    if (SN(check_order)(c, a, n, xm, 1)) {
-        SN(par_reverse)(c, a, n);
-        return 0;
-    }
     if (algo == PCC_SORT_AUTO)
         algo = n >= SN(radix_min) ? PCC_SORT_RADIX : PCC_SORT_MERGE;
 #if SIDENT
@@ -996,6 +1088,8 @@ static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
 
 #undef KBYTES
 #undef KEYX
+#undef ORD_LE
+#undef ORD_LT
 #undef NDIG
 #undef RADIX
 #undef DMASK

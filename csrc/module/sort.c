@@ -28,12 +28,22 @@ typedef struct {
     pcc_sort_algo algo;
     _Atomic int cancel;
     int rc;
+    /* strings (str_maxw != 0): data is pcc_kv records pointing at pcc_str */
+    unsigned str_maxw;
+    int str_keys_ready;
 } sort_job;
+
+static int sort_now(sort_job *s, pcc_pool *pool, const _Atomic int *cancel)
+{
+    if (s->str_maxw != 0)
+        return pcc_sort_str(pool, s->data, s->n, s->str_maxw, s->str_keys_ready, s->desc, cancel);
+    return pcc_sort(pool, s->type, s->data, s->n, s->desc, s->algo, cancel);
+}
 
 static void sort_task(void *arg)
 {
     sort_job *s = arg;
-    s->rc = pcc_sort(s->pool, s->type, s->data, s->n, s->desc, s->algo, &s->cancel);
+    s->rc = sort_now(s, s->pool, &s->cancel);
 }
 
 static int wait_op(void *arg, pcc_deadline_t deadline)
@@ -47,7 +57,7 @@ static int run_sort(pcm_state *st, sort_job *s)
 {
     atomic_init(&s->cancel, 0);
     if (s->n <= INLINE_MAX) {
-        s->rc = pcc_sort(NULL, s->type, s->data, s->n, s->desc, s->algo, NULL);
+        s->rc = sort_now(s, NULL, NULL);
     } else {
         pcc_pool *pool = pcm_current_pool(st);
         if (pool == NULL)
@@ -204,7 +214,7 @@ static PyObject *mod_par_sort_buffer(PyObject *module, PyObject *const *args, Py
                      view.format ? view.format : "B", view.itemsize);
         goto done;
     }
-    sort_job s = {NULL, t, view.buf, (size_t)(view.len / view.itemsize), desc, algo, 0, 0};
+    sort_job s = {NULL, t, view.buf, (size_t)(view.len / view.itemsize), desc, algo, 0, 0, 0, 0};
     if (run_sort(pcm_state_of_module(module), &s) < 0)
         goto done;
     ret = Py_NewRef(Py_None);
@@ -276,7 +286,7 @@ static PyObject *par_sort_list_ft(PyObject *module, PyListObject *L, pcc_kv *kv,
         return PyErr_NoMemory();
     }
     memcpy(orig, kv, (size_t)n * sizeof *orig);
-    sort_job s = {NULL, PCC_SORT_KV, kv, (size_t)n, desc, PCC_SORT_AUTO, 0, 0};
+    sort_job s = {NULL, PCC_SORT_KV, kv, (size_t)n, desc, PCC_SORT_AUTO, 0, 0, 0, 0};
     int rc = run_sort(pcm_state_of_module(module), &s);
     int modified = 0;
     if (rc == 0) {
@@ -319,6 +329,157 @@ static PyObject *par_sort_list_ft(PyObject *module, PyListObject *L, pcc_kv *kv,
 }
 #endif
 
+#ifndef Py_GIL_DISABLED
+/* Detach the items as list.sort does (Objects/listobject.c): the list is
+ * empty while we sort (its items stay alive: we hold the array, and with
+ * it the references); whoever changes it meanwhile is detected. */
+typedef struct {
+    PyObject **items;
+    Py_ssize_t size, alloc;
+} detached_t;
+
+static void list_detach(PyListObject *L, detached_t *d)
+{
+    d->items = L->ob_item;
+    d->size = Py_SIZE(L);
+    d->alloc = L->allocated;
+    Py_SET_SIZE(L, 0);
+    L->ob_item = NULL;
+    L->allocated = -1;
+}
+
+/* Put the (possibly reordered) items back; 1 if the list was modified
+ * meanwhile (what was put there is dropped, as list.sort does). */
+static int list_reattach(PyListObject *L, detached_t *d)
+{
+    PyObject **final_items = L->ob_item;
+    Py_ssize_t final_size = Py_SIZE(L);
+    int modified = L->allocated != -1;
+    Py_SET_SIZE(L, d->size);
+    L->ob_item = d->items;
+    L->allocated = d->alloc;
+    if (final_items != NULL) {
+        for (Py_ssize_t i = final_size; --i >= 0;)
+            Py_XDECREF(final_items[i]);
+        PyMem_Free(final_items);
+    }
+    return modified;
+}
+#endif
+
+/* ---- lists of str and of bytes --------------------------------------------
+ * Records {data, length, width, item} sorted by pcc_sort_str without the
+ * GIL: code point order for str (any mix of 1-, 2- and 4-byte kinds), byte
+ * order for bytes, stable, exactly list.sort's order.  The string data is
+ * read only while references keep the strings alive: the detached item
+ * array (GIL builds), our own references (free-threaded builds), or the
+ * caller's private list of keys. */
+
+/* 1: a str that compares as str, 2: a bytes that compares as bytes, else
+ * 0.  A subclass qualifies only when it inherits its base's comparison
+ * slot: defining any of __lt__, __eq__, ... replaces the slot, and
+ * list.sort would call that code, so such lists take list.sort. */
+static int str_like(PyObject *o)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+    if (tp == &PyUnicode_Type)
+        return 1;
+    if (tp == &PyBytes_Type)
+        return 2;
+    if (tp->tp_richcompare == PyUnicode_Type.tp_richcompare && PyType_IsSubtype(tp, &PyUnicode_Type))
+        return 1;
+    if (tp->tp_richcompare == PyBytes_Type.tp_richcompare && PyType_IsSubtype(tp, &PyBytes_Type))
+        return 2;
+    return 0;
+}
+
+static PyObject *par_sort_str_list(PyObject *module, PyListObject *L, int desc,
+                                   PyListObject *keys, Py_ssize_t n, int want)
+{
+    PyObject **src = keys != NULL ? keys->ob_item : L->ob_item;
+    pcc_str *recs = PyMem_RawMalloc((size_t)n * sizeof *recs);
+    pcc_kv *kv = PyMem_RawMalloc((size_t)n * sizeof *kv);
+    if (recs == NULL || kv == NULL) {
+        PyMem_RawFree(recs);
+        PyMem_RawFree(kv);
+        return PyErr_NoMemory();
+    }
+    unsigned maxw = 1;
+    int keys_ready = 1;
+    /* no Python code runs in this loop, so the list cannot change under it */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = src[i];
+        if (str_like(o) != want)
+            goto not_native;
+        pcc_str *r = &recs[i];
+        if (want == 1) {
+#if PY_VERSION_HEX < 0x030C0000
+            if (!PyUnicode_IS_READY(o))
+                goto not_native; /* a legacy string: list.sort readies it */
+#endif
+            r->data = PyUnicode_DATA(o);
+            r->len = (size_t)PyUnicode_GET_LENGTH(o);
+            r->width = (unsigned)PyUnicode_KIND(o);
+        } else {
+            r->data = PyBytes_AS_STRING(o);
+            r->len = (size_t)PyBytes_GET_SIZE(o);
+            r->width = 1;
+        }
+        r->obj = L->ob_item[i];
+        if (r->width > maxw) {
+            maxw = r->width;
+            keys_ready = 0; /* the core recomputes every key for the wider kind */
+        }
+        if (keys_ready)
+            kv[i].key = pcc_str_key(r, 1, 0);
+        kv[i].value = r;
+    }
+    sort_job s = {NULL, PCC_SORT_KV, kv, (size_t)n, desc, PCC_SORT_AUTO, 0, 0, maxw, keys_ready};
+#ifdef Py_GIL_DISABLED
+    /* The list stays as it is while we sort (see par_sort_list_ft): hold
+     * a reference to every string we read, so another thread replacing an
+     * item cannot free its data under us (nor a new object take its
+     * address: the identity check below is exact). */
+    if (keys == NULL)
+        for (Py_ssize_t i = 0; i < n; i++)
+            Py_INCREF((PyObject *)recs[i].obj);
+    int rc = run_sort(pcm_state_of_module(module), &s);
+    int modified = 0;
+    if (rc == 0) {
+        modified = PyList_GET_SIZE(L) != n;
+        for (Py_ssize_t i = 0; !modified && i < n; i++)
+            modified = L->ob_item[i] != (PyObject *)recs[i].obj;
+        if (!modified)
+            for (Py_ssize_t i = 0; i < n; i++)
+                pcm_list_store_release(&L->ob_item[i], ((pcc_str *)kv[i].value)->obj);
+    }
+    if (keys == NULL)
+        for (Py_ssize_t i = 0; i < n; i++)
+            Py_DECREF((PyObject *)recs[i].obj);
+#else
+    detached_t d;
+    list_detach(L, &d);
+    int rc = run_sort(pcm_state_of_module(module), &s);
+    if (rc == 0)
+        for (Py_ssize_t i = 0; i < n; i++)
+            d.items[i] = ((pcc_str *)kv[i].value)->obj;
+    int modified = list_reattach(L, &d);
+#endif
+    PyMem_RawFree(kv);
+    PyMem_RawFree(recs);
+    if (rc < 0)
+        return NULL;
+    if (modified) {
+        PyErr_SetString(PyExc_ValueError, "list modified during sort");
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+not_native:
+    PyMem_RawFree(kv);
+    PyMem_RawFree(recs);
+    Py_RETURN_FALSE;
+}
+
 static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc,
                                     PyListObject *keys)
 {
@@ -332,8 +493,12 @@ static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc,
     PyObject **src = keys != NULL ? keys->ob_item : L->ob_item;
     PyObject *first = src[0];
     int is_int = PyLong_CheckExact(first), is_float = PyFloat_CheckExact(first);
-    if (!is_int && !is_float)
+    if (!is_int && !is_float) {
+        int want = str_like(first);
+        if (want != 0)
+            return par_sort_str_list(module, L, desc, keys, n, want);
         Py_RETURN_FALSE;
+    }
     pcc_kv *kv = PyMem_RawMalloc((size_t)n * sizeof *kv);
     if (kv == NULL)
         return PyErr_NoMemory();
@@ -361,32 +526,15 @@ static PyObject *par_sort_list_impl(PyObject *module, PyListObject *L, int desc,
 #ifdef Py_GIL_DISABLED
     return par_sort_list_ft(module, L, kv, n, desc, is_int, keys != NULL);
 #else
-    /* Detach the items as list.sort does (Objects/listobject.c): the list
-     * is empty while we sort; whoever changes it meanwhile is detected. */
-    PyObject **saved_items = L->ob_item;
-    Py_ssize_t saved_alloc = L->allocated;
-    Py_SET_SIZE(L, 0);
-    L->ob_item = NULL;
-    L->allocated = -1;
-
-    sort_job s = {NULL, PCC_SORT_KV, kv, (size_t)n, desc, PCC_SORT_AUTO, 0, 0};
+    detached_t d;
+    list_detach(L, &d);
+    sort_job s = {NULL, PCC_SORT_KV, kv, (size_t)n, desc, PCC_SORT_AUTO, 0, 0, 0, 0};
     int rc = run_sort(pcm_state_of_module(module), &s);
     if (rc == 0)
         for (Py_ssize_t i = 0; i < n; i++)
-            saved_items[i] = kv[i].value;
+            d.items[i] = kv[i].value;
     PyMem_RawFree(kv);
-
-    PyObject **final_items = L->ob_item;
-    Py_ssize_t final_size = Py_SIZE(L);
-    int modified = L->allocated != -1;
-    Py_SET_SIZE(L, n);
-    L->ob_item = saved_items;
-    L->allocated = saved_alloc;
-    if (final_items != NULL) {
-        for (Py_ssize_t i = final_size; --i >= 0;)
-            Py_XDECREF(final_items[i]);
-        PyMem_Free(final_items);
-    }
+    int modified = list_reattach(L, &d);
     if (rc < 0)
         return NULL;
     if (modified) {
@@ -490,7 +638,7 @@ static PyObject *mod_par_argsort_buffer(PyObject *module, PyObject *const *args,
     Py_BEGIN_ALLOW_THREADS
     make_arg_keys(&k);
     Py_END_ALLOW_THREADS
-    sort_job s = {NULL, PCC_SORT_KV, kv, n, 0, PCC_SORT_AUTO, 0, 0};
+    sort_job s = {NULL, PCC_SORT_KV, kv, n, 0, PCC_SORT_AUTO, 0, 0, 0, 0};
     if (run_sort(pcm_state_of_module(module), &s) < 0)
         goto done; /* Ctrl-C: `out` untouched */
     int64_t *o = out.buf;

@@ -55,4 +55,32 @@ int pcc_sort(pcc_pool *pool, pcc_sort_type t, void *data, size_t n, int descendi
 uint64_t pcc_sort_key_i64(int64_t x);
 uint64_t pcc_sort_key_f64(double x);
 
+/* ---- strings --------------------------------------------------------------
+ * A string record: `len` code units of `width` bytes (1, 2 or 4), compared
+ * as unsigned code points (str in code point order, bytes in byte order);
+ * `obj` is carried along for the caller.  The data must stay valid while
+ * the sort runs. */
+typedef struct pcc_str {
+    const void *data;
+    size_t len;
+    void *obj;
+    unsigned width;
+} pcc_str;
+
+/* The order-preserving 64-bit key of s's code points [depth, depth + k)
+ * (k = 8, 4 or 3 for maxw = 1, 2 or 4: maxw is the widest width among the
+ * strings sorted together; missing code points count as 0, so equal keys
+ * leave ties for the full comparison). */
+uint64_t pcc_str_key(const pcc_str *s, unsigned maxw, size_t depth);
+
+/* Sort kv[0..n), whose values point at pcc_str records, stably by those
+ * strings (descending: reverse order, equal strings keep input order).
+ * keys_ready (maxw 1 only; ignored otherwise): every kv[i].key already is
+ * pcc_str_key(value, 1, 0).
+ * Records are sorted by key prefixes (the radix kernel), ties resolved by
+ * further key prefixes and full comparisons, on the pool.  Returns 0,
+ * -ECANCELED (kv is a permutation) or -ENOMEM. */
+int pcc_sort_str(pcc_pool *pool, pcc_kv *kv, size_t n, unsigned maxw, int keys_ready,
+                 int descending, const _Atomic int *cancel);
+
 #endif
