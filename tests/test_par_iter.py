@@ -314,15 +314,20 @@ def test_short_circuit_call_counts_are_bounded():
         return x == 10
 
     n = 1_000_000
+    # The chunk holding the answer stops at once; the others stop at their
+    # next item.  How many items the others ran before that depends on the
+    # scheduler (a thread holding the GIL runs 5 ms of calls before it lets
+    # the finder run; on a loaded machine the finder may wait several such
+    # turns), so the bound is half the input: without short-circuiting
+    # every one of the n items is called.
     assert par_iter(range(n)).any(pred) is True
-    # the chunk holding 10 stops at once; the others stop at their next item
-    assert next(calls) < n // 10
+    assert next(calls) < n // 2
     calls = itertools.count()
     assert par_iter(range(n)).all(lambda x: next(calls) is not None and x < 5) is False
-    assert next(calls) < n // 10
+    assert next(calls) < n // 2
     calls = itertools.count()
     assert par_iter(range(n)).map(lambda x: (next(calls), x)[1]).find_any(lambda x: x == 5) == 5
-    assert next(calls) < n // 10
+    assert next(calls) < n // 2
 
 
 def test_work_keeps_splitting_while_threads_are_idle():
