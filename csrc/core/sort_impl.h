@@ -10,8 +10,9 @@
 
 #define KBYTES ((int)sizeof(SK))
 #define KEYX(x) ((SK)(SKEY(x) ^ xm))
-/* radix digits: SDBITS bits each (8 for narrow keys, 11 for wide ones:
- * fewer passes over memory, histograms still fit in L1/L2) */
+/* radix digits: SDBITS bits each, set by the includer (sort.c: 8 for
+ * every key width -- a 256-bucket histogram and scatter stay in L1; the
+ * MSD pass picks its own width from the range of the keys) */
 #define NDIG ((KBYTES * 8 + SDBITS - 1) / SDBITS)
 #define RADIX ((size_t)1 << SDBITS)
 #define DMASK (RADIX - 1)

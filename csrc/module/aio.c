@@ -594,22 +594,34 @@ static PySendResult op_am_send(aio_op *op, PyObject *arg, PyObject **result)
     return op_step(op, result);
 }
 
+PyObject *pcm_aio_stop_with(PyObject *value)
+{
+    if (value == NULL)
+        return NULL;
+    /* StopIteration(value), built so that a tuple value is not unpacked */
+    PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, value);
+    Py_DECREF(value);
+    if (exc != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+PyObject *pcm_aio_iternext_result(PySendResult r, PyObject *res)
+{
+    if (r == PYGEN_NEXT)
+        return res;
+    if (r == PYGEN_RETURN)
+        return pcm_aio_stop_with(res);
+    return NULL;
+}
+
 static PyObject *op_iternext(aio_op *op)
 {
     PyObject *res;
     PySendResult r = op_step(op, &res);
-    if (r == PYGEN_NEXT)
-        return res;
-    if (r == PYGEN_RETURN) {
-        /* StopIteration(value), built so that a tuple value is not unpacked */
-        PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, res);
-        Py_DECREF(res);
-        if (exc != NULL) {
-            PyErr_SetObject(PyExc_StopIteration, exc);
-            Py_DECREF(exc);
-        }
-    }
-    return NULL;
+    return pcm_aio_iternext_result(r, res);
 }
 
 static PyObject *op_send_meth(aio_op *op, PyObject *arg)

@@ -284,17 +284,7 @@ static PyObject *sop_iternext(SelectOp *op)
 {
     PyObject *res;
     PySendResult r = sop_step(op, &res);
-    if (r == PYGEN_NEXT)
-        return res;
-    if (r == PYGEN_RETURN) {
-        PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, res);
-        Py_DECREF(res);
-        if (exc != NULL) {
-            PyErr_SetObject(PyExc_StopIteration, exc);
-            Py_DECREF(exc);
-        }
-    }
-    return NULL;
+    return pcm_aio_iternext_result(r, res);
 }
 
 static PyObject *sop_send_meth(SelectOp *op, PyObject *arg)
@@ -317,16 +307,7 @@ static PyObject *sop_throw(SelectOp *op, PyObject *const *args, Py_ssize_t nargs
         /* A receiver took the rendezvous value before the cancellation
          * reached us: the send happened, so report it (see aio.c). */
         Py_DECREF(exc);
-        PyObject *res = sop_result(op, Py_BuildValue("(nO)", done, Py_None));
-        if (res == NULL)
-            return NULL;
-        PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, res);
-        Py_DECREF(res);
-        if (stop != NULL) {
-            PyErr_SetObject(PyExc_StopIteration, stop);
-            Py_DECREF(stop);
-        }
-        return NULL;
+        return pcm_aio_stop_with(sop_result(op, Py_BuildValue("(nO)", done, Py_None)));
     }
     PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
     Py_DECREF(exc);

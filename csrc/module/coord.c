@@ -305,17 +305,7 @@ static PyObject *co_iternext(CoordOp *op)
 {
     PyObject *res;
     PySendResult r = co_am_send(op, Py_None, &res);
-    if (r == PYGEN_NEXT)
-        return res;
-    if (r == PYGEN_RETURN) {
-        PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, res);
-        Py_DECREF(res);
-        if (exc != NULL) {
-            PyErr_SetObject(PyExc_StopIteration, exc);
-            Py_DECREF(exc);
-        }
-    }
-    return NULL;
+    return pcm_aio_iternext_result(r, res);
 }
 
 static PyObject *co_send_meth(CoordOp *op, PyObject *arg)

@@ -224,5 +224,12 @@ void pcm_aio_flush(void);
 /* The exception a throw(typ[, val[, tb]]) call asks for, normalized:
  * a new reference, or NULL with an exception set. */
 PyObject *pcm_aio_throw_exc(PyObject *const *args, Py_ssize_t nargs);
+/* An awaitable's __next__ from its am_send step: the future to wait on
+ * (PYGEN_NEXT), StopIteration(value) raised for PYGEN_RETURN (built so a
+ * tuple value is not unpacked; steals `res`), or NULL as it is. */
+PyObject *pcm_aio_iternext_result(PySendResult r, PyObject *res);
+/* Raise StopIteration(value) (steals `value`; NULL: keep the exception
+ * set).  Always returns NULL. */
+PyObject *pcm_aio_stop_with(PyObject *value);
 
 #endif
