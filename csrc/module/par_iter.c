@@ -29,7 +29,7 @@
  */
 #include "parallel.h"
 
-#include <pthread.h>
+#include "pyconc/sync.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,7 +74,7 @@ typedef struct run {
     _Atomic int stop;
     _Atomic int64_t err_pos;
     struct run *parent;
-    pthread_mutex_t mu; /* recs, errs, found */
+    pcc_mutex mu; /* recs, errs, found */
     leafrec *recs;
     size_t nrecs, caprecs;
     errrec *errs;
@@ -83,7 +83,7 @@ typedef struct run {
     int found;
     int64_t found_pos;
     PyObject *found_item;
-    pthread_mutex_t it_mu; /* the iterator, it_* */
+    pcc_mutex it_mu; /* the iterator, it_* */
     int64_t it_next;
     int it_done;
 } run_t;
@@ -116,13 +116,13 @@ static void record_error(run_t *r, int64_t pos)
            !atomic_compare_exchange_weak_explicit(&r->err_pos, &cur, pos, memory_order_relaxed,
                                                   memory_order_relaxed)) {
     }
-    pthread_mutex_lock(&r->mu);
+    pcc_mutex_lock_internal(&r->mu);
     if (r->nerrs == r->caperrs) {
         size_t cap = r->caperrs ? 2 * r->caperrs : 4;
         errrec *e = PyMem_RawRealloc(r->errs, cap * sizeof *e);
         if (e == NULL) {
             r->nomem = 1;
-            pthread_mutex_unlock(&r->mu);
+            pcc_mutex_unlock(&r->mu);
             Py_DECREF(exc);
             atomic_store(&r->stop, 1);
             return;
@@ -133,18 +133,18 @@ static void record_error(run_t *r, int64_t pos)
     r->errs[r->nerrs].pos = pos;
     r->errs[r->nerrs].exc = exc;
     r->nerrs++;
-    pthread_mutex_unlock(&r->mu);
+    pcc_mutex_unlock(&r->mu);
 }
 
 static void record_leaf(run_t *r, int64_t pos, PyObject *acc, int64_t count, int has)
 {
-    pthread_mutex_lock(&r->mu);
+    pcc_mutex_lock_internal(&r->mu);
     if (r->nrecs == r->caprecs) {
         size_t cap = r->caprecs ? 2 * r->caprecs : 16;
         leafrec *e = PyMem_RawRealloc(r->recs, cap * sizeof *e);
         if (e == NULL) {
             r->nomem = 1;
-            pthread_mutex_unlock(&r->mu);
+            pcc_mutex_unlock(&r->mu);
             Py_XDECREF(acc);
             atomic_store(&r->stop, 1);
             return;
@@ -153,7 +153,7 @@ static void record_leaf(run_t *r, int64_t pos, PyObject *acc, int64_t count, int
         r->caprecs = cap;
     }
     r->recs[r->nrecs++] = (leafrec){pos, acc, count, has};
-    pthread_mutex_unlock(&r->mu);
+    pcc_mutex_unlock(&r->mu);
 }
 
 /* ---- one leaf: the fused pipeline over a run of items ---------------------- */
@@ -317,7 +317,7 @@ static int push(leaf_t *L, int k, PyObject *item, int64_t p)
     }
     case T_FIND:
     default:
-        pthread_mutex_lock(&r->mu);
+        pcc_mutex_lock_internal(&r->mu);
         if (!r->found || p < r->found_pos) {
             PyObject *old = r->found_item;
             r->found = 1;
@@ -325,7 +325,7 @@ static int push(leaf_t *L, int k, PyObject *item, int64_t p)
             r->found_item = item;
             item = old;
         }
-        pthread_mutex_unlock(&r->mu);
+        pcc_mutex_unlock(&r->mu);
         Py_XDECREF(item);
         atomic_store(&r->stop, 1);
         return 1;
@@ -493,10 +493,10 @@ static void span_run(void *arg)
  * holder may need the GIL to finish drawing). */
 static void it_lock(run_t *r)
 {
-    if (pthread_mutex_trylock(&r->it_mu) == 0)
+    if (pcc_mutex_try_lock(&r->it_mu) == 0)
         return;
     Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(&r->it_mu);
+    pcc_mutex_lock_internal(&r->it_mu);
     Py_END_ALLOW_THREADS
 }
 
@@ -508,7 +508,7 @@ static void drain(run_t *r)
             break;
         it_lock(r);
         if (r->it_done || r->it_next > atomic_load(&r->err_pos)) {
-            pthread_mutex_unlock(&r->it_mu);
+            pcc_mutex_unlock(&r->it_mu);
             break;
         }
         int64_t want;
@@ -543,7 +543,7 @@ static void drain(run_t *r)
             record_error(r, base + got);
         }
         r->it_next = base + got;
-        pthread_mutex_unlock(&r->it_mu);
+        pcc_mutex_unlock(&r->it_mu);
         if (got > 0)
             leaf_body(r, base, base + got, items);
         Py_XDECREF(items);
@@ -730,8 +730,6 @@ static void run_clear(run_t *r)
     Py_XDECREF(r->found_item);
     if (r->kind == SRC_ITER)
         Py_XDECREF(r->src);
-    pthread_mutex_destroy(&r->mu);
-    pthread_mutex_destroy(&r->it_mu);
 }
 
 /* ---- _par_run ----------------------------------------------------------- */
@@ -844,8 +842,8 @@ static PyObject *par_run(PyObject *module, PyObject *args)
     run_t *r = PyMem_RawCalloc(1, sizeof *r);
     if (r == NULL)
         return PyErr_NoMemory();
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_mutex_init(&r->it_mu, NULL);
+    pcc_mutex_init(&r->mu);
+    pcc_mutex_init(&r->it_mu);
     r->term = term;
     r->f1 = f1;
     r->f2 = f2;
