@@ -41,19 +41,8 @@ PyObject *pcm_err_from_thread(pcm_state *st, PyObject *error)
 
 PyObject *pcm_fetch_exception(void)
 {
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *v = PyErr_GetRaisedException(); /* normalized, traceback attached */
+    PyObject *v = pcm_err_take(); /* normalized, traceback attached (compat.h) */
     return v != NULL ? v : Py_NewRef(Py_None);
-#else
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    if (v != NULL && tb != NULL)
-        PyException_SetTraceback(v, tb);
-    Py_XDECREF(t);
-    Py_XDECREF(tb);
-    return v != NULL ? v : Py_NewRef(Py_None);
-#endif
 }
 
 PyObject *pcm_capture_exception(pcm_state *st)
