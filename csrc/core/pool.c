@@ -252,10 +252,14 @@ static void run_job(pcc_pool *p, pcc_job *job)
     void *arg = job->arg;
     int counted = job->counted;
     pcc_worker *me = tl_worker;
-    busy_add(me, 1);
-    if (job_begin(job))
+    if (job_begin(job)) {
+        /* busy only once the job has begun: pcc_pool_settle returns when
+         * every worker is busy, and by then each one's job is started (no
+         * longer cancellable), not merely taken */
+        busy_add(me, 1);
         job->fn(arg);
-    busy_add(me, -1);
+        busy_add(me, -1);
+    }
     uint32_t old = atomic_exchange_explicit(&job->state, PCC_JOB_DONE, memory_order_acq_rel);
     if (owner != NULL)
         pcc_unpark(&owner->parker);
