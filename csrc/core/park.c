@@ -33,6 +33,15 @@ pcc_deadline_t pcc_deadline_after(int64_t timeout_ns)
     return now + timeout_ns;
 }
 
+pcc_deadline_t pcc_idle_nap(unsigned *nap, pcc_deadline_t rest)
+{
+    static const int64_t nap_ns[PCC_IDLE_NAPS] = {2000000, 20000000, 200000000};
+    if (*nap >= PCC_IDLE_NAPS)
+        return rest;
+    pcc_deadline_t d = pcc_deadline_after(nap_ns[(*nap)++]);
+    return d < rest ? d : rest;
+}
+
 void pcc_backoff_snooze(pcc_backoff *b)
 {
     if (b->step <= PCC_SPIN_LIMIT) {

@@ -322,9 +322,10 @@ static void notify_all(pcc_pool *p)
     }
 }
 
-/* Register as sleeping, look once more, then park.  `job` is the job the
- * worker waits for (NULL when idle).  Returns 1 if the worker should exit. */
-static int sleep_once(pcc_worker *w, pcc_job *job)
+/* Register as sleeping, look once more, then park until `deadline`.  `job`
+ * is the job the worker waits for (NULL when idle).  Returns 1 if the worker
+ * should exit, -1 if the deadline passed, else 0. */
+static int sleep_once(pcc_worker *w, pcc_job *job, pcc_deadline_t deadline)
 {
     pcc_pool *p = w->pool;
     atomic_store_explicit(&w->asleep, 1, memory_order_seq_cst);
@@ -343,7 +344,8 @@ static int sleep_once(pcc_worker *w, pcc_job *job)
          * (run_job unparks the owner), shutdown, or the last outstanding
          * job of a shut-down pool finishing.  A stale token only costs one
          * extra look. */
-        pcc_park(&w->parker, PCC_FOREVER);
+        if (pcc_park(&w->parker, deadline) == -ETIMEDOUT)
+            exit_now = -1;
     }
     atomic_store_explicit(&w->asleep, 0, memory_order_relaxed);
     atomic_fetch_sub_explicit(&p->nsleeping, 1, memory_order_seq_cst);
@@ -584,18 +586,28 @@ static void *worker_main(void *arg)
         pcc_wake_all(&p->starting);
     pcc_backoff bo = {0};
     int64_t idle_since = 0;
+    unsigned nap = 0; /* naps taken since the last job (with an on_idle hook) */
     for (;;) {
         pcc_job *j = find_work(w);
         if (j != NULL) {
             run_job(p, j);
             bo.step = 0;
             idle_since = 0;
+            nap = 0;
             continue;
         }
-        if (!idle_round(&bo, &idle_since))
+        if (nap == 0 && !idle_round(&bo, &idle_since))
             continue;
-        if (sleep_once(w, NULL))
+        pcc_deadline_t deadline = PCC_FOREVER;
+        if (p->hooks.on_idle) {
+            p->hooks.on_idle(p->hooks.ctx);
+            deadline = pcc_idle_nap(&nap, PCC_FOREVER);
+        }
+        int rc = sleep_once(w, NULL, deadline);
+        if (rc > 0)
             break;
+        if (rc == 0)
+            nap = 0; /* woken: new work, most likely */
         bo.step = 0;
         idle_since = 0;
     }
@@ -709,7 +721,7 @@ static void worker_wait(pcc_worker *w, pcc_job *job)
         }
         if (!idle_round(&bo, &idle_since))
             continue;
-        sleep_once(w, job);
+        sleep_once(w, job, PCC_FOREVER);
         bo.step = 0;
         idle_since = 0;
     }

@@ -38,10 +38,16 @@ typedef struct cached_thread {
 } cached_thread;
 
 static void (*_Atomic exit_hook)(void);
+static void (*_Atomic idle_hook)(void);
 
 void pcc_thread_set_exit_hook(void (*hook)(void))
 {
     atomic_store(&exit_hook, hook);
+}
+
+void pcc_thread_set_idle_hook(void (*hook)(void))
+{
+    atomic_store(&idle_hook, hook);
 }
 
 static pcc_mutex cache_mu; /* zero: unlocked */
@@ -88,10 +94,18 @@ static void *cached_thread_main(void *arg)
         pcc_mutex_unlock(&cache_mu);
 
         pcc_deadline_t deadline = pcc_deadline_after(PCC_IDLE_NS);
+        void (*idle)(void) = atomic_load(&idle_hook);
+        unsigned nap = 0;
         int rc;
-        do {
-            rc = pcc_park(&w->parker, deadline);
-        } while (rc == -EINTR);
+        for (;;) {
+            if (idle != NULL)
+                idle();
+            pcc_deadline_t until = idle != NULL ? pcc_idle_nap(&nap, deadline) : deadline;
+            rc = pcc_park(&w->parker, until);
+            if (rc == -EINTR || (rc == -ETIMEDOUT && until < deadline))
+                continue; /* a signal, or the end of a nap */
+            break;
+        }
         if (rc == 0)
             continue; /* a spawner handed us a job */
         /* Timed out: leave the list, unless a spawner just took us, in

@@ -70,6 +70,23 @@ static inline void pcm_list_store_release(PyObject **slot, PyObject *value)
 #endif
 }
 
+/* Free-threaded builds: 1 if events wait for `ts` to handle them at its next
+ * check of the eval breaker (the low 8 bits of the public eval_breaker
+ * field; 3.13 calls them _PY_EVAL_EVENTS_MASK) -- among them biased
+ * reference counting's "merge the objects other threads dropped" request.
+ * Read without holding `ts` (other threads set the bits atomically).
+ * Always 0 with the GIL, where no such queue exists.
+ * Test: tests/test_freethreaded.py pool results freed while workers idle. */
+static inline int pcm_events_pending(PyThreadState *ts)
+{
+#if defined(Py_GIL_DISABLED) && PY_VERSION_HEX >= 0x030D0000
+    return (__atomic_load_n(&ts->eval_breaker, __ATOMIC_RELAXED) & 0xff) != 0;
+#else
+    (void)ts;
+    return 0;
+#endif
+}
+
 /* 1 if the weak reference `ref` points to `obj` right now (PyWeakref_GetObject
  * is deprecated from 3.13: PyWeakref_GetRef there). */
 static inline int pcm_weakref_is(PyObject *ref, PyObject *obj)

@@ -157,6 +157,12 @@ void pcm_handle_complete_end(void *token);
 void pcm_pythread_enter(pcm_state *st, PyObject *name, const char *os_name);
 void pcm_pythread_leave(void);
 void pcm_pythread_forget(void);
+/* Free-threaded builds: handle the events waiting for the calling thread
+ * (attached) now -- the objects other threads dropped are freed -- before
+ * it parks outside Python; the _detached form attaches `ts` (the calling
+ * thread's, detached) only if events are pending.  Nothing with the GIL. */
+void pcm_settle_refcounts(void);
+void pcm_settle_refcounts_detached(PyThreadState *ts);
 /* At the start of a job: drop the trace/profile functions an earlier job
  * left, then install those threading gives a new thread.  _clear: drop
  * them (a job's end). */

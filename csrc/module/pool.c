@@ -16,6 +16,7 @@
 #include "pyconc/sync.h"
 #include "pyconc/thread.h"
 
+#include "compat.h"
 #include "fork.h"
 
 #include <pthread.h>
@@ -89,6 +90,16 @@ static void worker_start(void *ctx)
         PyErr_WriteUnraisable(NULL);
     tl_tstate = PyEval_SaveThread();
 }
+
+#ifdef Py_GIL_DISABLED
+/* About to sleep: free what other threads dropped of this worker's objects
+ * (pcm_settle_refcounts). */
+static void worker_idle(void *ctx)
+{
+    (void)ctx;
+    pcm_settle_refcounts_detached(tl_tstate);
+}
+#endif
 
 static void worker_exit(void *ctx)
 {
@@ -428,7 +439,10 @@ static PyObject *pool_create(PyTypeObject *tp, int n, int is_global, const char 
     wn->st = pcm_state_of_type(tp);
     wn->pool_no = atomic_fetch_add_explicit(&pool_counter, 1, memory_order_relaxed);
     memcpy(wn->prefix, prefix ? prefix : "", plen + 1);
-    pcc_pool_hooks hooks = {worker_start, worker_exit, wn};
+    pcc_pool_hooks hooks = {.on_start = worker_start, .on_exit = worker_exit, .ctx = wn};
+#ifdef Py_GIL_DISABLED
+    hooks.on_idle = worker_idle;
+#endif
     PoolObject *self = PyObject_GC_New(PoolObject, tp);
     if (self == NULL) {
         PyMem_RawFree(wn);

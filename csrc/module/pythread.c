@@ -29,6 +29,7 @@
  * interpreter shutdown.  Until then (and after module teardown) the helpers
  * do nothing.
  */
+#include "compat.h"
 #include "module.h"
 
 #include "pyconc/thread.h"
@@ -192,6 +193,42 @@ void pcm_job_hooks_clear(void)
         PyEval_SetProfile(NULL, NULL);
 }
 
+/* Biased reference counting (free-threaded builds): an object is counted
+ * apart by the thread that made it, and when another thread drops the last
+ * reference the object waits in its maker's queue until the maker next
+ * checks for pending events -- which a pyconc thread parked outside Python
+ * does not do until its next job (CPython's own blocked threads have the
+ * same delay: python/cpython#157838).  So a result made on a pool worker or
+ * a spawned thread would outlive its last reference by an idle period,
+ * until the next gc.collect().  An idle pyconc thread handles its pending
+ * events before it parks and after each of its first naps
+ * (pcc_idle_nap): entering a Python function is where the interpreter
+ * does, so it calls a no-op one, only when an event is pending.  The
+ * function lives as long as the process (idle threads of any interpreter
+ * may call it). */
+static PyObject *_Atomic merge_point;
+
+void pcm_settle_refcounts(void)
+{
+    PyObject *f = atomic_load(&merge_point);
+    if (f == NULL || !pcm_events_pending(PyThreadState_Get()))
+        return;
+    PyObject *r = PyObject_CallNoArgs(f);
+    if (r == NULL)
+        PyErr_WriteUnraisable(f); /* e.g. an async exception */
+    Py_XDECREF(r);
+}
+
+void pcm_settle_refcounts_detached(PyThreadState *ts)
+{
+    /* a thread that attaches while the interpreter finalizes is ended */
+    if (ts == NULL || !pcm_events_pending(ts) || pcm_is_finalizing())
+        return;
+    PyEval_RestoreThread(ts);
+    pcm_settle_refcounts();
+    (void)PyEval_SaveThread();
+}
+
 void pcm_report_panic(pcm_state *st, PyObject *result)
 {
     PyObject *report = st->report_exception;
@@ -238,5 +275,19 @@ int pcm_pythread_init(PyObject *module, pcm_state *st)
     /* imported now, never lazily (see the top of this file) */
     if ((st->threading_module = PyImport_ImportModule("threading")) == NULL)
         return -1;
+#ifdef Py_GIL_DISABLED
+    if (atomic_load(&merge_point) == NULL) {
+        PyObject *g = PyDict_New();
+        if (g == NULL)
+            return -1;
+        PyObject *f = PyRun_String("lambda: None", Py_eval_input, g, g);
+        Py_DECREF(g);
+        if (f == NULL)
+            return -1;
+        PyObject *none = NULL;
+        if (!atomic_compare_exchange_strong(&merge_point, &none, f))
+            Py_DECREF(f); /* another interpreter's import won */
+    }
+#endif
     return PyModule_AddFunctions(module, pythread_functions);
 }

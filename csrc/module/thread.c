@@ -599,12 +599,22 @@ static void *thread_main(void *arg)
         PyErr_Clear();
     }
 #endif
+    pcm_settle_refcounts(); /* before parking in the idle-thread cache */
     (void)PyEval_SaveThread();
     /* Without the GIL now: joiners wake to a free GIL. */
     pcc_event_set(&done->ev); /* release: publishes result */
     done_decref(done);
     return NULL;
 }
+
+#ifdef Py_GIL_DISABLED
+/* The core's idle hook: a cached thread waiting for another spawn frees
+ * what other threads dropped of the objects it made (pcm_settle_refcounts). */
+static void thread_idle_hook(void)
+{
+    pcm_settle_refcounts_detached(PyGILState_GetThisThreadState());
+}
+#endif
 
 /* The core's exit hook: the native thread is about to end; delete the
  * thread state it kept between jobs. */
@@ -953,6 +963,9 @@ int pcm_threads_init(PyObject *module, pcm_state *st)
     if ((st->current_thread_key = PyUnicode_InternFromString("pyconc.current_thread")) == NULL)
         return -1;
     pcc_thread_set_exit_hook(thread_exit_hook);
+#ifdef Py_GIL_DISABLED
+    pcc_thread_set_idle_hook(thread_idle_hook);
+#endif
     if (pcm_pythread_init(module, st) < 0)
         return -1;
     return PyModule_AddFunctions(module, thread_functions);

@@ -264,7 +264,7 @@ static void on_exit_hook(void *ctx) { (void)ctx; atomic_fetch_add(&exited, 1); }
 static void test_hooks_and_current(void)
 {
     pcc_pool *p;
-    pcc_pool_hooks h = {on_start, on_exit_hook, NULL};
+    pcc_pool_hooks h = {.on_start = on_start, .on_exit = on_exit_hook};
     CHECK(pcc_pool_new(3, &h, &p) == 0);
     CHECK(atomic_load(&started) == 3); /* every on_start ran before pcc_pool_new returned */
     CHECK(pcc_pool_current() == NULL);

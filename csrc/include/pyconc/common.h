@@ -34,6 +34,15 @@ int64_t pcc_now_ns(void);
 /* Deadline `timeout_ns` from now, saturating at PCC_FOREVER. */
 pcc_deadline_t pcc_deadline_after(int64_t timeout_ns);
 
+/* An idle thread with an idle hook parks in naps: PCC_IDLE_NAPS short ones
+ * (2, 20, 200 ms; the hook runs before each), then until `rest`.  Returns
+ * the deadline of nap number *nap (and counts it), never later than rest.
+ * The binding's hook frees what other threads dropped of the objects its
+ * thread made (biased reference counting on free-threaded CPython), which
+ * may happen just after the thread went idle. */
+#define PCC_IDLE_NAPS 3
+pcc_deadline_t pcc_idle_nap(unsigned *nap, pcc_deadline_t rest);
+
 /* One pause instruction: tells the CPU we are spinning (saves power, and on
  * SMT gives the sibling thread the pipeline). */
 static inline void pcc_cpu_relax(void)

@@ -53,10 +53,13 @@ typedef struct pcc_job {
 } pcc_job;
 
 /* Worker life-cycle hooks (the binding gives each worker a Python thread
- * state).  on_start runs first on every worker thread, on_exit last. */
+ * state).  on_start runs first on every worker thread, on_exit last;
+ * on_idle (may be NULL) each time a worker found no work and is about to
+ * sleep. */
 typedef struct pcc_pool_hooks {
     void (*on_start)(void *ctx);
     void (*on_exit)(void *ctx);
+    void (*on_idle)(void *ctx);
     void *ctx;
 } pcc_pool_hooks;
 

@@ -23,6 +23,9 @@ int pcc_thread_spawn(pcc_thread_fn fn, void *arg, size_t stack_size);
  * a cached thread may run several).  The binding uses it to delete the
  * thread state it keeps between jobs.  Set once, before spawning. */
 void pcc_thread_set_exit_hook(void (*hook)(void));
+/* Set (or clear with NULL) the hook an idle cached thread runs before each
+ * of its naps while it waits for another spawn (pcc_idle_nap). */
+void pcc_thread_set_idle_hook(void (*hook)(void));
 
 /* Number of CPUs this process may run on (sched_getaffinity), at least 1. */
 int pcc_available_parallelism(void);
