@@ -47,24 +47,33 @@ def assert_flat(step, rounds: int, batch: int, tol_kib: int = 4096, tol_traced: 
     """Run step() `batch` times per round; after a warm-up round, neither the
     traced Python allocations nor the RSS may keep growing beyond the
     tolerance (a leak of even a few bytes per operation over ~10^5-10^6
-    operations exceeds it)."""
+    operations exceeds it).
+
+    A leak grows in every stretch of rounds; a one-off allocation does not
+    -- a new OS thread's state when a loaded machine leaves the idle-thread
+    cache behind (about 130 KB each on free-threaded 3.13t, seen in CI's
+    run there), a cache of the interpreter's filling up.  So the rounds run
+    twice, as two windows each measured from its own start, and the smaller
+    growth of the two must stay under the tolerance."""
     step_n = lambda: [step() for _ in range(batch)]  # noqa: E731
     step_n()
     gc.collect()
+    grown_traced, grown_rss = [], []
     tracemalloc.start()
     try:
-        base_traced = tracemalloc.get_traced_memory()[0]
-        base_rss = rss_kib()
-        for _ in range(rounds):
-            step_n()
-        gc.collect()
-        grown_traced = tracemalloc.get_traced_memory()[0] - base_traced
-        grown_rss = rss_kib() - base_rss
+        for _window in range(2):
+            base_traced = tracemalloc.get_traced_memory()[0]
+            base_rss = rss_kib()
+            for _ in range(rounds):
+                step_n()
+            gc.collect()
+            grown_traced.append(tracemalloc.get_traced_memory()[0] - base_traced)
+            grown_rss.append(rss_kib() - base_rss)
     finally:
         tracemalloc.stop()
-    assert grown_traced < tol_traced, f"traced memory grew by {grown_traced} bytes"
+    assert min(grown_traced) < tol_traced, f"traced memory grew by {grown_traced} bytes per window"
     if not UNDER_ASAN:
-        assert grown_rss < tol_kib, f"RSS grew by {grown_rss} KiB"
+        assert min(grown_rss) < tol_kib, f"RSS grew by {grown_rss} KiB per window"
 
 
 # ---- leaks -------------------------------------------------------------------
