@@ -275,6 +275,45 @@ static void test_hooks_and_current(void)
     CHECK(pcc_pool_new(0, NULL, &p) == -EINVAL);
 }
 
+/* ---- on_idle: before each sleep, and after each of the short naps --------- */
+
+static _Atomic int idled;
+static void on_idle_hook(void *ctx) { (void)ctx; atomic_fetch_add(&idled, 1); }
+static void noop_task(void *arg) { (void)arg; }
+
+/* Wait up to 5 s for the idle count to reach `n`. */
+static int idled_reaches(int n)
+{
+    pcc_deadline_t end = pcc_deadline_after(5000000000LL);
+    struct timespec tick = {0, 1000000};
+    while (atomic_load(&idled) < n && pcc_now_ns() < end)
+        nanosleep(&tick, NULL);
+    return atomic_load(&idled) >= n;
+}
+
+static void test_idle_hook_runs_before_sleeping_and_after_each_nap(void)
+{
+    pcc_pool *p;
+    pcc_pool_hooks h = {.on_idle = on_idle_hook};
+    CHECK(pcc_pool_new(1, &h, &p) == 0);
+    CHECK(pcc_pool_install(p, noop_task, NULL) == 0);
+    /* once before the first nap and once after each of the PCC_IDLE_NAPS
+     * naps (2 + 20 + 200 ms; a stale wake-up token restarts them) ... */
+    CHECK(idled_reaches(PCC_IDLE_NAPS + 1));
+    struct timespec settle = {0, 600000000};
+    nanosleep(&settle, NULL);
+    int n = atomic_load(&idled);
+    /* ... and then it sleeps for good: no more wake-ups while idle */
+    nanosleep(&settle, NULL);
+    CHECK(atomic_load(&idled) == n);
+    /* work starts the naps again */
+    CHECK(pcc_pool_install(p, noop_task, NULL) == 0);
+    CHECK(idled_reaches(n + PCC_IDLE_NAPS + 1));
+    pcc_pool_shutdown(p);
+    CHECK(pcc_pool_wait_exit(p, PCC_FOREVER) == 0);
+    pcc_pool_release(p);
+}
+
 /* ---- heap jobs: release runs once per job, after its latch opened --------- */
 
 typedef struct {
@@ -552,6 +591,7 @@ int main(void)
     test_shutdown_completes_pending();
     test_idle_workers_sleep();
     test_hooks_and_current();
+    test_idle_hook_runs_before_sleeping_and_after_each_nap();
     test_heap_jobs_release_once();
     test_help_on_one_thread_pool();
     test_shutdown_keeps_workers_while_jobs_may_spawn();
