@@ -75,6 +75,7 @@ typedef struct aio_hub {
     pcm_aio_node *ghead; /* other areas' woken waiters (mu; see the end) */
     pthread_t loop_thread; /* the thread that arms nodes (mu; valid if has_loop_thread) */
     int has_loop_thread;
+    pcm_state *st; /* its module's state (the names used to resolve futures) */
 } aio_hub;
 
 struct aio_op {
@@ -232,6 +233,7 @@ static PyObject *hub_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     }
     pcc_mutex_init(&h->mu);
     atomic_init(&h->refs, 1);
+    h->st = pcm_state_of_type(tp);
     HubObject *self = (HubObject *)tp->tp_alloc(tp, 0);
     if (self == NULL) {
         hub_decref(h);
@@ -271,9 +273,9 @@ static PyObject *hubobj_repr(HubObject *self)
 }
 
 /* Resolve fut (loop thread) unless it is already done (cancelled). */
-static int resolve_future(PyObject *fut)
+int pcm_aio_resolve(pcm_state *st, PyObject *fut)
 {
-    PyObject *done = PyObject_CallMethod(fut, "done", NULL);
+    PyObject *done = PyObject_CallMethodNoArgs(fut, st->str_done);
     if (done == NULL)
         return -1;
     int is_done = PyObject_IsTrue(done);
@@ -282,11 +284,21 @@ static int resolve_future(PyObject *fut)
         return -1;
     if (is_done)
         return 0;
-    PyObject *r = PyObject_CallMethod(fut, "set_result", "O", Py_None);
+    PyObject *r = PyObject_CallMethodOneArg(fut, st->str_set_result, Py_None);
     if (r == NULL)
         return -1;
     Py_DECREF(r);
     return 0;
+}
+
+/* loop.create_future(), marked as yielded by an awaitable (what
+ * Future.__await__ does before it yields itself): the Task then waits on it. */
+static PyObject *blocking_future(pcm_state *st, PyObject *loop)
+{
+    PyObject *fut = PyObject_CallMethodNoArgs(loop, st->str_create_future);
+    if (fut != NULL && PyObject_SetAttr(fut, st->str_future_blocking, Py_True) < 0)
+        Py_CLEAR(fut);
+    return fut;
 }
 
 #define HUB_BATCH 64
@@ -323,7 +335,7 @@ static PyObject *hubobj_process(HubObject *self, PyObject *Py_UNUSED(ignored))
         int more = h->head != NULL || h->ghead != NULL;
         pcc_mutex_unlock(&h->mu);
         for (size_t i = 0; i < k; i++) {
-            if (!failed && resolve_future(futs[i]) < 0)
+            if (!failed && pcm_aio_resolve(h->st, futs[i]) < 0)
                 failed = 1;
             Py_DECREF(futs[i]);
         }
@@ -426,26 +438,16 @@ static PyObject *aio_slot(PyObject **slot)
     return o;
 }
 
+static PyObject *hub_pair(pcm_state *st);
+
 static int bind_hub(aio_op *op, PyObject **loop)
 {
     pcm_state *st = pcm_state_of_type(Py_TYPE(op));
     if (st == NULL)
         return -1;
-    PyObject *get = aio_slot(&st->aio_get_hub);
-    if (get == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "pyconc._aio is not initialized");
-        return -1;
-    }
-    PyObject *pair = PyObject_CallNoArgs(get); /* (loop, hub); RuntimeError outside a loop */
-    Py_DECREF(get);
+    PyObject *pair = hub_pair(st);
     if (pair == NULL)
         return -1;
-    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
-        !PyObject_TypeCheck(PyTuple_GET_ITEM(pair, 1), (PyTypeObject *)st->AioHubType)) {
-        Py_DECREF(pair);
-        PyErr_SetString(PyExc_SystemError, "pyconc._aio hub lookup returned a bad value");
-        return -1;
-    }
     aio_hub *h = ((HubObject *)PyTuple_GET_ITEM(pair, 1))->hub;
     if (op->hub == NULL) {
         atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
@@ -535,14 +537,9 @@ static PySendResult op_step_locked(aio_op *op, PyObject **result)
             op->finished = 1;
             return PYGEN_ERROR;
         }
-        PyObject *fut = PyObject_CallMethod(loop, "create_future", NULL);
+        PyObject *fut = blocking_future(op->hub->st, loop);
         Py_DECREF(loop);
         if (fut == NULL) {
-            op->finished = 1;
-            return PYGEN_ERROR;
-        }
-        if (PyObject_SetAttrString(fut, "_asyncio_future_blocking", Py_True) < 0) {
-            Py_DECREF(fut);
             op->finished = 1;
             return PYGEN_ERROR;
         }
@@ -815,7 +812,6 @@ static PyMethodDef aio_functions[] = {
  * a thread used is kept in its thread-state dict as (weakref(loop), hub),
  * which CPython clears when the thread ends.  Returns a new reference, or
  * NULL (no exception) when the cache does not hold the running loop. */
-#define HUB_CACHE_KEY "pyconc._aio.hub"
 
 static PyObject *running_loop_fn(pcm_state *st)
 {
@@ -853,7 +849,7 @@ static PyObject *cached_pair(pcm_state *st)
     }
     PyObject *pair = NULL;
     PyObject *d = PyThreadState_GetDict(); /* borrowed */
-    PyObject *c = d ? PyDict_GetItemString(d, HUB_CACHE_KEY) : NULL; /* borrowed */
+    PyObject *c = d ? PyDict_GetItemWithError(d, st->str_hub_cache_key) : NULL; /* borrowed */
     if (c != NULL && PyTuple_CheckExact(c) && PyTuple_GET_SIZE(c) == 2 &&
         PyWeakref_CheckRef(PyTuple_GET_ITEM(c, 0)) && loop != Py_None &&
         pcm_weakref_is(PyTuple_GET_ITEM(c, 0), loop))
@@ -864,20 +860,22 @@ static PyObject *cached_pair(pcm_state *st)
     return pair;
 }
 
-static void cache_pair(PyObject *pair)
+static void cache_pair(pcm_state *st, PyObject *pair)
 {
     PyObject *d = PyThreadState_GetDict();
     if (d == NULL)
         return;
     PyObject *ref = PyWeakref_NewRef(PyTuple_GET_ITEM(pair, 0), NULL);
     PyObject *c = ref ? PyTuple_Pack(2, ref, PyTuple_GET_ITEM(pair, 1)) : NULL;
-    if (c == NULL || PyDict_SetItemString(d, HUB_CACHE_KEY, c) < 0)
+    if (c == NULL || PyDict_SetItem(d, st->str_hub_cache_key, c) < 0)
         PyErr_Clear(); /* only a cache */
     Py_XDECREF(c);
     Py_XDECREF(ref);
 }
 
-PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node)
+/* (running loop, its hub) for the calling thread: the cached pair, else
+ * pyconc._aio's lookup (RuntimeError outside a running loop). */
+static PyObject *hub_pair(pcm_state *st)
 {
     PyObject *pair = cached_pair(st);
     if (pair == NULL) {
@@ -886,12 +884,12 @@ PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node)
             PyErr_SetString(PyExc_RuntimeError, "pyconc._aio is not initialized");
             return NULL;
         }
-        pair = PyObject_CallNoArgs(get); /* (loop, hub); RuntimeError outside a loop */
+        pair = PyObject_CallNoArgs(get);
         Py_DECREF(get);
         if (pair == NULL)
             return NULL;
         if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2)
-            cache_pair(pair);
+            cache_pair(st, pair);
     }
     if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
         !PyObject_TypeCheck(PyTuple_GET_ITEM(pair, 1), (PyTypeObject *)st->AioHubType)) {
@@ -899,6 +897,14 @@ PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node)
         PyErr_SetString(PyExc_SystemError, "pyconc._aio hub lookup returned a bad value");
         return NULL;
     }
+    return pair;
+}
+
+PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node)
+{
+    PyObject *pair = hub_pair(st);
+    if (pair == NULL)
+        return NULL;
     aio_hub *h = ((HubObject *)PyTuple_GET_ITEM(pair, 1))->hub;
     if (node->hub != NULL && node->hub != h) {
         Py_DECREF(pair);
@@ -909,14 +915,10 @@ PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node)
         atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
         node->hub = h;
     }
-    PyObject *fut = PyObject_CallMethod(PyTuple_GET_ITEM(pair, 0), "create_future", NULL);
+    PyObject *fut = blocking_future(st, PyTuple_GET_ITEM(pair, 0));
     Py_DECREF(pair);
     if (fut == NULL)
         return NULL;
-    if (PyObject_SetAttrString(fut, "_asyncio_future_blocking", Py_True) < 0) {
-        Py_DECREF(fut);
-        return NULL;
-    }
     /* Under the hub mutex: _process may be reading node->fut right now
      * (a node re-armed after a spurious resume). */
     pcc_mutex_lock_internal(&h->mu);
@@ -984,7 +986,7 @@ void pcm_aio_flush(void)
         int more = h->ghead != NULL;
         pcc_mutex_unlock(&h->mu);
         for (size_t i = 0; i < k; i++) {
-            if (resolve_future(futs[i]) < 0)
+            if (pcm_aio_resolve(h->st, futs[i]) < 0)
                 PyErr_WriteUnraisable(futs[i]);
             Py_DECREF(futs[i]);
         }
@@ -1054,5 +1056,18 @@ int pcm_aio_init(PyObject *module, pcm_state *st)
         return -1;
     if ((st->AioHubType = pcm_add_type(module, &hub_spec, NULL)) == NULL)
         return -1;
+    const struct {
+        PyObject **slot;
+        const char *s;
+    } names[] = {
+        {&st->str_done, "done"},
+        {&st->str_set_result, "set_result"},
+        {&st->str_create_future, "create_future"},
+        {&st->str_future_blocking, "_asyncio_future_blocking"},
+        {&st->str_hub_cache_key, "pyconc._aio.hub"}, /* in the thread-state dict */
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((*names[i].slot = PyUnicode_InternFromString(names[i].s)) == NULL)
+            return -1;
     return PyModule_AddFunctions(module, aio_functions);
 }

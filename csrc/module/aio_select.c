@@ -332,18 +332,10 @@ static PyObject *sop_fire(SelectOp *op, PyObject *Py_UNUSED(ignored))
     PCM_CS_END();
     if (fut == NULL)
         Py_RETURN_NONE;
-    PyObject *done = PyObject_CallMethod(fut, "done", NULL);
-    int is_done = done ? PyObject_IsTrue(done) : -1;
-    Py_XDECREF(done);
-    PyObject *r = NULL;
-    if (is_done == 0)
-        r = PyObject_CallMethod(fut, "set_result", "O", Py_None);
-    else if (is_done == 1)
-        r = Py_NewRef(Py_None);
+    int rc = pcm_aio_resolve(pcm_state_of_type(Py_TYPE(op)), fut);
     Py_DECREF(fut);
-    if (r == NULL)
+    if (rc < 0)
         return NULL;
-    Py_DECREF(r);
     Py_RETURN_NONE;
 }
 

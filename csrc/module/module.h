@@ -73,7 +73,10 @@
     /* coordination (coord.c, semaphore.c, event.c, waitgroup.c); the        \
      * running-loop getter of aio.c's node API, loaded on first use */         \
     X(SemaphoreType) X(SemaphorePermitType) X(EventType) X(NotifyType)         \
-    X(WaitGroupType) X(CoordOpType) X(CoordDone) X(AioRunningLoop)
+    X(WaitGroupType) X(CoordOpType) X(CoordDone) X(AioRunningLoop)              \
+    /* asyncio method and attribute names (aio.c, aio_select.c) */            \
+    X(str_done) X(str_set_result) X(str_create_future) X(str_future_blocking) \
+    X(str_hub_cache_key)
 
 typedef struct pcm_state {
 #define PCM_STATE_FIELD(name) PyObject *name;
@@ -218,6 +221,10 @@ typedef struct pcm_aio_node {
      * fd, whoever wakes. */
     int flush_local;
 } pcm_aio_node;
+/* Resolve an asyncio future with None unless it is done already (loop's
+ * thread).  0, or -1 with an exception set. */
+int pcm_aio_resolve(pcm_state *st, PyObject *fut);
+
 PyObject *pcm_aio_node_arm(pcm_state *st, pcm_aio_node *node);
 void pcm_aio_node_wake(pcm_aio_node *node);
 void pcm_aio_node_disarm(pcm_aio_node *node);
