@@ -21,6 +21,14 @@ PyObject *pcm_add_type(PyObject *module, PyType_Spec *spec, PyObject *bases)
     return tp;
 }
 
+int pcm_intern_names(const pcm_name *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((*names[i].slot = PyUnicode_InternFromString(names[i].s)) == NULL)
+            return -1;
+    return 0;
+}
+
 /* st->NAME = MODULE.NAME for each name X(NAME) of a list. */
 #define LOAD_ATTR(name)                                                        \
     if ((st->name = PyObject_GetAttrString(mod, #name)) == NULL)               \

@@ -1056,18 +1056,14 @@ int pcm_aio_init(PyObject *module, pcm_state *st)
         return -1;
     if ((st->AioHubType = pcm_add_type(module, &hub_spec, NULL)) == NULL)
         return -1;
-    const struct {
-        PyObject **slot;
-        const char *s;
-    } names[] = {
+    const pcm_name names[] = {
         {&st->str_done, "done"},
         {&st->str_set_result, "set_result"},
         {&st->str_create_future, "create_future"},
         {&st->str_future_blocking, "_asyncio_future_blocking"},
         {&st->str_hub_cache_key, "pyconc._aio.hub"}, /* in the thread-state dict */
     };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if ((*names[i].slot = PyUnicode_InternFromString(names[i].s)) == NULL)
-            return -1;
+    if (pcm_intern_names(names, sizeof names / sizeof names[0]) < 0)
+        return -1;
     return PyModule_AddFunctions(module, aio_functions);
 }

@@ -104,6 +104,14 @@ static inline pcm_state *pcm_state_of_type(PyTypeObject *tp)
  * set. */
 PyObject *pcm_add_type(PyObject *module, PyType_Spec *spec, PyObject *bases);
 
+/* Interned names for the module state: *slot = the interned str of `s`
+ * for each entry.  0, or -1 with an exception set. */
+typedef struct pcm_name {
+    PyObject **slot;
+    const char *s;
+} pcm_name;
+int pcm_intern_names(const pcm_name *names, size_t n);
+
 /* A method-table entry making a type subscriptable at run time
  * (`Sender[int]`), as its stub declares it generic (PEP 585). */
 #define PCM_GENERIC_ALIAS_METHOD \

@@ -260,18 +260,14 @@ static PyMethodDef pythread_functions[] = {
 
 int pcm_pythread_init(PyObject *module, pcm_state *st)
 {
-    const struct {
-        PyObject **slot;
-        const char *s;
-    } attrs[] = {
+    const pcm_name attrs[] = {
         {&st->str__name, "_name"},
         {&st->str__active, "_active"},
         {&st->str__trace_hook, "_trace_hook"},
         {&st->str__profile_hook, "_profile_hook"},
     };
-    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
-        if ((*attrs[i].slot = PyUnicode_InternFromString(attrs[i].s)) == NULL)
-            return -1;
+    if (pcm_intern_names(attrs, sizeof attrs / sizeof attrs[0]) < 0)
+        return -1;
     /* imported now, never lazily (see the top of this file) */
     if ((st->threading_module = PyImport_ImportModule("threading")) == NULL)
         return -1;
