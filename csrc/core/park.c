@@ -42,6 +42,22 @@ pcc_deadline_t pcc_idle_nap(unsigned *nap, pcc_deadline_t rest)
     return d < rest ? d : rest;
 }
 
+int pcc_backoff_round(pcc_backoff *b, int64_t *since, int64_t budget_ns)
+{
+    if (!pcc_backoff_is_completed(b)) {
+        pcc_backoff_snooze(b);
+        return 0;
+    }
+    int64_t now = pcc_now_ns();
+    if (*since == 0)
+        *since = now;
+    if (now - *since < budget_ns) {
+        sched_yield();
+        return 0;
+    }
+    return 1;
+}
+
 void pcc_backoff_snooze(pcc_backoff *b)
 {
     if (b->step <= PCC_SPIN_LIMIT) {
@@ -316,6 +332,12 @@ void pcc_event_set(pcc_event *e)
 
 int pcc_event_wait(pcc_event *e, pcc_deadline_t deadline)
 {
+    pcc_backoff bo = {0};
+    int64_t since = 0;
+    while (atomic_load_explicit(&e->state, memory_order_acquire) != EV_SET &&
+           !pcc_backoff_round(&bo, &since, PCC_WAIT_SPIN_NS) &&
+           (deadline == PCC_FOREVER || pcc_now_ns() < deadline))
+        ;
     for (;;) {
         uint32_t s = atomic_load_explicit(&e->state, memory_order_acquire);
         if (s == EV_SET)

@@ -66,25 +66,6 @@ static _Thread_local pcc_worker *tl_worker;
  * then parks: no idle spinning, cf. rayon issue #642). */
 #define IDLE_SPIN_NS 200000
 
-/* One idle round: spin/yield per the backoff, then keep yielding until
- * IDLE_SPIN_NS have passed since the spell began.  Returns 1 once it is
- * time to park. */
-static int idle_round(pcc_backoff *bo, int64_t *idle_since)
-{
-    if (!pcc_backoff_is_completed(bo)) {
-        pcc_backoff_snooze(bo);
-        return 0;
-    }
-    int64_t now = pcc_now_ns();
-    if (*idle_since == 0)
-        *idle_since = now;
-    if (now - *idle_since < IDLE_SPIN_NS) {
-        pcc_thread_yield();
-        return 0;
-    }
-    return 1;
-}
-
 /* ---- the Chase-Lev deque --------------------------------------------------
  *
  * Memory orderings (Le et al. 2013, with the fences folded into seq_cst
@@ -596,7 +577,7 @@ static void *worker_main(void *arg)
             nap = 0;
             continue;
         }
-        if (nap == 0 && !idle_round(&bo, &idle_since))
+        if (nap == 0 && !pcc_backoff_round(&bo, &idle_since, IDLE_SPIN_NS))
             continue;
         pcc_deadline_t deadline = PCC_FOREVER;
         if (p->hooks.on_idle) {
@@ -719,7 +700,7 @@ static void worker_wait(pcc_worker *w, pcc_job *job)
             idle_since = 0;
             continue;
         }
-        if (!idle_round(&bo, &idle_since))
+        if (!pcc_backoff_round(&bo, &idle_since, IDLE_SPIN_NS))
             continue;
         sleep_once(w, job, PCC_FOREVER);
         bo.step = 0;
@@ -735,6 +716,11 @@ int pcc_pool_wait(pcc_pool *p, pcc_job *job, pcc_deadline_t deadline)
         worker_wait(w, job);
         return 0;
     }
+    pcc_backoff bo = {0};
+    int64_t since = 0;
+    while (!pcc_job_is_done(job) && !pcc_backoff_round(&bo, &since, PCC_WAIT_SPIN_NS) &&
+           (deadline == PCC_FOREVER || pcc_now_ns() < deadline))
+        ;
     for (;;) {
         uint32_t s = atomic_load_explicit(&job->state, memory_order_acquire);
         if (s == PCC_JOB_DONE)

@@ -77,4 +77,15 @@ static inline int pcc_backoff_is_completed(const pcc_backoff *b)
     return b->step > PCC_YIELD_LIMIT;
 }
 
+/* One round of looking before parking: spin/yield per the backoff, then keep
+ * yielding until `budget_ns` have passed since the spell began (*since: 0
+ * at the start).  Returns 1 once it is time to park. */
+int pcc_backoff_round(pcc_backoff *b, int64_t *since, int64_t budget_ns);
+
+/* How long a thread waiting for a job's or an event's completion looks
+ * before it parks.  A short job (spawn(f).join() of a small f) finishes
+ * within tens of microseconds, less than a futex sleep and wake-up costs
+ * the waiter on a VM. */
+#define PCC_WAIT_SPIN_NS 50000
+
 #endif
