@@ -13,6 +13,7 @@ of each loop on first use.
 from __future__ import annotations
 
 import asyncio
+import sysconfig
 import threading
 import weakref
 from asyncio.events import _get_running_loop
@@ -30,6 +31,25 @@ _hubs_lock = threading.Lock()
 # row, and WeakKeyDictionary.get costs about a microsecond per wait.  A weak
 # reference, so the cache never keeps a finished loop alive.
 _last: Tuple[Any, Any] = (lambda: None, None)
+
+
+# Free-threaded builds (biased reference counting): an object a loop's
+# thread made and another thread dropped waits in the loop thread's queue
+# until that thread next runs Python code -- and a loop blocked in its
+# selector runs none.  When the object is what the loop waits for (the last
+# Sender of a channel it receives from, in a lambda another thread ran),
+# the loop waited forever (python/cpython#157838; pyconc's own blocking
+# waits handle their queue every slice, csrc/module/wait.c).  So a loop that
+# uses pyconc wakes every _SETTLE_S while it runs, which handles the queue.
+# With the GIL there is no queue and no timer.
+_FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+_SETTLE_S = 0.05
+
+
+def _settle_tick(loop: asyncio.AbstractEventLoop) -> None:
+    # Entering this function handled the queue; come back while the loop
+    # lives (close() drops the scheduled handle).
+    loop.call_later(_SETTLE_S, _settle_tick, loop)
 
 
 def _running_hub() -> Tuple[asyncio.AbstractEventLoop, Any]:
@@ -52,6 +72,8 @@ def _running_hub() -> Tuple[asyncio.AbstractEventLoop, Any]:
                 # here), so add_reader is called from the right thread.
                 loop.add_reader(hub.fileno(), hub._process)
                 _hubs[loop] = hub
+                if _FREE_THREADED:
+                    loop.call_later(_SETTLE_S, _settle_tick, loop)
     _last = (weakref.ref(loop), hub)
     return loop, hub
 

@@ -473,3 +473,52 @@ def test_object_a_pool_worker_made_is_freed_when_another_thread_drops_it():
 
 def test_object_a_spawned_thread_made_is_freed_when_another_thread_drops_it():
     assert _made_there_dropped_here_is_freed(lambda f: pyconc.spawn(f).join().unwrap()) == 0
+
+
+# The same queue, seen from a thread that *waits* inside pyconc: each
+# Sender clone lives in a lambda's defaults; the main thread makes the
+# lambda and the spawned thread drops it, so the lambda -- and the Sender
+# in it -- waits in the main thread's queue.  The main thread is blocked in
+# the receive that only ends when the last Sender goes: without help it
+# never handled its queue and waited forever (every run hung on 3.13t, as
+# the same program does with threading.Thread: python/cpython#157838).  A
+# pyconc wait handles the waiting thread's pending events every slice.
+_HANDOFF_HANG = textwrap.dedent("""
+    import sys, pyconc
+    mode = sys.argv[1]
+    def spawn_senders(tx):
+        for i in range(4):
+            pyconc.spawn(lambda t=tx.clone(), i=i: [t.send((i, k)) for k in range(3)])
+        tx.close()
+    if mode == "sync":
+        for _ in range(200):
+            tx, rx = pyconc.sync_channel(64)
+            spawn_senders(tx)
+            assert sum(1 for _ in rx) == 12
+    elif mode == "thread":
+        def consume():
+            for _ in range(200):
+                tx, rx = pyconc.sync_channel(64)
+                spawn_senders(tx)
+                assert sum(1 for _ in rx) == 12
+        pyconc.spawn(consume).join().unwrap()
+    else:
+        import asyncio
+        async def main():
+            for _ in range(100):
+                tx, rx = pyconc.channel()
+                spawn_senders(tx)
+                n = 0
+                async for _ in rx:
+                    n += 1
+                assert n == 12
+        asyncio.run(main())
+    print("ok")
+""")
+
+
+@pytest.mark.parametrize("mode", ["sync", "thread", "async"])
+def test_a_waiter_frees_what_other_threads_dropped_of_its_objects_while_it_waits(mode):
+    r = subprocess.run([sys.executable, "-c", _HANDOFF_HANG, mode],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

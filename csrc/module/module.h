@@ -170,9 +170,11 @@ void pcm_pythread_leave(void);
 void pcm_pythread_forget(void);
 /* Free-threaded builds: handle the events waiting for the calling thread
  * (attached) now -- the objects other threads dropped are freed -- before
- * it parks outside Python; the _detached form attaches `ts` (the calling
- * thread's, detached) only if events are pending.  Nothing with the GIL. */
-void pcm_settle_refcounts(void);
+ * it parks outside Python, and between the slices of a pcm_wait.  0, or -1
+ * with an exception set (an asynchronous exception landed).  The _detached
+ * form attaches `ts` (the calling thread's, detached) only if events are
+ * pending, and reports an exception as unraisable.  Nothing with the GIL. */
+int pcm_settle_refcounts(void);
 void pcm_settle_refcounts_detached(PyThreadState *ts);
 /* At the start of a job: drop the trace/profile functions an earlier job
  * left, then install those threading gives a new thread.  _clear: drop

@@ -208,15 +208,14 @@ void pcm_job_hooks_clear(void)
  * may call it). */
 static PyObject *_Atomic merge_point;
 
-void pcm_settle_refcounts(void)
+int pcm_settle_refcounts(void)
 {
     PyObject *f = atomic_load(&merge_point);
     if (f == NULL || !pcm_events_pending(PyThreadState_Get()))
-        return;
-    PyObject *r = PyObject_CallNoArgs(f);
-    if (r == NULL)
-        PyErr_WriteUnraisable(f); /* e.g. an async exception */
+        return 0;
+    PyObject *r = PyObject_CallNoArgs(f); /* fails on e.g. an async exception */
     Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
 }
 
 void pcm_settle_refcounts_detached(PyThreadState *ts)
@@ -225,7 +224,8 @@ void pcm_settle_refcounts_detached(PyThreadState *ts)
     if (ts == NULL || !pcm_events_pending(ts) || pcm_is_finalizing())
         return;
     PyEval_RestoreThread(ts);
-    pcm_settle_refcounts();
+    if (pcm_settle_refcounts() < 0)
+        PyErr_WriteUnraisable(atomic_load(&merge_point));
     (void)PyEval_SaveThread();
 }
 

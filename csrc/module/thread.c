@@ -599,7 +599,6 @@ static void *thread_main(void *arg)
         PyErr_Clear();
     }
 #endif
-    pcm_settle_refcounts(); /* before parking in the idle-thread cache */
     (void)PyEval_SaveThread();
     /* Without the GIL now: joiners wake to a free GIL. */
     pcc_event_set(&done->ev); /* release: publishes result */
