@@ -379,3 +379,64 @@ def test_presorted_floats_with_nans_where_they_sort_are_left_as_they_are(dtype):
         got = bad.copy()
         par_sort(got)
         assert got.tobytes() == np.sort(bad, kind="stable").tobytes()
+
+
+# The in-cache finish (a range of 512 elements up to 128 KiB): LSD passes on
+# the top ~lg(n)+6 varying bits, then an insertion sort with a budget; keys
+# that share long prefixes but differ below them (clusters) exceed the
+# budget and fall back to the MSD recursion.  Sizes at its edges.
+LSDF_SIZES = [511, 512, 513, 4096, 16383, 16384, 16385, 32767, 32768, 32769]
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint64", "int32", "uint32", "float64", "float32"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_in_cache_finish_sorts_clustered_prefixes_like_numpy(dtype, threads):
+    rng = np.random.default_rng(5)
+    bits = np.dtype(dtype).itemsize * 8
+    with pyconc.ThreadPool(threads) as pool:
+        for n in LSDF_SIZES:
+            for high in (1, 2, 4, 64):  # distinct values of the top part
+                top = rng.integers(0, high, size=n).astype(np.uint64) << np.uint64(bits - 8)
+                low = rng.integers(0, 1 << (bits // 2 - 4), size=n).astype(np.uint64)
+                raw = (top | low).astype(f"uint{bits}")
+                a = raw.view(dtype) if dtype.startswith("float") else raw.astype(dtype)
+                a = a[~np.isnan(a)] if dtype.startswith("float") else a
+                want = np.sort(a, kind="stable")
+                got = a.copy()
+                pool.install(lambda: par_sort(got))
+                assert got.tobytes() == want.tobytes(), (dtype, n, high)
+
+
+# Random floats crowd a few exponents, so the first radix digit of 1M+ of
+# them is skewed: the top level buckets them through a table built from a
+# sample instead.  Normal and lognormal data, a narrow band, and with
+# -0.0/NaN (the keyed-on-the-fly float kernels) on 1 and 2 threads.
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_skewed_floats_past_a_million_sort_like_numpy(dtype, threads):
+    rng = np.random.default_rng(17)
+    n = (1 << 20) + 3
+    cases = {
+        "normal": rng.standard_normal(n),
+        "lognormal": rng.lognormal(0, 3, n),
+        "band": 1.0 + rng.random(n) * 1e-6,
+        "specials": np.where(rng.random(n) < 0.01,
+                             rng.choice([np.nan, -0.0, 0.0, np.inf, -np.inf], n),
+                             rng.standard_normal(n)),
+    }
+    with pyconc.ThreadPool(threads) as pool:
+        for name, v in cases.items():
+            a = v.astype(dtype)
+            want = np.sort(a, kind="stable")
+            pool.install(lambda: par_sort(a))
+            assert a.tobytes() == want.tobytes(), name
+            if name != "specials":
+                continue
+            b = v.astype(dtype)
+            pool.install(lambda: par_sort(b, reverse=True))
+            # list.sort(reverse=True)'s order: NaNs first, equal keys in input order
+            rev = np.array(sorted(v.astype(dtype).tolist(),
+                                  key=lambda x: (1, 0.0) if x != x else (0, x), reverse=True),
+                           dtype=dtype)
+            assert np.array_equal(b, rev, equal_nan=True), name
+            assert np.array_equal(np.signbit(b), np.signbit(rev)), name

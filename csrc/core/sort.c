@@ -2,6 +2,7 @@
  * sort_impl.h, instantiated here once per element type. */
 #include "pyconc/sort.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>

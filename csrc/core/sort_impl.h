@@ -338,6 +338,14 @@ static int SN(radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
 #define MSD_SEQ_MAX ((size_t)1 << 20) /* longer ranges use the parallel node */
 #define MSD_PAR_MIN ((size_t)1 << 16) /* buckets this long may sort in parallel */
 #define KBITS ((int)sizeof(SK) * 8)
+/* skewed digits (see SN(build_lut) below) */
+#define LUT_MIN ((size_t)1 << 20)
+#define LUT_NB ((size_t)1 << (MSD_WMAX + 1)) /* at most this many buckets */
+#define LUT_BUCKET(lut, key, sh)                                                       \
+    ((lut)[((key) >> (sh)) & 0xffff] & 0xffff) +                                        \
+        (size_t)(((key) >> ((sh) - ((lut)[((key) >> (sh)) & 0xffff] >> 16))) &          \
+                 ((1u << ((lut)[((key) >> (sh)) & 0xffff] >> 16)) - 1))
+
 
 /* digit width for a range of len elements: about len/2 buckets */
 static inline int SN(msd_width)(size_t len, int hi)
@@ -419,7 +427,163 @@ static void SN(msd_leaf)(ST *X, ST *Y, size_t len, int out_x, SK xm)
     SN(ins_to)(X, out_x ? X : Y, len, xm);
 }
 
+/* ---- in-cache finish: LSD on a prefix, then insertion ---------------------
+ *
+ * A range that fits in the cache (a bucket of the first MSD pass) is
+ * sorted by two stable LSD passes on its top B varying bits (one pass when
+ * B <= LSDF_W), both digits counted in one read, with B about lg(len) + 6:
+ * random keys then share a B-bit prefix only in ~len/64 pairs, so one
+ * insertion sort over the whole range finishes it in about one compare per
+ * element.  Keys that share long prefixes (clusters, duplicates with
+ * different low bits) could make that insertion quadratic: a scan bounds
+ * its work first (the sum of the squared sizes of equal-prefix groups), and
+ * past the bound each large group is sorted by the MSD recursion instead.
+ * Replaces an 11-bit MSD scatter into ~2-element buckets plus a sorting
+ * network per bucket, which cost 3x as much per element (perf: the bucket
+ * loop's branches and the per-bucket calls). */
+#define LSDF_W 11
+#define LSDF_MIN 512
+#define LSDF_MAX_BYTES ((size_t)128 << 10) /* len * sizeof(ST): X and Y in L2 */
+
+static void SN(msd_seq)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi);
+static void SN(msd_step)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi);
+
+static inline void SN(lsdf_digits)(size_t len, int hi, int *sh0, int *w0, int *sh1, int *w1)
+{
+    int lg = 0;
+    while (((size_t)2 << lg) <= len)
+        lg++;
+    int b = hi + 1 <= 2 * LSDF_W ? hi + 1 : lg + 6; /* all of them when two passes can */
+    if (b > 2 * LSDF_W)
+        b = 2 * LSDF_W;
+    if (b > hi + 1)
+        b = hi + 1;
+    *w1 = b > LSDF_W ? (b + 1) / 2 : b; /* the high digit (the last pass) */
+    *w0 = b - *w1;                      /* the low digit (0: one pass) */
+    *sh1 = hi + 1 - *w1;
+    *sh0 = *sh1 - *w0;
+}
+
+static void SN(lsd_finish)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi)
+{
+    SK xm = k->xm;
+    uint32_t c0[(size_t)1 << LSDF_W], c1[(size_t)1 << LSDF_W];
+    int sh0, w0, sh1, w1;
+    SN(lsdf_digits)(len, guess_hi, &sh0, &w0, &sh1, &w1);
+    memset(c0, 0, ((size_t)1 << w0) * sizeof c0[0]);
+    memset(c1, 0, ((size_t)1 << w1) * sizeof c1[0]);
+    SK o = 0, an = (SK)~(SK)0;
+    {
+        SK m0 = (SK)(((SK)1 << w0) - 1), m1 = (SK)(((SK)1 << w1) - 1);
+        /* Y is where the first pass scatters, in random order; it was last
+         * touched long ago (out of the cache): fetch its lines meanwhile */
+        const size_t line = 64 / sizeof(ST) ? 64 / sizeof(ST) : 1;
+        for (size_t i = 0; i < len; i++) {
+            SK key = KEYX(X[i]);
+            o |= key;
+            an &= key;
+            c0[(key >> sh0) & m0]++;
+            c1[(key >> sh1) & m1]++;
+            if (i % line == 0)
+                __builtin_prefetch(Y + i, 1);
+        }
+    }
+    SK diff = (SK)(o ^ an);
+    if (diff == 0) { /* every key equal: already in (stable) order */
+        if (!out_x)
+            memcpy(Y, X, len * sizeof(ST));
+        return;
+    }
+    int hi = SN(msb)(diff);
+    if (hi != guess_hi) { /* the top bits agree: count the digits below them */
+        SN(lsdf_digits)(len, hi, &sh0, &w0, &sh1, &w1);
+        memset(c0, 0, ((size_t)1 << w0) * sizeof c0[0]);
+        memset(c1, 0, ((size_t)1 << w1) * sizeof c1[0]);
+        SK m0 = (SK)(((SK)1 << w0) - 1), m1 = (SK)(((SK)1 << w1) - 1);
+        for (size_t i = 0; i < len; i++) {
+            SK key = KEYX(X[i]);
+            c0[(key >> sh0) & m0]++;
+            c1[(key >> sh1) & m1]++;
+        }
+    }
+    /* exclusive prefix sums, then the passes: X -> Y (low digit, if any),
+     * then -> the other array (high digit); R holds the result, S is free */
+    ST *R = X, *S = Y;
+    if (w0 > 0) {
+        uint32_t run = 0;
+        for (size_t b = 0; b < ((size_t)1 << w0); b++) {
+            uint32_t c = c0[b];
+            c0[b] = run;
+            run += c;
+        }
+        SK m0 = (SK)(((SK)1 << w0) - 1);
+        for (size_t i = 0; i < len; i++) {
+            ST v = R[i];
+            S[c0[(KEYX(v) >> sh0) & m0]++] = v;
+        }
+        R = Y;
+        S = X;
+    }
+    {
+        uint32_t run = 0;
+        for (size_t b = 0; b < ((size_t)1 << w1); b++) {
+            uint32_t c = c1[b];
+            c1[b] = run;
+            run += c;
+        }
+        SK m1 = (SK)(((SK)1 << w1) - 1);
+        for (size_t i = 0; i < len; i++) {
+            ST v = R[i];
+            S[c1[(KEYX(v) >> sh1) & m1]++] = v;
+        }
+        ST *t = R;
+        R = S;
+        S = t;
+    }
+    ST *dst = out_x ? X : Y;
+    if (sh0 <= __builtin_ctzll((unsigned long long)diff)) { /* every varying bit sorted */
+        if (R != dst)
+            memcpy(dst, R, len * sizeof(ST));
+        return;
+    }
+    /* Insertion sort into dst with a budget of moves: ties of the prefix
+     * are rare here, so it is about one compare per element.  Past the
+     * budget (long runs of one prefix), the rest is copied over and the
+     * MSD recursion sorts the range instead (the other array is free). */
+    size_t budget = 8 * len, i;
+    for (i = 0; i < len; i++) {
+        ST v = R[i];
+        SK kv = KEYX(v);
+        size_t j = i;
+        while (j > 0 && kv < KEYX(dst[j - 1])) {
+            dst[j] = dst[j - 1];
+            j--;
+        }
+        dst[j] = v;
+        size_t moved = i - j;
+        if (moved > budget)
+            break;
+        budget -= moved;
+    }
+    if (i < len) {
+        if (dst != R)
+            memcpy(dst + i + 1, R + i + 1, (len - i - 1) * sizeof(ST));
+        SN(msd_step)(k, dst, dst == R ? S : R, len, 1, hi);
+    }
+}
+
+/* A range sorted by one thread: in the cache, the LSD finish; else an
+ * MSD step. */
 static void SN(msd_seq)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi)
+{
+    if (len >= LSDF_MIN && len * sizeof(ST) <= LSDF_MAX_BYTES)
+        SN(lsd_finish)(k, X, Y, len, out_x, guess_hi);
+    else
+        SN(msd_step)(k, X, Y, len, out_x, guess_hi);
+}
+
+/* One MSD scatter by the top varying bits, then each bucket (msd_seq). */
+static void SN(msd_step)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi)
 {
     SK xm = k->xm;
     if (len <= MSD_SMALL) {
@@ -515,6 +679,7 @@ typedef struct {
     size_t *hist;  /* [chunk][nb + 1] */
     SK *orand;     /* [chunk][2] */
     int sh, count_only;
+    const uint32_t *lut; /* non-NULL: buckets by LUT_BUCKET (count_only) */
 } SN(mp_t);
 
 static void SN(mp_count)(void *arg, size_t ch)
@@ -531,7 +696,13 @@ static void SN(mp_count)(void *arg, size_t ch)
         if (is_cancelled(r->k->c))
             return; /* the caller sees the flag and stops */
         size_t end = blk + CANCEL_STRIDE < hi ? blk + CANCEL_STRIDE : hi;
-        if (r->count_only) {
+        if (r->lut) {
+            const uint32_t *lut = r->lut;
+            for (size_t i = blk; i < end; i++) {
+                SK key = KEYX(X[i]);
+                h[LUT_BUCKET(lut, key, sh)]++;
+            }
+        } else if (r->count_only) {
             for (size_t i = blk; i < end; i++)
                 h[(KEYX(X[i]) >> sh) & (nb - 1)]++;
         } else {
@@ -560,9 +731,18 @@ static void SN(mp_scatter)(void *arg, size_t ch)
         if (is_cancelled(r->k->c))
             return; /* X still holds everything */
         size_t end = blk + CANCEL_STRIDE < hi ? blk + CANCEL_STRIDE : hi;
-        for (size_t i = blk; i < end; i++) {
-            ST v = X[i];
-            Y[off[(KEYX(v) >> sh) & (nb - 1)]++] = v;
+        if (r->lut) {
+            const uint32_t *lut = r->lut;
+            for (size_t i = blk; i < end; i++) {
+                ST v = X[i];
+                SK key = KEYX(v);
+                Y[off[LUT_BUCKET(lut, key, sh)]++] = v;
+            }
+        } else {
+            for (size_t i = blk; i < end; i++) {
+                ST v = X[i];
+                Y[off[(KEYX(v) >> sh) & (nb - 1)]++] = v;
+            }
         }
     }
 }
@@ -574,6 +754,7 @@ typedef struct {
     const size_t *group; /* [ngroups + 1] bucket index ranges */
     size_t len;
     int out_x, sh;
+    const signed char *gh; /* non-NULL: bucket b's guessed top varying bit */
 } SN(mg_t);
 
 static void SN(mp_group)(void *arg, size_t g)
@@ -584,14 +765,15 @@ static void SN(mp_group)(void *arg, size_t g)
         size_t s = q->start[b], m = q->start[b + 1] - s;
         if (m == 0)
             continue;
-        if (q->sh == 0 || m == 1) {
+        int guess = q->gh ? q->gh[b] : q->sh - 1;
+        if ((q->sh == 0 && !q->gh) || m == 1 || guess < 0) {
             if (q->out_x)
                 memcpy(q->X + s, q->Y + s, m * sizeof(ST));
         } else if (m > MSD_SEQ_MAX ||
                    (c->nthreads > 1 && m >= MSD_PAR_MIN && m > q->len / ((size_t)c->nthreads * 4))) {
-            SN(msd_par)(q->k, q->Y + s, q->X + s, m, !q->out_x, q->sh - 1);
+            SN(msd_par)(q->k, q->Y + s, q->X + s, m, !q->out_x, guess);
         } else {
-            SN(msd_seq)(q->k, q->Y + s, q->X + s, m, !q->out_x, q->sh - 1);
+            SN(msd_seq)(q->k, q->Y + s, q->X + s, m, !q->out_x, guess);
         }
     }
 }
@@ -627,6 +809,91 @@ static void SN(fill_chunk)(void *arg, size_t ch)
 }
 #endif
 
+/* ---- skewed digits: buckets from a sample ----------------------------------
+ *
+ * Random floats crowd a few exponents: the top 11 bits of a float64 key of
+ * normal data put ~97% of it in ~10 of 2048 buckets, each of which then
+ * needs another pass over main memory.  When the real digit's histogram is
+ * that skewed, the parallel node instead buckets by a table built from a
+ * sample of the top 16 varying bits: consecutive 16-bit values share a
+ * bucket until it holds len/2048 of the sample, and a value heavier than
+ * that gets 2^w buckets of its own, split by the w bits below (within one
+ * 16-bit value the keys spread evenly).  An entry is base | w << 16:
+ * bucket = base + the w bits below the 16.  So one pass over memory leaves
+ * cache-sized buckets again.  A bucket covering 16-bit values a..b holds
+ * keys sharing the prefix above the highest bit where a and b differ (and
+ * a split one, the w bits too): that gives its children's guess. */
+static int SN(skewed)(const size_t *hist, size_t nchunks, size_t nb, size_t len)
+{
+    size_t big = 0; /* elements in buckets over 8x the mean */
+    for (size_t b = 0; b < nb; b++) {
+        size_t t = 0;
+        for (size_t ch = 0; ch < nchunks; ch++)
+            t += hist[ch * (nb + 1) + b];
+        if (t > 8 * (len / nb))
+            big += t;
+    }
+    return big > len / 4;
+}
+
+/* the top varying bit of a bucket's keys: those of 16-bit values a..b */
+static inline signed char SN(lut_guess)(size_t a, size_t b, int sh)
+{
+    if (a != b)
+        return (signed char)(sh + 63 - __builtin_clzll((unsigned long long)(a ^ b)));
+    return (signed char)(sh > 0 ? sh - 1 : -1);
+}
+
+/* Fill lut[65536] and gh[bucket] (the children's guessed top varying bit;
+ * -1: no bit below); returns the number of buckets (<= LUT_NB).  sh >= 0. */
+static size_t SN(build_lut)(const ST *X, size_t len, int sh, SK xm, uint32_t *lut, signed char *gh)
+{
+    const size_t nf = (size_t)1 << 16;
+    uint32_t *fh = calloc(nf, sizeof(uint32_t));
+    size_t step = len / ((size_t)1 << 18), ns = 0;
+    if (step == 0)
+        step = 1;
+    if (fh != NULL) {
+        for (size_t i = 0; i < len; i += step, ns++)
+            fh[(KEYX(X[i]) >> sh) & 0xffff]++;
+    }
+    size_t target = ns / ((size_t)1 << MSD_WMAX) + 1, b = 0, acc = 0, first = 0;
+    int open = 0; /* bucket b holds 16-bit values first..f-1 */
+    for (size_t f = 0; f < nf; f++) {
+        size_t cf = fh ? fh[f] : 1;
+        int w = 0;
+        while (w < 8 && w < sh && (cf >> w) > 2 * target)
+            w++;
+        /* never past LUT_NB buckets (the last one takes what is left) */
+        while (w > 0 && b + 2 + ((size_t)1 << w) > LUT_NB)
+            w--;
+        if (open && (w > 0 || (acc > 0 && acc + cf > target && b + 2 < LUT_NB))) {
+            gh[b] = SN(lut_guess)(first, f - 1, sh); /* close the open bucket */
+            b++;
+            acc = 0;
+            open = 0;
+        }
+        if (w > 0) { /* a heavy value: 2^w buckets of its own */
+            lut[f] = (uint32_t)b | (uint32_t)w << 16;
+            for (size_t q = 0; q < ((size_t)1 << w); q++)
+                gh[b + q] = (signed char)(sh - w - 1);
+            b += (size_t)1 << w;
+            continue;
+        }
+        if (!open)
+            first = f;
+        open = 1;
+        lut[f] = (uint32_t)b;
+        acc += cf;
+    }
+    if (open) {
+        gh[b] = SN(lut_guess)(first, nf - 1, sh);
+        b++;
+    }
+    free(fh);
+    return b;
+}
+
 static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi)
 {
     sctx *c = k->c;
@@ -637,7 +904,7 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
         nchunks = 1;
     size_t csize = (len + nchunks - 1) / nchunks;
     nchunks = (len + csize - 1) / csize;
-    size_t maxnb = (size_t)1 << MSD_WMAX;
+    size_t maxnb = LUT_NB; /* the widest digit, or the sample's buckets */
     size_t *mem = malloc((nchunks * (maxnb + 1) + 2 * (maxnb + 1)) * sizeof(size_t) +
                          2 * nchunks * sizeof(SK));
     if (mem == NULL) {
@@ -649,7 +916,9 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
     size_t *start = mem + nchunks * (maxnb + 1), *group = start + maxnb + 1;
     SK *orand = (SK *)(group + maxnb + 1);
     int gw = SN(msd_width)(len, guess_hi);
-    SN(mp_t) r = {k, X, Y, len, csize, (size_t)1 << gw, mem, orand, guess_hi + 1 - gw, 0};
+    SN(mp_t) r = {k, X, Y, len, csize, (size_t)1 << gw, mem, orand, guess_hi + 1 - gw, 0, NULL};
+    uint32_t *lut = NULL;
+    signed char *gh = NULL;
     pfor(c, nchunks, SN(mp_count), &r);
     if (is_cancelled(c))
         goto cancelled;
@@ -676,7 +945,7 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
             size_t cnb = (size_t)1 << span;
             size_t *ch = calloc(nchunks * (cnb + 1) + cnb + 1, sizeof(size_t));
             if (ch != NULL) {
-                SN(mp_t) cr = {k, X, Y, len, csize, cnb, ch, orand, lo, 1};
+                SN(mp_t) cr = {k, X, Y, len, csize, cnb, ch, orand, lo, 1, NULL};
                 pfor(c, nchunks, SN(mp_count), &cr);
                 if (is_cancelled(c)) {
                     free(ch);
@@ -708,6 +977,22 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
         if (is_cancelled(c))
             goto cancelled;
     }
+    if (len >= LUT_MIN && r.nb == ((size_t)1 << MSD_WMAX) && hi >= 15 &&
+        SN(skewed)(mem, nchunks, r.nb, len)) {
+        /* most keys crowd a few buckets (normal floats: a few exponents):
+         * buckets drawn from a sample of the top 16 varying bits instead */
+        lut = malloc(((size_t)1 << 16) * sizeof(uint32_t) + LUT_NB);
+        if (lut != NULL) {
+            gh = (signed char *)(lut + ((size_t)1 << 16));
+            r.sh = hi + 1 - 16;
+            r.nb = SN(build_lut)(X, len, r.sh, k->xm, lut, gh);
+            r.lut = lut;
+            r.count_only = 1;
+            pfor(c, nchunks, SN(mp_count), &r);
+            if (is_cancelled(c))
+                goto cancelled;
+        }
+    }
     size_t nb = r.nb;
     /* exclusive prefix sum, bucket-major then chunk: chunk ch's run of
      * bucket b follows the runs of every earlier chunk (stability) */
@@ -722,7 +1007,7 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
     }
     start[nb] = len;
 #if SIDENT
-    if ((diff & (SK)(((SK)1 << r.sh) - 1)) == 0) { /* no varying bit below the digit */
+    if (!lut && (diff & (SK)(((SK)1 << r.sh) - 1)) == 0) { /* no varying bit below the digit */
         size_t fch = (size_t)c->nthreads * 2;
         SN(fill_t) f = {out_x ? X : Y, start, nb, len, (len + fch - 1) / fch,
                         (SK)(an & ~(SK)((SK)(nb - 1) << r.sh)), k->xm, r.sh};
@@ -744,8 +1029,9 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
             acc = 0;
         }
     }
-    SN(mg_t) q = {k, X, Y, start, group, len, out_x, r.sh};
+    SN(mg_t) q = {k, X, Y, start, group, len, out_x, r.sh, gh};
     pfor(c, ng, SN(mp_group), &q);
+    free(lut);
     free(mem);
     return;
 cancelled:
@@ -753,6 +1039,7 @@ cancelled:
     atomic_store_explicit(&k->cancelled, 1, memory_order_relaxed);
     if (!out_x)
         par_copy(c, Y, X, len * sizeof(ST));
+    free(lut);
     free(mem);
 }
 
