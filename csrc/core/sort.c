@@ -387,6 +387,31 @@ static const size_t radix_min_fb64 = RADIX_MIN_8;
 #undef SKEYED
 #undef SVAL
 
+/* float32 the same way (fb32).  (It used to be transformed to its keys in
+ * one pass and back in another around the u32 kernels; with the in-cache
+ * LSD finish keying on the fly measured 3-14% faster.) */
+static inline uint32_t fkey32(uint32_t u) { return u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u); }
+static inline uint32_t fval32(uint32_t k) { return k ^ (~(uint32_t)((int32_t)k >> 31) | 0x80000000u); }
+
+#define ST uint32_t
+#define SK uint32_t
+#define SKEY(x) fkey32(x)
+#define SN(f) f##_fb32
+#define SIDENT 1
+#define SKEYED 1
+#define SVAL(k) fval32(k)
+#define SDBITS SORT_DBITS_32
+static const size_t radix_min_fb32 = RADIX_MIN_4;
+#include "sort_impl.h"
+#undef ST
+#undef SK
+#undef SKEY
+#undef SN
+#undef SDBITS
+#undef SIDENT
+#undef SKEYED
+#undef SVAL
+
 #define ST pcc_kv
 #define SK uint64_t
 #define SKEY(x) ((x).key)
@@ -404,65 +429,10 @@ static const size_t radix_min_kv = RADIX_MIN_8;
 #undef SIDENT
 #undef SVAL
 
-/* ---- float32 as its bit patterns ------------------------------------------
- *
- * Flipping all bits of a negative float and the sign bit of a positive one
- * is a bijection onto unsigned ints that preserves order -- except that it
- * puts -0.0 before +0.0 (they must compare equal and keep input order) and
- * orders NaNs by sign and payload (they must all sort last in input order).
- * So when an array of float32 holds neither -0.0 nor NaN (the check rides
- * along with the transform), its floats are sorted as those unsigned ints -- the fast
- * integer kernels, whose leaves need equal keys to be identical values --
- * and transformed back.  Otherwise the float kernels (keys computed on the
- * fly, NaN and +-0 handled) do the work.  The back transform runs even
- * after a cancellation: the data is then still a permutation.  (float64
- * keys its bits on the fly instead -- fb64 below -- which measured faster
- * there; for float32 the two transform passes cost less than keying every
- * access.) */
-#define FLOAT_BITS_DEF(NAME, UT, STI, SIGN, EXP)                                   \
-    typedef struct {                                                            \
-        UT *a;                                                                  \
-        size_t n, csize;                                                        \
-        int back;                                                               \
-        _Atomic int special;                                                    \
-    } NAME##_t;                                                                 \
-    static void NAME##_chunk(void *arg, size_t ch)                              \
-    {                                                                           \
-        NAME##_t *k = arg;                                                      \
-        size_t lo = ch * k->csize, hi = lo + k->csize < k->n ? lo + k->csize : k->n; \
-        UT *a = k->a;                                                           \
-        if (k->back) {                                                          \
-            for (size_t i = lo; i < hi; i++) {                                  \
-                UT u = a[i];                                                    \
-                a[i] = u ^ (~(UT)((STI)u >> (sizeof(UT) * 8 - 1)) | SIGN);     \
-            }                                                                   \
-            return;                                                             \
-        }                                                                       \
-        int special = 0;                                                        \
-        for (size_t i = lo; i < hi; i++) {                                      \
-            UT u = a[i];                                                        \
-            special |= (u == SIGN) | ((UT)(u & ~SIGN) > EXP);                   \
-            a[i] = u ^ ((UT)((STI)u >> (sizeof(UT) * 8 - 1)) | SIGN);          \
-        }                                                                       \
-        if (special)                                                            \
-            atomic_store_explicit(&k->special, 1, memory_order_relaxed);        \
-    }                                                                           \
-    /* Transform forward (back=0; returns 1 if a -0.0 or NaN was seen) or back. */ \
-    static int NAME(sctx *c, UT *a, size_t n, int back)                        \
-    {                                                                           \
-        size_t nch = (size_t)c->nthreads * 2;                                   \
-        if (n < ((size_t)1 << 16) || c->nthreads < 2)                           \
-            nch = 1;                                                            \
-        NAME##_t k = {a, n, (n + nch - 1) / nch, back, 0};                      \
-        pfor(c, (n + k.csize - 1) / k.csize, NAME##_chunk, &k);                 \
-        return atomic_load_explicit(&k.special, memory_order_relaxed);          \
-    }
-
-FLOAT_BITS_DEF(bits32, uint32_t, int32_t, 0x80000000u, 0x7F800000u)
 
 /* ---- floats: -0.0 or NaN present? ------------------------------------------
  *
- * The bit-pattern kernel fb64 orders -0.0 before +0.0 (they must
+ * The bit-pattern kernels fb64 and fb32 order -0.0 before +0.0 (they must
  * compare equal and keep input order) and NaNs by sign and payload (they
  * must all sort last in input order).  One read finds out whether an
  * array holds either; if so the float kernels (keys computed on the fly,
@@ -516,6 +486,7 @@ FLOAT_BITS_DEF(bits32, uint32_t, int32_t, 0x80000000u, 0x7F800000u)
 #endif
 
 FLOAT_SPECIAL_DEF(special64, uint64_t, 0x8000000000000000ull, 0x7FF0000000000000ull)
+FLOAT_SPECIAL_DEF(special32, uint32_t, 0x80000000u, 0x7F800000u)
 
 /* ---- floats with few distinct bit patterns ---------------------------------
  *
@@ -710,12 +681,8 @@ static int sort_f32_any(sctx *c, float *a, size_t n, int desc, pcc_sort_algo alg
         int rc = small32(c, a, n, desc);
         if (rc != 0)
             return rc < 0 ? rc : 0;
-        if (bits32(c, (uint32_t *)a, n, 0) == 0) {
-            int rc = sort_u32(c, (uint32_t *)a, n, desc, algo);
-            bits32(c, (uint32_t *)a, n, 1);
-            return rc;
-        }
-        bits32(c, (uint32_t *)a, n, 1);
+        if (!special32(c, (const uint32_t *)a, n))
+            return sort_fb32(c, (uint32_t *)a, n, desc, algo);
     }
     return sort_f32(c, a, n, desc, algo);
 }
