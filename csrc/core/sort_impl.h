@@ -354,13 +354,28 @@ static int SN(radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
                  ((1u << ((lut)[((key) >> (sh)) & 0xffff] >> 16)) - 1))
 
 
-/* digit width for a range of len elements: about len/2 buckets */
+/* the in-cache finish (SN(lsd_finish) below): its digits, and the ranges
+ * it takes */
+#define LSDF_W 11
+#define LSDF_MIN 512
+#define LSDF_MAX_BYTES ((size_t)128 << 10) /* len * sizeof(ST): X and Y in L2 */
+
+/* Digit width for a range of len elements: about len/2 buckets; a range
+ * too large for the in-cache finish only as many as make its buckets a
+ * quarter of that size (100M int64: a second pass into 32 buckets, not
+ * 2048 of 47 elements each needing more passes). */
 static inline int SN(msd_width)(size_t len, int hi)
 {
     int lg = 0;
     while (lg < 40 && ((size_t)1 << (lg + 1)) <= len)
         lg++;
     int w = lg - 1;
+    if (len * sizeof(ST) > LSDF_MAX_BYTES) {
+        int f = 0;
+        while (f < w && ((len >> f) * sizeof(ST)) > LSDF_MAX_BYTES / 4)
+            f++;
+        w = f;
+    }
     if (w > MSD_WMAX)
         w = MSD_WMAX;
     if (w < 3)
@@ -448,9 +463,6 @@ static void SN(msd_leaf)(ST *X, ST *Y, size_t len, int out_x, SK xm)
  * Replaces an 11-bit MSD scatter into ~2-element buckets plus a sorting
  * network per bucket, which cost 3x as much per element (perf: the bucket
  * loop's branches and the per-bucket calls). */
-#define LSDF_W 11
-#define LSDF_MIN 512
-#define LSDF_MAX_BYTES ((size_t)128 << 10) /* len * sizeof(ST): X and Y in L2 */
 
 static void SN(msd_seq)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi);
 static void SN(msd_step)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi);
