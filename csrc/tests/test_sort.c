@@ -173,6 +173,37 @@ static void test_msd_path(void)
     free(data);
 }
 
+/* Floats crowding a few exponents past a million elements: the first pass
+ * buckets through a table from a sample; and keys sharing long prefixes
+ * in cache-sized ranges: the in-cache finish falls back from its
+ * insertion sort to the MSD recursion. */
+static void test_skewed_and_clustered(void)
+{
+    size_t n = ((size_t)1 << 20) + 5;
+    double *d = malloc(n * sizeof(double));
+    CHECK(d != NULL);
+    for (int t = 0; t < 2; t++) {
+        for (size_t i = 0; i < n; i++) {
+            double u = 0;
+            for (int k = 0; k < 4; k++)
+                u += (double)(rnd() >> 11) / 9007199254740992.0;
+            if (t == 0)
+                d[i] = u - 2.0;
+            else
+                ((float *)d)[i] = (float)(u - 2.0);
+        }
+        check_sort(t == 0 ? PCC_SORT_F64 : PCC_SORT_F32, d, n, t, PCC_SORT_AUTO, 1);
+    }
+    uint64_t *u = (uint64_t *)d;
+    size_t sizes[] = {511, 4096, 16384, 16385, 40000};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        for (size_t i = 0; i < sizes[s]; i++)
+            u[i] = ((rnd() % 3) << 56) | (rnd() >> 40);
+        check_sort(PCC_SORT_U64, u, sizes[s], (int)(s % 2), PCC_SORT_AUTO, (int)(s % 2));
+    }
+    free(d);
+}
+
 /* The in-place top digit (what a 1e9-element array takes), switched on
  * from 4096 elements: every type, both directions, pool and sequential. */
 static void test_in_place_path(void)
@@ -287,6 +318,7 @@ int main(void)
     test_float_specials();
     test_all_types();
     test_msd_path();
+    test_skewed_and_clustered();
     test_in_place_path();
     test_cancel_leaves_permutation();
     test_cancel_race();
