@@ -20,8 +20,12 @@ lists of ints/floats, of random words as str (ASCII; mixed 1/2/4-byte) and
 as bytes (par_sorted vs sorted(), target 3x faster for the words); --big
 adds 100M int64.
 Each sort runs on a fresh copy made outside the timed region.
-Unset OPENBLAS_* in the environment for quiet runs (they do not change
-numpy.sort, but keep runs comparable).
+OpenBLAS's worker threads (numpy's BLAS) are limited to one unless the
+environment says otherwise (benchmarks/__init__.py): numpy.sort never uses
+them, but once started they spin between calls and took a core from the
+2-thread runs here
+(10M int64 on 2 threads measured 86.7 ms with them, 72.0 ms without;
+numpy.sort itself 148.8 vs 146.9 ms).
 """
 from __future__ import annotations
 

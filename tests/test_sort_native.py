@@ -409,8 +409,9 @@ def test_in_cache_finish_sorts_clustered_prefixes_like_numpy(dtype, threads):
 
 # Random floats crowd a few exponents, so the first radix digit of 1M+ of
 # them is skewed: the top level buckets them through a table built from a
-# sample instead.  Normal and lognormal data, a narrow band, and with
-# -0.0/NaN (the keyed-on-the-fly float kernels) on 1 and 2 threads.
+# sample instead.  Normal and lognormal data, a narrow band, outliers the
+# sample misses, and with -0.0/NaN (the keyed-on-the-fly float kernels) on
+# 1 and 2 threads.
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_skewed_floats_past_a_million_sort_like_numpy(dtype, threads):
@@ -420,6 +421,9 @@ def test_skewed_floats_past_a_million_sort_like_numpy(dtype, threads):
         "normal": rng.standard_normal(n),
         "lognormal": rng.lognormal(0, 3, n),
         "band": 1.0 + rng.random(n) * 1e-6,
+        # keys varying above every sampled key's bits (the sample takes
+        # every (n // 65536)-th element): the table is dropped after the count
+        "outliers": np.concatenate([[1.0, -5.0, 3.0, -3e38], np.abs(rng.standard_normal(n - 4))]),
         "specials": np.where(rng.random(n) < 0.01,
                              rng.choice([np.nan, -0.0, 0.0, np.inf, -np.inf], n),
                              rng.standard_normal(n)),

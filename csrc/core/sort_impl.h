@@ -844,15 +844,23 @@ static void SN(fill_chunk)(void *arg, size_t ch)
  * cache-sized buckets again.  A bucket covering 16-bit values a..b holds
  * keys sharing the prefix above the highest bit where a and b differ (and
  * a split one, the w bits too): that gives its children's guess. */
-/* Count a sample of the 16 bits at sh into fh[65536] (zeroed); returns
- * the sample's size. */
-static size_t SN(lut_sample)(const ST *X, size_t len, int sh, SK xm, uint32_t *fh)
+/* A sample of ~64K keys into keys[] (room for LUT_SAMPLE + 1); returns
+ * its size and the OR/AND of its keys. */
+#define LUT_SAMPLE ((size_t)1 << 16)
+static size_t SN(lut_sample)(const ST *X, size_t len, SK xm, SK *keys, SK *o, SK *an)
 {
-    size_t step = len / ((size_t)1 << 18), ns = 0;
+    size_t step = len / LUT_SAMPLE, ns = 0;
     if (step == 0)
         step = 1;
-    for (size_t i = 0; i < len; i += step, ns++)
-        fh[(KEYX(X[i]) >> sh) & 0xffff]++;
+    SK so = 0, sa = (SK)~(SK)0;
+    for (size_t i = 0; i < len && ns <= LUT_SAMPLE; i += step) {
+        SK key = KEYX(X[i]);
+        so |= key;
+        sa &= key;
+        keys[ns++] = key;
+    }
+    *o = so;
+    *an = sa;
     return ns;
 }
 
@@ -950,15 +958,26 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
     uint32_t *lut = NULL;
     signed char *gh = NULL;
     if (len >= LUT_MIN && guess_hi >= 15) {
-        /* a sample tells whether the digit is skewed (see build_lut) */
+        /* A sample tells whether the digit below its top varying bit is
+         * skewed (see build_lut).  Not when the sample's keys vary in 16
+         * bits or fewer (few distinct values, small ranges): the counting
+         * sort below takes those.  The table is only valid if no key varies
+         * above the sample's top bit: checked after the count. */
         const size_t nf = (size_t)1 << 16;
-        lut = malloc(2 * nf * sizeof(uint32_t) + LUT_NB);
+        lut = malloc(2 * nf * sizeof(uint32_t) + LUT_NB + (LUT_SAMPLE + 1) * sizeof(SK));
         if (lut != NULL) {
             uint32_t *fh = lut + nf;
-            int lsh = guess_hi + 1 - 16;
-            memset(fh, 0, nf * sizeof(uint32_t));
-            size_t ns = SN(lut_sample)(X, len, lsh, k->xm, fh);
-            if (SN(lut_skewed)(fh, ns)) {
+            SK *keys = (SK *)((char *)(fh + nf) + LUT_NB), so, sa;
+            size_t ns = SN(lut_sample)(X, len, k->xm, keys, &so, &sa);
+            int shi = so != sa ? SN(msb)((SK)(so ^ sa)) : -1;
+            int slo = so != sa ? __builtin_ctzll((unsigned long long)(so ^ sa)) : 0;
+            int lsh = shi + 1 - 16;
+            if (shi - slo + 1 > 16 && lsh >= 0) {
+                memset(fh, 0, nf * sizeof(uint32_t));
+                for (size_t i = 0; i < ns; i++)
+                    fh[(keys[i] >> lsh) & 0xffff]++;
+            }
+            if (shi - slo + 1 > 16 && lsh >= 0 && SN(lut_skewed)(fh, ns)) {
                 gh = (signed char *)(fh + nf);
                 r.sh = lsh;
                 r.nb = SN(build_lut)(fh, ns, lsh, lut, gh);
@@ -1023,6 +1042,13 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
         }
     }
 #endif
+    if (lut && hi > r.sh + 15) { /* a key varies above the sample's bits */
+        free(lut);
+        lut = NULL;
+        gh = NULL;
+        r.lut = NULL;
+        gw = -1; /* recount below */
+    }
     if (!lut && (hi != guess_hi || w != gw)) {
         r.nb = (size_t)1 << w;
         r.sh = hi + 1 - w;
