@@ -844,40 +844,28 @@ static void SN(fill_chunk)(void *arg, size_t ch)
  * cache-sized buckets again.  A bucket covering 16-bit values a..b holds
  * keys sharing the prefix above the highest bit where a and b differ (and
  * a split one, the w bits too): that gives its children's guess. */
-/* A sample of ~64K keys into keys[] (room for LUT_SAMPLE + 1); returns
- * its size and the OR/AND of its keys. */
-#define LUT_SAMPLE ((size_t)1 << 16)
-static size_t SN(lut_sample)(const ST *X, size_t len, SK xm, SK *keys, SK *o, SK *an)
+/* The sample: every step-th of ~16K keys, read in place (three short
+ * strided loops; no allocation unless the table is built). */
+#define LUT_SAMPLE ((size_t)1 << 14)
+static inline size_t SN(lut_step)(size_t len)
 {
-    size_t step = len / LUT_SAMPLE, ns = 0;
-    if (step == 0)
-        step = 1;
-    SK so = 0, sa = (SK)~(SK)0;
-    for (size_t i = 0; i < len && ns <= LUT_SAMPLE; i += step) {
-        SK key = KEYX(X[i]);
-        so |= key;
-        sa &= key;
-        keys[ns++] = key;
-    }
-    *o = so;
-    *an = sa;
-    return ns;
+    return len / LUT_SAMPLE ? len / LUT_SAMPLE : 1;
 }
 
-/* 1 if over a quarter of the sample lies in 11-bit digits (32 of the
- * 16-bit values each) holding over 8x their mean share. */
-static int SN(lut_skewed)(const uint32_t *fh, size_t ns)
+/* The sample's 16 bits at sh: 1 if over a quarter of it lies in
+ * MSD_PAR_WMAX-bit digits holding over 8x their mean share. */
+static int SN(lut_skewed)(const ST *X, size_t len, int sh, SK xm)
 {
-    const size_t nb = (size_t)1 << MSD_PAR_WMAX, per = ((size_t)1 << 16) / nb;
-    size_t big = 0;
-    for (size_t b = 0; b < nb; b++) {
-        size_t t = 0;
-        for (size_t f = b * per; f < (b + 1) * per; f++)
-            t += fh[f];
-        if (t > 8 * (ns / nb))
-            big += t;
-    }
-    return big > ns / 4;
+    const size_t nb = (size_t)1 << MSD_PAR_WMAX;
+    uint32_t cnt[(size_t)1 << MSD_PAR_WMAX];
+    memset(cnt, 0, sizeof cnt);
+    size_t step = SN(lut_step)(len), n = 0, big = 0;
+    for (size_t i = 0; i < len; i += step, n++)
+        cnt[((KEYX(X[i]) >> sh) & 0xffff) >> (16 - MSD_PAR_WMAX)]++;
+    for (size_t b = 0; b < nb; b++)
+        if (cnt[b] > 8 * (n / nb))
+            big += cnt[b];
+    return big > n / 4;
 }
 
 /* the top varying bit of a bucket's keys: those of 16-bit values a..b */
@@ -888,12 +876,17 @@ static inline signed char SN(lut_guess)(size_t a, size_t b, int sh)
     return (signed char)(sh > 0 ? sh - 1 : -1);
 }
 
-/* From the sample's counts fh (ns in all), fill lut[65536] and gh[bucket]
- * (the children's guessed top varying bit; -1: no bit below); returns the
- * number of buckets (<= LUT_NB).  sh >= 0. */
-static size_t SN(build_lut)(const uint32_t *fh, size_t ns, int sh, uint32_t *lut, signed char *gh)
+/* Count the sample's 16 bits at sh into fh[65536], then fill lut[65536]
+ * and gh[bucket] (the children's guessed top varying bit; -1: no bit
+ * below); returns the number of buckets (<= LUT_NB).  sh >= 0. */
+static size_t SN(build_lut)(const ST *X, size_t len, SK xm, uint32_t *fh, int sh, uint32_t *lut,
+                            signed char *gh)
 {
     const size_t nf = (size_t)1 << 16;
+    size_t step = SN(lut_step)(len), ns = 0;
+    memset(fh, 0, nf * sizeof(uint32_t));
+    for (size_t i = 0; i < len; i += step, ns++)
+        fh[(KEYX(X[i]) >> sh) & 0xffff]++;
     size_t target = ns / ((size_t)1 << MSD_PAR_WMAX) + 1, b = 0, acc = 0, first = 0;
     int open = 0; /* bucket b holds 16-bit values first..f-1 */
     for (size_t f = 0; f < nf; f++) {
@@ -940,21 +933,10 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
         nchunks = 1;
     size_t csize = (len + nchunks - 1) / nchunks;
     nchunks = (len + csize - 1) / csize;
-    size_t maxnb = LUT_NB; /* the widest digit, or the sample's buckets */
-    size_t *mem = malloc((nchunks * (maxnb + 1) + 2 * (maxnb + 1)) * sizeof(size_t) +
-                         2 * nchunks * sizeof(SK));
-    if (mem == NULL) {
-        atomic_store_explicit(&k->cancelled, -ENOMEM, memory_order_relaxed);
-        if (!out_x)
-            memcpy(Y, X, len * sizeof(ST));
-        return;
-    }
-    size_t *start = mem + nchunks * (maxnb + 1), *group = start + maxnb + 1;
-    SK *orand = (SK *)(group + maxnb + 1);
     int gw = SN(msd_width)(len, guess_hi);
     if (gw > MSD_PAR_WMAX)
         gw = MSD_PAR_WMAX;
-    SN(mp_t) r = {k, X, Y, len, csize, (size_t)1 << gw, mem, orand, guess_hi + 1 - gw, 0, NULL};
+    SN(mp_t) r = {k, X, Y, len, csize, (size_t)1 << gw, NULL, NULL, guess_hi + 1 - gw, 0, NULL};
     uint32_t *lut = NULL;
     signed char *gh = NULL;
     if (len >= LUT_MIN && guess_hi >= 15) {
@@ -963,31 +945,42 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
          * bits or fewer (few distinct values, small ranges): the counting
          * sort below takes those.  The table is only valid if no key varies
          * above the sample's top bit: checked after the count. */
-        const size_t nf = (size_t)1 << 16;
-        lut = malloc(2 * nf * sizeof(uint32_t) + LUT_NB + (LUT_SAMPLE + 1) * sizeof(SK));
-        if (lut != NULL) {
-            uint32_t *fh = lut + nf;
-            SK *keys = (SK *)((char *)(fh + nf) + LUT_NB), so, sa;
-            size_t ns = SN(lut_sample)(X, len, k->xm, keys, &so, &sa);
-            int shi = so != sa ? SN(msb)((SK)(so ^ sa)) : -1;
-            int slo = so != sa ? __builtin_ctzll((unsigned long long)(so ^ sa)) : 0;
-            int lsh = shi + 1 - 16;
-            if (shi - slo + 1 > 16 && lsh >= 0) {
-                memset(fh, 0, nf * sizeof(uint32_t));
-                for (size_t i = 0; i < ns; i++)
-                    fh[(keys[i] >> lsh) & 0xffff]++;
-            }
-            if (shi - slo + 1 > 16 && lsh >= 0 && SN(lut_skewed)(fh, ns)) {
-                gh = (signed char *)(fh + nf);
+        SK xm = k->xm, so = 0, sa = (SK)~(SK)0;
+        size_t step = SN(lut_step)(len);
+        for (size_t i = 0; i < len; i += step) {
+            SK key = KEYX(X[i]);
+            so |= key;
+            sa &= key;
+        }
+        int shi = so != sa ? SN(msb)((SK)(so ^ sa)) : -1;
+        int slo = so != sa ? __builtin_ctzll((unsigned long long)(so ^ sa)) : 0;
+        int lsh = shi + 1 - 16;
+        if (shi - slo + 1 > 16 && lsh >= 0 && SN(lut_skewed)(X, len, lsh, xm)) {
+            const size_t nf = (size_t)1 << 16;
+            lut = malloc(2 * nf * sizeof(uint32_t) + LUT_NB);
+            if (lut != NULL) {
+                gh = (signed char *)(lut + 2 * nf);
                 r.sh = lsh;
-                r.nb = SN(build_lut)(fh, ns, lsh, lut, gh);
+                r.nb = SN(build_lut)(X, len, xm, lut + nf, lsh, lut, gh);
                 r.lut = lut;
-            } else {
-                free(lut);
-                lut = NULL;
             }
         }
     }
+    /* the widest digit, or the sample's buckets */
+    size_t maxnb = lut ? LUT_NB : (size_t)1 << MSD_WMAX;
+    size_t *mem = malloc((nchunks * (maxnb + 1) + 2 * (maxnb + 1)) * sizeof(size_t) +
+                         2 * nchunks * sizeof(SK));
+    if (mem == NULL) {
+        free(lut);
+        atomic_store_explicit(&k->cancelled, -ENOMEM, memory_order_relaxed);
+        if (!out_x)
+            memcpy(Y, X, len * sizeof(ST));
+        return;
+    }
+    size_t *start = mem + nchunks * (maxnb + 1), *group = start + maxnb + 1;
+    SK *orand = (SK *)(group + maxnb + 1);
+    r.hist = mem;
+    r.orand = orand;
     pfor(c, nchunks, SN(mp_count), &r);
     if (is_cancelled(c))
         goto cancelled;
