@@ -42,13 +42,20 @@ pcc_deadline_t pcc_idle_nap(unsigned *nap, pcc_deadline_t rest)
     return d < rest ? d : rest;
 }
 
-int pcc_backoff_round(pcc_backoff *b, int64_t *since, int64_t budget_ns)
+int pcc_backoff_round(pcc_backoff *b, int64_t *since, int64_t budget_ns, pcc_deadline_t deadline)
 {
+    int64_t now = 0; /* the clock, read at most once a round */
+    if (deadline != PCC_FOREVER) {
+        now = pcc_now_ns();
+        if (now >= deadline)
+            return 1;
+    }
     if (!pcc_backoff_is_completed(b)) {
         pcc_backoff_snooze(b);
         return 0;
     }
-    int64_t now = pcc_now_ns();
+    if (now == 0)
+        now = pcc_now_ns();
     if (*since == 0)
         *since = now;
     if (now - *since < budget_ns) {
@@ -335,8 +342,7 @@ int pcc_event_wait(pcc_event *e, pcc_deadline_t deadline)
     pcc_backoff bo = {0};
     int64_t since = 0;
     while (atomic_load_explicit(&e->state, memory_order_acquire) != EV_SET &&
-           !pcc_backoff_round(&bo, &since, PCC_WAIT_SPIN_NS) &&
-           (deadline == PCC_FOREVER || pcc_now_ns() < deadline))
+           !pcc_backoff_round(&bo, &since, PCC_WAIT_SPIN_NS, deadline))
         ;
     for (;;) {
         uint32_t s = atomic_load_explicit(&e->state, memory_order_acquire);

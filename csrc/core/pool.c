@@ -577,7 +577,7 @@ static void *worker_main(void *arg)
             nap = 0;
             continue;
         }
-        if (nap == 0 && !pcc_backoff_round(&bo, &idle_since, IDLE_SPIN_NS))
+        if (nap == 0 && !pcc_backoff_round(&bo, &idle_since, IDLE_SPIN_NS, PCC_FOREVER))
             continue;
         pcc_deadline_t deadline = PCC_FOREVER;
         if (p->hooks.on_idle) {
@@ -700,7 +700,7 @@ static void worker_wait(pcc_worker *w, pcc_job *job)
             idle_since = 0;
             continue;
         }
-        if (!pcc_backoff_round(&bo, &idle_since, IDLE_SPIN_NS))
+        if (!pcc_backoff_round(&bo, &idle_since, IDLE_SPIN_NS, PCC_FOREVER))
             continue;
         sleep_once(w, job, PCC_FOREVER);
         bo.step = 0;
@@ -718,8 +718,7 @@ int pcc_pool_wait(pcc_pool *p, pcc_job *job, pcc_deadline_t deadline)
     }
     pcc_backoff bo = {0};
     int64_t since = 0;
-    while (!pcc_job_is_done(job) && !pcc_backoff_round(&bo, &since, PCC_WAIT_SPIN_NS) &&
-           (deadline == PCC_FOREVER || pcc_now_ns() < deadline))
+    while (!pcc_job_is_done(job) && !pcc_backoff_round(&bo, &since, PCC_WAIT_SPIN_NS, deadline))
         ;
     for (;;) {
         uint32_t s = atomic_load_explicit(&job->state, memory_order_acquire);

@@ -79,8 +79,11 @@ static inline int pcc_backoff_is_completed(const pcc_backoff *b)
 
 /* One round of looking before parking: spin/yield per the backoff, then keep
  * yielding until `budget_ns` have passed since the spell began (*since: 0
- * at the start).  Returns 1 once it is time to park. */
-int pcc_backoff_round(pcc_backoff *b, int64_t *since, int64_t budget_ns);
+ * at the start).  Returns 1 once it is time to park, or once `deadline`
+ * has passed (PCC_FOREVER: none).  The one loop every look-before-park
+ * wait uses: `while (!done && !pcc_backoff_round(...)) ;`.  Reads the
+ * clock at most once a round. */
+int pcc_backoff_round(pcc_backoff *b, int64_t *since, int64_t budget_ns, pcc_deadline_t deadline);
 
 /* How long a thread waiting for a job's or an event's completion looks
  * before it parks.  A short job (spawn(f).join() of a small f) finishes
