@@ -360,15 +360,19 @@ static int SN(radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
 #define LSDF_MIN 512
 #define LSDF_MAX_BYTES ((size_t)128 << 10) /* len * sizeof(ST): X and Y in L2 */
 
+/* floor(log2(len)) for len >= 1 (0 for 0) */
+static inline int SN(floor_lg)(size_t len)
+{
+    return len > 1 ? 63 - __builtin_clzll((unsigned long long)len) : 0;
+}
+
 /* Digit width for a range of len elements: about len/2 buckets; a range
  * too large for the in-cache finish only as many as make its buckets a
  * quarter of that size (100M int64: a second pass into 32 buckets, not
  * 2048 of 47 elements each needing more passes). */
 static inline int SN(msd_width)(size_t len, int hi)
 {
-    int lg = 0;
-    while (lg < 40 && ((size_t)1 << (lg + 1)) <= len)
-        lg++;
+    int lg = SN(floor_lg)(len);
     int w = lg - 1;
     if (len * sizeof(ST) > LSDF_MAX_BYTES) {
         int f = 0;
@@ -469,9 +473,7 @@ static void SN(msd_step)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int 
 
 static inline void SN(lsdf_digits)(size_t len, int hi, int *sh0, int *w0, int *sh1, int *w1)
 {
-    int lg = 0;
-    while (((size_t)2 << lg) <= len)
-        lg++;
+    int lg = SN(floor_lg)(len);
     int b = hi + 1 <= 2 * LSDF_W ? hi + 1 : lg + 6; /* all of them when two passes can */
     if (b > 2 * LSDF_W)
         b = 2 * LSDF_W;
@@ -483,30 +485,56 @@ static inline void SN(lsdf_digits)(size_t len, int hi, int *sh0, int *w0, int *s
     *sh0 = *sh1 - *w0;
 }
 
+/* Both digits' counts for a finish whose top varying bit is hi (the
+ * digits from lsdf_digits), with the OR/AND of the keys.  Y is where the
+ * first pass scatters, in random order; it was last touched long ago (out
+ * of the cache): its lines are fetched meanwhile. */
+static inline void SN(lsdf_count)(const ST *X, const ST *Y, size_t len, SK xm, int hi, int d[4],
+                           uint32_t *c0, uint32_t *c1, SK *o_, SK *an_)
+{
+    SN(lsdf_digits)(len, hi, &d[0], &d[1], &d[2], &d[3]);
+    int sh0 = d[0], sh1 = d[2];
+    SK m0 = (SK)(((SK)1 << d[1]) - 1), m1 = (SK)(((SK)1 << d[3]) - 1);
+    memset(c0, 0, ((size_t)1 << d[1]) * sizeof c0[0]);
+    memset(c1, 0, ((size_t)1 << d[3]) * sizeof c1[0]);
+    const size_t line = 64 / sizeof(ST) ? 64 / sizeof(ST) : 1;
+    SK o = 0, an = (SK)~(SK)0;
+    for (size_t i = 0; i < len; i++) {
+        SK key = KEYX(X[i]);
+        o |= key;
+        an &= key;
+        c0[(key >> sh0) & m0]++;
+        c1[(key >> sh1) & m1]++;
+        if (i % line == 0)
+            __builtin_prefetch(Y + i, 1);
+    }
+    *o_ = o;
+    *an_ = an;
+}
+
+/* One LSD pass: exclusive prefix sum of the counts c of the w bits at sh,
+ * then a stable scatter of src[0..len) into dst. */
+static inline void SN(lsdf_pass)(const ST *src, ST *dst, size_t len, uint32_t *c, int sh, int w, SK xm)
+{
+    uint32_t run = 0;
+    for (size_t b = 0; b < ((size_t)1 << w); b++) {
+        uint32_t n = c[b];
+        c[b] = run;
+        run += n;
+    }
+    SK m = (SK)(((SK)1 << w) - 1);
+    for (size_t i = 0; i < len; i++) {
+        ST v = src[i];
+        dst[c[(KEYX(v) >> sh) & m]++] = v;
+    }
+}
+
 static void SN(lsd_finish)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi)
 {
-    SK xm = k->xm;
+    SK xm = k->xm, o, an;
     uint32_t c0[(size_t)1 << LSDF_W], c1[(size_t)1 << LSDF_W];
-    int sh0, w0, sh1, w1;
-    SN(lsdf_digits)(len, guess_hi, &sh0, &w0, &sh1, &w1);
-    memset(c0, 0, ((size_t)1 << w0) * sizeof c0[0]);
-    memset(c1, 0, ((size_t)1 << w1) * sizeof c1[0]);
-    SK o = 0, an = (SK)~(SK)0;
-    {
-        SK m0 = (SK)(((SK)1 << w0) - 1), m1 = (SK)(((SK)1 << w1) - 1);
-        /* Y is where the first pass scatters, in random order; it was last
-         * touched long ago (out of the cache): fetch its lines meanwhile */
-        const size_t line = 64 / sizeof(ST) ? 64 / sizeof(ST) : 1;
-        for (size_t i = 0; i < len; i++) {
-            SK key = KEYX(X[i]);
-            o |= key;
-            an &= key;
-            c0[(key >> sh0) & m0]++;
-            c1[(key >> sh1) & m1]++;
-            if (i % line == 0)
-                __builtin_prefetch(Y + i, 1);
-        }
-    }
+    int d[4]; /* sh0, w0, sh1, w1 */
+    SN(lsdf_count)(X, Y, len, xm, guess_hi, d, c0, c1, &o, &an);
     SK diff = (SK)(o ^ an);
     if (diff == 0) { /* every key equal: already in (stable) order */
         if (!out_x)
@@ -514,47 +542,19 @@ static void SN(lsd_finish)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, in
         return;
     }
     int hi = SN(msb)(diff);
-    if (hi != guess_hi) { /* the top bits agree: count the digits below them */
-        SN(lsdf_digits)(len, hi, &sh0, &w0, &sh1, &w1);
-        memset(c0, 0, ((size_t)1 << w0) * sizeof c0[0]);
-        memset(c1, 0, ((size_t)1 << w1) * sizeof c1[0]);
-        SK m0 = (SK)(((SK)1 << w0) - 1), m1 = (SK)(((SK)1 << w1) - 1);
-        for (size_t i = 0; i < len; i++) {
-            SK key = KEYX(X[i]);
-            c0[(key >> sh0) & m0]++;
-            c1[(key >> sh1) & m1]++;
-        }
-    }
-    /* exclusive prefix sums, then the passes: X -> Y (low digit, if any),
-     * then -> the other array (high digit); R holds the result, S is free */
+    if (hi != guess_hi) /* the top bits agree: count the digits below them */
+        SN(lsdf_count)(X, Y, len, xm, hi, d, c0, c1, &o, &an);
+    int sh0 = d[0], w0 = d[1], sh1 = d[2], w1 = d[3];
+    /* the passes: X -> Y (low digit, if any), then -> the other array (high
+     * digit); R holds the result, S is free */
     ST *R = X, *S = Y;
     if (w0 > 0) {
-        uint32_t run = 0;
-        for (size_t b = 0; b < ((size_t)1 << w0); b++) {
-            uint32_t c = c0[b];
-            c0[b] = run;
-            run += c;
-        }
-        SK m0 = (SK)(((SK)1 << w0) - 1);
-        for (size_t i = 0; i < len; i++) {
-            ST v = R[i];
-            S[c0[(KEYX(v) >> sh0) & m0]++] = v;
-        }
+        SN(lsdf_pass)(X, Y, len, c0, sh0, w0, xm);
         R = Y;
         S = X;
     }
+    SN(lsdf_pass)(R, S, len, c1, sh1, w1, xm);
     {
-        uint32_t run = 0;
-        for (size_t b = 0; b < ((size_t)1 << w1); b++) {
-            uint32_t c = c1[b];
-            c1[b] = run;
-            run += c;
-        }
-        SK m1 = (SK)(((SK)1 << w1) - 1);
-        for (size_t i = 0; i < len; i++) {
-            ST v = R[i];
-            S[c1[(KEYX(v) >> sh1) & m1]++] = v;
-        }
         ST *t = R;
         R = S;
         S = t;
