@@ -17,8 +17,13 @@ Honest by construction:
 Cases (10M elements; --quick 1M): random int64/uint64/float64/int32/float32,
 presorted, reversed, 16 distinct values (2M), small-range ints 0..1000;
 lists of ints/floats, of random words as str (ASCII; mixed 1/2/4-byte) and
-as bytes (par_sorted vs sorted(), target 3x faster for the words); --big
-adds 100M int64.
+as bytes (par_sorted vs sorted(), target 3x faster for the words);
+par_argsort of 10M random int64/float64 vs numpy's argsort(kind="stable")
+(target <= 0.5 on 2 threads); par_sorted(key=) of 1M objects keyed by a
+float attribute vs sorted(key=) (target 3x faster); --big adds 100M int64.
+numpy runs on its fastest dispatch for this CPU (benchmarks/__init__.py:
+on AMD Zen 4 its AVX-512 sort is ~5x slower than its AVX2 one); the first
+line printed says which, and why.
 Each sort runs on a fresh copy made outside the timed region.
 OpenBLAS's worker threads (numpy's BLAS) are limited to one unless the
 environment says otherwise (benchmarks/__init__.py): numpy.sort never uses
@@ -29,8 +34,10 @@ numpy.sort itself 148.8 vs 146.9 ms).
 """
 from __future__ import annotations
 
+import operator
 import os
 import random
+import re
 import time
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -38,29 +45,37 @@ import numpy as np
 
 import pyconc
 
+from . import NUMPY_DISPATCH
 from ._harness import RESULTS, Bench, Case, arg_parser, machine_line
 
 
 def numpy_simd() -> str:
-    """numpy's version and the SIMD extensions its dispatch found."""
-    feats = getattr(np._core._multiarray_umath, "__cpu_features__", {})  # type: ignore[attr-defined]
-    level = "AVX-512 (x86-simd-sort avx512 kernels)" if feats.get("AVX512_SKX") else (
-        "AVX2 (x86-simd-sort avx2 kernels)" if feats.get("AVX2") else "no AVX2: scalar sorts")
-    found = ""
+    """numpy's version, the SIMD extensions its dispatch runs, and how that
+    dispatch was chosen (benchmarks/__init__.py: the faster of numpy's
+    default and its AVX2 kernels on this CPU)."""
+    found: List[str] = []
     try:
         import contextlib
         import io
 
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
-            info = np.show_runtime()  # type: ignore[func-returns-value]
-        del info
-        for line in buf.getvalue().splitlines():
-            if "'found'" in line:
-                found = line.strip().strip(",")
+            np.show_runtime()
+        text = buf.getvalue()
+        m = re.search(r"'found': \[([^\]]*)\]", text.replace("\n", " "))
+        if m:
+            found = re.findall(r"'([A-Z0-9_]+)'", m.group(1))
     except Exception:  # pragma: no cover - informational only
         pass
-    return f"numpy {np.__version__}; sort dispatch: {level}; {found}"
+    feats = getattr(np._core._multiarray_umath, "__cpu_features__", {})  # type: ignore[attr-defined]
+    if any(f.startswith("AVX512") or f == "X86_V4" for f in found):
+        level = "AVX-512 (x86-simd-sort avx512 kernels)"
+    elif "X86_V3" in found or "AVX2" in found or (not found and feats.get("AVX2")):
+        level = "AVX2 (x86-simd-sort avx2 kernels)"
+    else:
+        level = "no AVX2: scalar sorts"
+    return (f"numpy {np.__version__}; sort dispatch: {level}; dispatch found {found}; "
+            f"chosen as: {NUMPY_DISPATCH}")
 
 
 def make(dtype: str, n: int, pattern: str) -> np.ndarray:
@@ -220,6 +235,48 @@ def run(quick: bool = False, write: bool = True, big: bool = False, repeat: int 
         list_rows.append((name, t, m))
         b.cases.append(Case(f"par_sorted {name} (2 threads)", t["par_sorted"],
                             {"sorted()": t["sorted()"]}))
+    # par_argsort vs numpy's stable argsort (issue 14's target: <= 0.5 on 2 threads)
+    arg_rows = []
+    for dt in ("int64", "float64"):
+        a = make(dt, n, "random")
+        fns = {"numpy argsort stable": lambda a=a: np.argsort(a, kind="stable"),
+               "numpy argsort": lambda a=a: np.argsort(a),
+               "par_argsort 1T": lambda a=a: one.install(lambda: pyconc.par_argsort(a)),
+               "par_argsort 2T": lambda a=a: two.install(lambda: pyconc.par_argsort(a))}
+        t, m = measure(fns, lambda: None, repeat)
+        assert np.array_equal(two.install(lambda: pyconc.par_argsort(a)),
+                              np.argsort(a, kind="stable")), dt
+        base = t["numpy argsort stable"]
+        name = f"argsort {dt} random {n / 1e6:g}M"
+        print(f"{name:26s} " + " ".join(f"{k} {_ms(t[k])} (+{m[k]:.0f} MiB)" for k in fns)
+              + f" | 2T/stable {t['par_argsort 2T'] / base:.2f} 1T/stable "
+              f"{t['par_argsort 1T'] / base:.2f}", flush=True)
+        arg_rows.append((name, t, m))
+        b.cases.append(Case(name + " (2 threads)", t["par_argsort 2T"],
+                            {"numpy argsort stable": base,
+                             "par_argsort 1 thread": t["par_argsort 1T"]},
+                            ("numpy argsort stable", 0.5)))
+
+    # key=: objects keyed by a float attribute (target: >= 3x faster than sorted)
+    class Item:
+        __slots__ = ("x", "i")
+
+        def __init__(self, x: float, i: int) -> None:
+            self.x, self.i = x, i
+
+    objs = [Item(rnd.random(), i) for i in range(nl)]
+    key = operator.attrgetter("x")
+    fns = {"par_sorted(key=)": lambda: two.install(lambda: pyconc.par_sorted(objs, key=key)),
+           "sorted(key=)": lambda: sorted(objs, key=key)}
+    t, m = measure(fns, lambda: None, max(3, repeat // 2))
+    assert [o.i for o in pyconc.par_sorted(objs, key=key)] == [o.i for o in sorted(objs, key=key)]
+    key_name = f"objects by a float attribute, key=, {nl / 1e6:g}M"
+    key_row = (key_name, t, m)
+    print(f"{key_name:26s} par_sorted {_ms(t['par_sorted(key=)'])} (+{m['par_sorted(key=)']:.0f} MiB) "
+          f"sorted() {_ms(t['sorted(key=)'])} (+{m['sorted(key=)']:.0f} MiB) "
+          f"ratio {t['par_sorted(key=)'] / t['sorted(key=)']:.2f}", flush=True)
+    b.cases.append(Case(f"par_sorted {key_name} (2 threads)", t["par_sorted(key=)"],
+                        {"sorted(key=)": t["sorted(key=)"]}, ("sorted(key=)", 1 / 3)))
     one.close()
     two.close()
 
@@ -253,6 +310,20 @@ def run(quick: bool = False, write: bool = True, big: bool = False, repeat: int 
         md.append(f"| {name} | {_ms(t['par_sorted'])} (+{m['par_sorted']:.0f} MiB) | "
                   f"{_ms(t['sorted()'])} (+{m['sorted()']:.0f} MiB) | "
                   f"{t['par_sorted'] / t['sorted()']:.2f} |")
+    md += ["", "## par_argsort (target <= 0.5 of numpy's stable argsort on 2 threads)", "",
+           "| case | numpy argsort(kind=stable) | numpy argsort (quicksort) | par_argsort 1 thread | "
+           "par_argsort 2 threads | 2T ratio | 1T ratio |", "|---|---|---|---|---|---|---|"]
+    for name, t, m in arg_rows:
+        base = t["numpy argsort stable"]
+        md.append(f"| {name} | " + " | ".join(f"{_ms(t[k])} (+{m[k]:.0f} MiB)" for k in (
+            "numpy argsort stable", "numpy argsort", "par_argsort 1T", "par_argsort 2T"))
+            + f" | {t['par_argsort 2T'] / base:.2f} | {t['par_argsort 1T'] / base:.2f} |")
+    name, t, m = key_row
+    md += ["", "## key= (target: at least 3x faster than sorted(), ratio <= 0.33; 2 threads)", "",
+           "| case | par_sorted(key=) | sorted(key=) | ratio |", "|---|---|---|---|",
+           f"| {name} | {_ms(t['par_sorted(key=)'])} (+{m['par_sorted(key=)']:.0f} MiB) | "
+           f"{_ms(t['sorted(key=)'])} (+{m['sorted(key=)']:.0f} MiB) | "
+           f"{t['par_sorted(key=)'] / t['sorted(key=)']:.2f} |"]
     if write:
         os.makedirs(RESULTS, exist_ok=True)
         path = os.path.join(RESULTS, "parallel.md")
