@@ -59,6 +59,15 @@ def par_sort(data: Any, *, key: Optional[Callable[[Any], Any]] = None, reverse: 
     ``KeyboardInterrupt`` within milliseconds and leaves the data a
     permutation of the input.
 
+    Memory: a large sort (a buffer of 1M+ 8-byte or 2M+ 4-byte elements)
+    uses one scratch buffer the size of the data (none past 2**27
+    elements, where it distributes in place).  The last such buffer is
+    kept for the next sort instead of being unmapped, because faulting in
+    a fresh one is a tenth of the sort's time; while kept, its memory is
+    handed back to the kernel as lazily freed (``MADV_FREE``: reclaimed
+    first under memory pressure), and only buffers up to 1 GiB (and 1/16
+    of physical memory) are kept.
+
         >>> xs = [5, 3, 9, 1]
         >>> pyconc.par_sort(xs)
         >>> xs

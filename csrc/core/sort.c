@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 /* Tuning (measured with benchmarks/bench_parallel.py on 2 cores):
  * below INSERTION_MAX elements insertion sort wins; merge sort recursion
@@ -51,19 +52,103 @@ typedef struct sctx {
     const _Atomic int *cancel;
 } sctx;
 
-/* The scratch buffer.  A large one is asked for in transparent huge pages:
- * faulting in 80 MB of 4 KB pages costs ~10% of a 10M-element sort. */
+/* The scratch buffer.  A small one comes from malloc.  A large one is its
+ * own mapping, 2 MiB aligned and asked for in transparent huge pages, and
+ * the last one is kept for the next sort:
+ *
+ * - faulting in a fresh mapping is the kernel zeroing it, a page at a time:
+ *   for the 76 MiB of a 10M-element int64 sort that was ~9 ms with huge
+ *   pages (45 ms with 4 KiB ones), and with two threads the faults and the
+ *   unmap's TLB shootdown were 10-30% of the whole sort here;
+ * - so a released buffer is handed back to the kernel with MADV_FREE
+ *   (lazily freed: it reclaims those pages first under memory pressure,
+ *   and if it has not, the next sort writes to them without a fault) and
+ *   kept in one slot; the next sort that fits takes it, and a newer
+ *   buffer replaces it (the older one is unmapped);
+ * - only buffers up to SCRATCH_KEEP_MAX (and 1/16 of physical memory) are
+ *   kept: above that one sort's scratch is unmapped when it ends.
+ *
+ * The slot is one atomic word (the buffer's address, 2 MiB aligned, OR its
+ * size in 2 MiB units), so taking and returning it is lock-free, and a
+ * forked child inherits a valid slot with the mapping. */
+#define SCRATCH_BIG ((size_t)8 << 20)
+#define SCRATCH_ALIGN ((size_t)2 << 20)
+#define SCRATCH_KEEP_MAX ((size_t)1 << 30)
+static _Atomic uintptr_t scratch_slot;
+
+static size_t scratch_keep_max(void)
+{
+    size_t cap = SCRATCH_KEEP_MAX;
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psz > 0 && (size_t)pages / 16 < cap / (size_t)psz)
+        cap = (size_t)pages / 16 * (size_t)psz;
+#endif
+    return cap;
+}
+
+static inline size_t scratch_round(size_t bytes)
+{
+    return (bytes + SCRATCH_ALIGN - 1) & ~(SCRATCH_ALIGN - 1);
+}
+
+static void scratch_unmap(uintptr_t slot)
+{
+    if (slot != 0)
+        (void)munmap((void *)(slot & ~(uintptr_t)(SCRATCH_ALIGN - 1)),
+                     (size_t)(slot & (SCRATCH_ALIGN - 1)) * SCRATCH_ALIGN);
+}
+
 static void *sort_alloc(size_t bytes)
 {
-    if (bytes < ((size_t)8 << 20))
+    if (bytes < SCRATCH_BIG)
         return malloc(bytes);
-    void *p = NULL;
-    if (posix_memalign(&p, (size_t)2 << 20, bytes) != 0)
+    size_t len = scratch_round(bytes);
+    uintptr_t slot = atomic_exchange_explicit(&scratch_slot, 0, memory_order_acquire);
+    if (slot != 0) {
+        if ((size_t)(slot & (SCRATCH_ALIGN - 1)) * SCRATCH_ALIGN >= len)
+            return (void *)(slot & ~(uintptr_t)(SCRATCH_ALIGN - 1));
+        scratch_unmap(slot); /* too small for this sort: a new one replaces it */
+    }
+    /* map len + 2 MiB and trim both ends to a 2 MiB boundary */
+    char *m = mmap(NULL, len + SCRATCH_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (m == MAP_FAILED)
         return NULL;
+    char *p = (char *)(((uintptr_t)m + SCRATCH_ALIGN - 1) & ~(uintptr_t)(SCRATCH_ALIGN - 1));
+    if (p > m)
+        (void)munmap(m, (size_t)(p - m));
+    if (p + len < m + len + SCRATCH_ALIGN)
+        (void)munmap(p + len, (size_t)(m + len + SCRATCH_ALIGN - (p + len)));
 #ifdef MADV_HUGEPAGE
-    (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: fine if refused */
+    (void)madvise(p, len, MADV_HUGEPAGE); /* advice only: fine if refused */
 #endif
     return p;
+}
+
+size_t pcc_sort_release_scratch(void)
+{
+    uintptr_t slot = atomic_exchange_explicit(&scratch_slot, 0, memory_order_acquire);
+    scratch_unmap(slot);
+    return (size_t)(slot & (SCRATCH_ALIGN - 1)) * SCRATCH_ALIGN;
+}
+
+static void sort_free(void *p, size_t bytes)
+{
+    if (bytes < SCRATCH_BIG) {
+        free(p);
+        return;
+    }
+    size_t len = scratch_round(bytes);
+    uintptr_t mine = (uintptr_t)p | (uintptr_t)(len / SCRATCH_ALIGN);
+    if (len > scratch_keep_max()) {
+        scratch_unmap(mine);
+        return;
+    }
+#ifdef MADV_FREE
+    (void)madvise(p, len, MADV_FREE);
+#endif
+    scratch_unmap(atomic_exchange_explicit(&scratch_slot, mine, memory_order_acq_rel));
 }
 
 /* From this many elements the 4- and 8-byte integer kernels (and floats on

@@ -1428,7 +1428,7 @@ static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
         SN(msort)(&m);
         rc = m.cancelled;
     }
-    free(buf);
+    sort_free(buf, n * sizeof(ST));
     return rc < 0 ? rc : (rc ? -ECANCELED : 0);
 }
 

@@ -654,7 +654,17 @@ done:
     return ret;
 }
 
+/* _sort_release_scratch() -> int: unmap the scratch buffer kept from the
+ * last large sort now (its size in bytes, 0 if none); the benchmarks use it
+ * to measure a sort's peak memory from cold. */
+static PyObject *mod_sort_release_scratch(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    (void)module;
+    return PyLong_FromSize_t(pcc_sort_release_scratch());
+}
+
 PyMethodDef pcm_sort_functions[] = {
+    {"_sort_release_scratch", mod_sort_release_scratch, METH_NOARGS, NULL},
     {"_par_argsort_buffer", (PyCFunction)(void (*)(void))mod_par_argsort_buffer, METH_FASTCALL, NULL},
     {"_par_sort_buffer", (PyCFunction)(void (*)(void))mod_par_sort_buffer, METH_FASTCALL, NULL},
     {"_par_sort_list", (PyCFunction)(void (*)(void))mod_par_sort_list, METH_FASTCALL, NULL},

@@ -9,6 +9,7 @@
 #include "pyconc/sort.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -312,9 +313,68 @@ static void test_cancel_race(void)
     free(d);
 }
 
+/* The scratch buffer kept between large sorts (sort.c): threads sorting
+ * arrays of different sizes at once hand it over, replace it when it is
+ * too small and unmap the loser; every sort is still exact, and releasing
+ * it leaves nothing kept. */
+typedef struct {
+    uint64_t seed;
+    int ok;
+} scratch_job;
+
+static void *scratch_worker(void *arg)
+{
+    scratch_job *j = arg;
+    size_t sizes[] = {((size_t)1 << 20) + 77, ((size_t)3 << 19) + 5, ((size_t)9 << 17) + 1};
+    int64_t *d = malloc(sizes[1] * sizeof *d);
+    j->ok = d != NULL;
+    uint64_t x = j->seed;
+    for (int round = 0; round < 3 && j->ok; round++) {
+        size_t n = sizes[(round + (int)(j->seed & 1)) % 3];
+        uint64_t sum = 0, sum2 = 0;
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            d[i] = (int64_t)x;
+            sum += x;
+        }
+        if (pcc_sort(NULL, PCC_SORT_I64, d, n, round & 1, PCC_SORT_AUTO, NULL) != 0)
+            j->ok = 0;
+        for (size_t i = 0; i < n; i++) {
+            sum2 += (uint64_t)d[i];
+            if (i > 0 && ((round & 1) ? d[i - 1] < d[i] : d[i - 1] > d[i]))
+                j->ok = 0;
+        }
+        if (sum != sum2)
+            j->ok = 0;
+    }
+    free(d);
+    return NULL;
+}
+
+static void test_kept_scratch(void)
+{
+    pthread_t th[3];
+    scratch_job jobs[3] = {{11, 0}, {22, 0}, {33, 0}};
+    for (int i = 0; i < 3; i++)
+        CHECK(pthread_create(&th[i], NULL, scratch_worker, &jobs[i]) == 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK(pthread_join(th[i], NULL) == 0);
+        CHECK(jobs[i].ok);
+    }
+    CHECK(pcc_sort_release_scratch() >= ((size_t)1 << 20) * sizeof(int64_t));
+    CHECK(pcc_sort_release_scratch() == 0);
+    /* small sorts never keep one */
+    int64_t small[1000];
+    for (size_t i = 0; i < 1000; i++)
+        small[i] = (int64_t)rnd();
+    CHECK(pcc_sort(NULL, PCC_SORT_I64, small, 1000, 0, PCC_SORT_RADIX, NULL) == 0);
+    CHECK(pcc_sort_release_scratch() == 0);
+}
+
 int main(void)
 {
     CHECK(pcc_pool_new(2, NULL, &pool) == 0);
+    test_kept_scratch();
     test_float_specials();
     test_all_types();
     test_msd_path();

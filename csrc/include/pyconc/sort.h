@@ -51,6 +51,11 @@ size_t pcc_sort_elsize(pcc_sort_type t);
 int pcc_sort(pcc_pool *pool, pcc_sort_type t, void *data, size_t n, int descending,
              pcc_sort_algo algo, const _Atomic int *cancel);
 
+/* The scratch buffer of the last large sort is kept, lazily freed
+ * (MADV_FREE), for the next one (see sort.c).  This unmaps it now and
+ * returns its size in bytes (0: none was kept). */
+size_t pcc_sort_release_scratch(void);
+
 /* Order-preserving keys, for building PCC_SORT_KV records. */
 uint64_t pcc_sort_key_i64(int64_t x);
 uint64_t pcc_sort_key_f64(double x);
