@@ -17,6 +17,9 @@
  * selector wakes it: no polling, no helper thread.  The reader callback
  * (_process) drains the list and resolves each op's future; the task then
  * resumes the op, which retries the operation on the loop's thread.
+ * Looking before blocking: a loop that other threads woke lately spins a
+ * short while before its selector sleeps (_idle_spin); a wake then pokes
+ * it instead of writing the fd (hub_mark_locked).
  *
  * Cancellation.  Because entries are notify-only the core never hands a
  * message to an async receiver from another thread: a message is received
@@ -70,7 +73,13 @@ typedef struct aio_hub {
     pcc_mutex mu;
     int fd;        /* eventfd, or a pipe's read end; non-blocking: the loop watches it */
     int wfd;       /* where wakes are written: fd itself, or the pipe's write end */
-    int signalled; /* a wake write is pending (mu) */
+    int signalled; /* woken since the last _process: a write is pending, or a poke (mu) */
+    int fd_written; /* the fd was written since the last _process (mu) */
+    int spinning;   /* the loop thread is looking before it blocks (mu; _idle_spin) */
+    _Atomic int poke; /* a wake while spinning: set instead of writing the fd */
+    int remote_wake;  /* a thread other than the loop's woke it since _process (mu) */
+    int64_t active_ns; /* when _process last found work another thread woke (loop thread) */
+    size_t spells, pokes; /* _idle_spin: spells spun, wakes they caught (loop thread) */
     aio_op *head;  /* ready list (mu) */
     pcm_aio_node *ghead; /* other areas' woken waiters (mu; see the end) */
     pthread_t loop_thread; /* the thread that arms nodes (mu; valid if has_loop_thread) */
@@ -172,6 +181,25 @@ static void hub_decref(aio_hub *h)
     PyMem_RawFree(h);
 }
 
+/* mu held: mark the hub woken.  Returns 1 if the caller must write the
+ * fd once it has unlocked (the first wake since the last _process, with
+ * the loop not looking).  A loop spinning in _idle_spin is poked instead:
+ * no write, no read, no selector wake-up. */
+static int hub_mark_locked(aio_hub *h)
+{
+    if (!h->has_loop_thread || !pthread_equal(h->loop_thread, pthread_self()))
+        h->remote_wake = 1;
+    if (h->signalled)
+        return 0;
+    h->signalled = 1;
+    if (h->spinning) {
+        atomic_store_explicit(&h->poke, 1, memory_order_release);
+        return 0;
+    }
+    h->fd_written = 1;
+    return 1;
+}
+
 /* The core's wake callback: channel lock held, no GIL.  Must not block
  * (the mutex is only held for list surgery) and must not touch Python. */
 static void op_wake(pcc_waiter *w)
@@ -187,8 +215,7 @@ static void op_wake(pcc_waiter *w)
         h->head = op;
         op->in_ready = 1;
     }
-    int signal = !h->signalled;
-    h->signalled = 1;
+    int signal = hub_mark_locked(h);
     pcc_mutex_unlock(&h->mu);
     if (signal)
         hub_fd_signal(h);
@@ -234,6 +261,8 @@ static PyObject *hub_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     pcc_mutex_init(&h->mu);
     atomic_init(&h->refs, 1);
     h->st = pcm_state_of_type(tp);
+    h->loop_thread = pthread_self(); /* made by its running loop (pyconc/_aio.py) */
+    h->has_loop_thread = 1;
     HubObject *self = (HubObject *)tp->tp_alloc(tp, 0);
     if (self == NULL) {
         hub_decref(h);
@@ -308,9 +337,19 @@ static PyObject *blocking_future(pcm_state *st, PyObject *loop)
 static PyObject *hubobj_process(HubObject *self, PyObject *Py_UNUSED(ignored))
 {
     aio_hub *h = self->hub;
-    hub_fd_drain(h);
+    /* Drain before `signalled` is cleared: a wake after the drain then
+     * writes again (and one before it finds `signalled` set: no write). */
+    pcc_mutex_lock_internal(&h->mu);
+    int written = h->fd_written, remote = h->remote_wake;
+    h->fd_written = 0;
+    h->remote_wake = 0;
+    h->loop_thread = pthread_self(); /* this is the loop's thread */
+    h->has_loop_thread = 1;
+    pcc_mutex_unlock(&h->mu);
+    if (written)
+        hub_fd_drain(h);
     PyObject *futs[HUB_BATCH];
-    int first = 1, failed = 0;
+    int first = 1, failed = 0, found = 0;
     for (;;) {
         size_t k = 0;
         pcc_mutex_lock_internal(&h->mu);
@@ -334,6 +373,7 @@ static PyObject *hubobj_process(HubObject *self, PyObject *Py_UNUSED(ignored))
         }
         int more = h->head != NULL || h->ghead != NULL;
         pcc_mutex_unlock(&h->mu);
+        found |= k > 0;
         for (size_t i = 0; i < k; i++) {
             if (!failed && pcm_aio_resolve(h->st, futs[i]) < 0)
                 failed = 1;
@@ -342,12 +382,81 @@ static PyObject *hubobj_process(HubObject *self, PyObject *Py_UNUSED(ignored))
         if (!more)
             break;
     }
+    if (found && remote)
+        h->active_ns = pcc_now_ns();
     if (failed)
         return NULL;
     Py_RETURN_NONE;
 }
 
+/* Look before blocking in the selector (the loop thread, about to wait
+ * `timeout` seconds, None: no limit), as a thread looks before it parks
+ * (pcc_backoff_round, PCC_WAIT_SPIN_NS): a wake from another thread
+ * within the spell pokes the hub instead of writing its fd, and the loop
+ * goes on without the selector's sleep and the cross-CPU wake-up that ends
+ * it (most of a thread -> coroutine hand-off's time).  Only a loop that
+ * other threads woke in the last HUB_SPIN_RECENT_NS spins; an idle loop,
+ * or one woken only by itself and its own sockets, blocks at once.  The GIL is
+ * released while it looks.  Returns True when woken, after resolving the
+ * woken ops' futures (what _process does: the fd was not written). */
+#define HUB_SPIN_RECENT_NS ((int64_t)10 * 1000 * 1000)
+static PyObject *hubobj_idle_spin(HubObject *self, PyObject *timeout)
+{
+    aio_hub *h = self->hub;
+    int64_t budget = PCC_WAIT_SPIN_NS;
+    if (timeout != Py_None) {
+        double t = PyFloat_AsDouble(timeout);
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (!(t * 1e9 >= (double)budget)) /* NaN too */
+            budget = t > 0 ? (int64_t)(t * 1e9) : 0;
+    }
+    if (budget <= 0 || h->active_ns == 0 || pcc_now_ns() - h->active_ns > HUB_SPIN_RECENT_NS)
+        Py_RETURN_FALSE;
+    pcc_mutex_lock_internal(&h->mu);
+    if (h->signalled) { /* already woken: the fd is readable */
+        pcc_mutex_unlock(&h->mu);
+        Py_RETURN_FALSE;
+    }
+    h->spinning = 1;
+    atomic_store_explicit(&h->poke, 0, memory_order_relaxed);
+    pcc_mutex_unlock(&h->mu);
+    h->spells++;
+    Py_BEGIN_ALLOW_THREADS
+    pcc_backoff bo = {0};
+    int64_t since = 0;
+    while (!atomic_load_explicit(&h->poke, memory_order_acquire) &&
+           !pcc_backoff_round(&bo, &since, budget, PCC_FOREVER))
+        ;
+    Py_END_ALLOW_THREADS
+    pcc_mutex_lock_internal(&h->mu);
+    h->spinning = 0;
+    int poked = h->signalled && !h->fd_written;
+    pcc_mutex_unlock(&h->mu);
+    if (!poked)
+        Py_RETURN_FALSE;
+    h->pokes++;
+    /* processed here, not by the caller: nothing may come between the
+     * poke and the reset of `signalled`, or the hub would never be
+     * written again */
+    PyObject *r = hubobj_process(self, NULL);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *hubobj_spin_stats(HubObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("(nn)", (Py_ssize_t)self->hub->spells, (Py_ssize_t)self->hub->pokes);
+}
+
 static PyMethodDef hub_methods[] = {
+    {"_spin_stats", (PyCFunction)hubobj_spin_stats, METH_NOARGS,
+     "(spells spun before blocking, wakes caught in them) -- for the tests."},
+    {"_idle_spin", (PyCFunction)hubobj_idle_spin, METH_O,
+     "Loop thread, before blocking in its selector: look for a wake for a short while; "
+     "True if one came (its ops are processed)."},
     {"fileno", (PyCFunction)hubobj_fileno, METH_NOARGS, "The fd the loop watches (an eventfd, or a pipe's read end)."},
     {"_process", (PyCFunction)hubobj_process, METH_NOARGS,
      "Reader callback: resolve the futures of the ops woken since the last call."},
@@ -958,8 +1067,7 @@ void pcm_aio_node_wake(pcm_aio_node *node)
         pcc_mutex_unlock(&h->mu);
         return;
     }
-    int signal = !h->signalled;
-    h->signalled = 1;
+    int signal = hub_mark_locked(h);
     pcc_mutex_unlock(&h->mu);
     if (signal)
         hub_fd_signal(h);
