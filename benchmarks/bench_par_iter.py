@@ -22,6 +22,7 @@ import hashlib
 import os
 import random
 import sys
+import sysconfig
 import zlib
 from typing import Any, Callable, Dict, List
 
@@ -52,7 +53,10 @@ def compress(b: bytes) -> int:
 
 def run(quick: bool = False, write: bool = True) -> Bench:
     threads = 2
-    b = Bench("par_iter", f"Parallel iterators on {threads} threads ({build_label()})",
+    # the free-threaded run writes its own table (par_iter_freethreaded.md)
+    ft = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    b = Bench("par_iter_freethreaded" if ft else "par_iter",
+              f"Parallel iterators on {threads} threads ({build_label()})",
               repeat=3 if quick else 5)
     pool = pyconc.ThreadPool(threads)
     tpe = cf.ThreadPoolExecutor(threads)
