@@ -190,9 +190,12 @@ uint32_t pcc_condvar_prepare(pcc_condvar *cv)
 
 int pcc_condvar_sleep(pcc_condvar *cv, uint32_t ticket, pcc_deadline_t deadline)
 {
-    if (atomic_load(&cv->seq) != ticket)
-        return 0;
-    return pcc_wait_on(&cv->seq, ticket, deadline);
+    pcc_backoff bo = {0};
+    int64_t since = 0;
+    while (atomic_load(&cv->seq) == ticket)
+        if (pcc_backoff_round(&bo, &since, PCC_WAIT_SPIN_NS, deadline))
+            return pcc_wait_on(&cv->seq, ticket, deadline);
+    return 0;
 }
 
 void pcc_condvar_finish(pcc_condvar *cv)
