@@ -403,16 +403,11 @@ static PyObject *hubobj_process(HubObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *hubobj_idle_spin(HubObject *self, PyObject *timeout)
 {
     aio_hub *h = self->hub;
-    int64_t budget = PCC_WAIT_SPIN_NS;
-    if (timeout != Py_None) {
-        double t = PyFloat_AsDouble(timeout);
-        if (t == -1.0 && PyErr_Occurred())
-            return NULL;
-        if (!(t * 1e9 >= (double)budget)) /* NaN too */
-            budget = t > 0 ? (int64_t)(t * 1e9) : 0;
-    }
-    if (budget <= 0 || h->active_ns == 0 || pcc_now_ns() - h->active_ns > HUB_SPIN_RECENT_NS)
+    if (h->active_ns == 0 || pcc_now_ns() - h->active_ns > HUB_SPIN_RECENT_NS)
         Py_RETURN_FALSE;
+    pcc_deadline_t deadline; /* the selector's: the spell ends by it too */
+    if (pcm_deadline_from_timeout(timeout, &deadline) < 0)
+        return NULL;
     pcc_mutex_lock_internal(&h->mu);
     if (h->signalled) { /* already woken: the fd is readable */
         pcc_mutex_unlock(&h->mu);
@@ -426,7 +421,7 @@ static PyObject *hubobj_idle_spin(HubObject *self, PyObject *timeout)
     pcc_backoff bo = {0};
     int64_t since = 0;
     while (!atomic_load_explicit(&h->poke, memory_order_acquire) &&
-           !pcc_backoff_round(&bo, &since, budget, PCC_FOREVER))
+           !pcc_backoff_round(&bo, &since, PCC_WAIT_SPIN_NS, deadline))
         ;
     Py_END_ALLOW_THREADS
     pcc_mutex_lock_internal(&h->mu);
