@@ -92,11 +92,21 @@ static inline size_t scratch_round(size_t bytes)
     return (bytes + SCRATCH_ALIGN - 1) & ~(SCRATCH_ALIGN - 1);
 }
 
+/* a slot word's buffer and its length (0 for the empty slot) */
+static inline void *scratch_addr(uintptr_t slot)
+{
+    return (void *)(slot & ~(uintptr_t)(SCRATCH_ALIGN - 1));
+}
+
+static inline size_t scratch_len(uintptr_t slot)
+{
+    return (size_t)(slot & (SCRATCH_ALIGN - 1)) * SCRATCH_ALIGN;
+}
+
 static void scratch_unmap(uintptr_t slot)
 {
     if (slot != 0)
-        (void)munmap((void *)(slot & ~(uintptr_t)(SCRATCH_ALIGN - 1)),
-                     (size_t)(slot & (SCRATCH_ALIGN - 1)) * SCRATCH_ALIGN);
+        (void)munmap(scratch_addr(slot), scratch_len(slot));
 }
 
 static void *sort_alloc(size_t bytes)
@@ -106,8 +116,8 @@ static void *sort_alloc(size_t bytes)
     size_t len = scratch_round(bytes);
     uintptr_t slot = atomic_exchange_explicit(&scratch_slot, 0, memory_order_acquire);
     if (slot != 0) {
-        if ((size_t)(slot & (SCRATCH_ALIGN - 1)) * SCRATCH_ALIGN >= len)
-            return (void *)(slot & ~(uintptr_t)(SCRATCH_ALIGN - 1));
+        if (scratch_len(slot) >= len)
+            return scratch_addr(slot);
         scratch_unmap(slot); /* too small for this sort: a new one replaces it */
     }
     /* map len + 2 MiB and trim both ends to a 2 MiB boundary */
@@ -130,7 +140,7 @@ size_t pcc_sort_release_scratch(void)
 {
     uintptr_t slot = atomic_exchange_explicit(&scratch_slot, 0, memory_order_acquire);
     scratch_unmap(slot);
-    return (size_t)(slot & (SCRATCH_ALIGN - 1)) * SCRATCH_ALIGN;
+    return scratch_len(slot);
 }
 
 static void sort_free(void *p, size_t bytes)
