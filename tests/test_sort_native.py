@@ -407,6 +407,31 @@ def test_in_cache_finish_sorts_clustered_prefixes_like_numpy(dtype, threads):
                 assert got.tobytes() == want.tobytes(), (dtype, n, high)
 
 
+# Past a million elements the top level counts first the digit below the top
+# bit that varies in a sample (every (n // 16384)-th element) rather than
+# the type's top digit: right for keys in a narrow range, and a full recount
+# when a key the sample missed varies higher (outliers at indices 1-3).
+@pytest.mark.parametrize("dtype", ["int32", "uint32", "int64", "uint64", "float32", "float64"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_keys_varying_below_the_top_past_a_million_sort_like_numpy(dtype, threads):
+    rng = np.random.default_rng(23)
+    n = (1 << 20) + 3
+    info = np.finfo(dtype) if dtype.startswith("float") else np.iinfo(dtype)
+    if dtype.startswith("float"):
+        narrow = (1.0 + rng.integers(0, 1 << 20, n) / (1 << 20)).astype(dtype)
+        far = [info.max, -1.0, 3.0]
+    else:
+        narrow = rng.integers(0, 1 << 20, n).astype(dtype)
+        far = [info.max, info.min if info.min < 0 else 1 << 25, 1 << 21]
+    outliers = narrow.copy()
+    outliers[1:4] = far
+    with pyconc.ThreadPool(threads) as pool:
+        for name, a in (("narrow", narrow), ("outliers", outliers)):
+            want = np.sort(a, kind="stable")
+            pool.install(lambda: par_sort(a))
+            assert a.tobytes() == want.tobytes(), name
+
+
 # Random floats crowd a few exponents, so the first radix digit of 1M+ of
 # them is skewed: the top level buckets them through a table built from a
 # sample instead.  Normal and lognormal data, a narrow band, outliers the

@@ -337,9 +337,13 @@ static int SN(radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
 /* The widest digit of a pass over main memory (a parallel node): 8-byte
  * elements scatter into 1024 buckets (10M int64: 117 -> 91 ms on one
  * thread; fewer streams for the TLB and the write buffers; the buckets,
- * ~80 KB, still fit the in-cache finish), 4-byte ones into 2048. */
+ * ~80 KB, still fit the in-cache finish), 4-byte ones into 512: a scatter
+ * whose open lines (one per bucket) outgrow the 32 KB L1 costs ~3x per
+ * element (10M uint32, Zen 4: 512 buckets 10.6 ms, 1024 27 ms, 2048 32 ms;
+ * 10M int32 on one thread 75 -> 62 ms, and the ~78 KB buckets still fit
+ * the finish). */
 #ifndef MSD_PAR_WMAX
-#define MSD_PAR_WMAX (sizeof(ST) >= 8 ? 10 : MSD_WMAX)
+#define MSD_PAR_WMAX (sizeof(ST) >= 8 ? 10 : 9)
 #endif
 #define MSD_SMALL 24               /* ranges this short: insertion sort */
 #define MSD_SEQ_MAX ((size_t)1 << 20) /* longer ranges use the parallel node */
@@ -348,10 +352,10 @@ static int SN(radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
 /* skewed digits (see SN(build_lut) below) */
 #define LUT_MIN ((size_t)1 << 20)
 #define LUT_NB ((size_t)1 << (MSD_WMAX + 1)) /* at most this many buckets */
-#define LUT_BUCKET(lut, key, sh)                                                       \
-    ((lut)[((key) >> (sh)) & 0xffff] & 0xffff) +                                        \
-        (size_t)(((key) >> ((sh) - ((lut)[((key) >> (sh)) & 0xffff] >> 16))) &          \
-                 ((1u << ((lut)[((key) >> (sh)) & 0xffff] >> 16)) - 1))
+/* a table entry: bucket base (bits 0-15) | mask of the split bits (16-23) |
+ * their shift (24-31); one load, two shifts, two ands, one add */
+#define LUT_ENTRY(base, w, sh) \
+    ((uint32_t)(base) | (uint32_t)((1u << (w)) - 1) << 16 | (uint32_t)((sh) - (w)) << 24)
 
 
 /* the in-cache finish (SN(lsd_finish) below): its digits, and the ranges
@@ -570,9 +574,16 @@ static void SN(lsd_finish)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, in
      * budget (long runs of one prefix), the rest is copied over and the
      * MSD recursion sorts the range instead (the other array is free). */
     size_t budget = 8 * len, i;
+    SK top = 0; /* the largest key placed so far (dst[i - 1]'s): the common
+                 * case compares with a register, not the store just made */
     for (i = 0; i < len; i++) {
         ST v = R[i];
         SK kv = KEYX(v);
+        if (kv >= top) {
+            dst[i] = v;
+            top = kv;
+            continue;
+        }
         size_t j = i;
         while (j > 0 && kv < KEYX(dst[j - 1])) {
             dst[j] = dst[j - 1];
@@ -691,6 +702,12 @@ static void SN(msd_step)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int 
     }
 }
 
+static inline size_t SN(lut_bucket)(const uint32_t *lut, SK key, int sh)
+{
+    uint32_t e = lut[(key >> sh) & 0xffff];
+    return (e & 0xffff) + (size_t)((key >> (e >> 24)) & ((e >> 16) & 0xff));
+}
+
 typedef struct {
     SN(msd_t) *k;
     ST *X, *Y;
@@ -698,7 +715,7 @@ typedef struct {
     size_t *hist;  /* [chunk][nb + 1] */
     SK *orand;     /* [chunk][2] */
     int sh, count_only;
-    const uint32_t *lut; /* non-NULL: buckets by LUT_BUCKET (count_only) */
+    const uint32_t *lut; /* non-NULL: buckets by SN(lut_bucket) */
 } SN(mp_t);
 
 static void SN(mp_count)(void *arg, size_t ch)
@@ -721,7 +738,7 @@ static void SN(mp_count)(void *arg, size_t ch)
                 SK key = KEYX(X[i]);
                 o |= key;
                 an &= key;
-                h[LUT_BUCKET(lut, key, sh)]++;
+                h[SN(lut_bucket)(lut, key, sh)]++;
             }
         } else if (r->count_only) {
             for (size_t i = blk; i < end; i++)
@@ -757,7 +774,7 @@ static void SN(mp_scatter)(void *arg, size_t ch)
             for (size_t i = blk; i < end; i++) {
                 ST v = X[i];
                 SK key = KEYX(v);
-                Y[off[LUT_BUCKET(lut, key, sh)]++] = v;
+                Y[off[SN(lut_bucket)(lut, key, sh)]++] = v;
             }
         } else {
             for (size_t i = blk; i < end; i++) {
@@ -837,10 +854,11 @@ static void SN(fill_chunk)(void *arg, size_t ch)
  * needs another pass over main memory.  When the real digit's histogram is
  * that skewed, the parallel node instead buckets by a table built from a
  * sample of the top 16 varying bits: consecutive 16-bit values share a
- * bucket until it holds len/2048 of the sample, and a value heavier than
- * that gets 2^w buckets of its own, split by the w bits below (within one
- * 16-bit value the keys spread evenly).  An entry is base | w << 16:
- * bucket = base + the w bits below the 16.  So one pass over memory leaves
+ * bucket until it holds len/2^MSD_PAR_WMAX of the sample, and a value
+ * heavier than that gets 2^w buckets of its own, split by the w bits below
+ * (within one 16-bit value the keys spread evenly).  An entry (LUT_ENTRY)
+ * holds the base, the mask of the w bits and their shift: bucket = base +
+ * the w bits below the 16.  So one pass over memory leaves
  * cache-sized buckets again.  A bucket covering 16-bit values a..b holds
  * keys sharing the prefix above the highest bit where a and b differ (and
  * a split one, the w bits too): that gives its children's guess. */
@@ -904,7 +922,7 @@ static size_t SN(build_lut)(const ST *X, size_t len, SK xm, uint32_t *fh, int sh
             open = 0;
         }
         if (w > 0) { /* a heavy value: 2^w buckets of its own */
-            lut[f] = (uint32_t)b | (uint32_t)w << 16;
+            lut[f] = LUT_ENTRY(b, w, sh);
             for (size_t q = 0; q < ((size_t)1 << w); q++)
                 gh[b + q] = (signed char)(sh - w - 1);
             b += (size_t)1 << w;
@@ -913,7 +931,7 @@ static size_t SN(build_lut)(const ST *X, size_t len, SK xm, uint32_t *fh, int sh
         if (!open)
             first = f;
         open = 1;
-        lut[f] = (uint32_t)b;
+        lut[f] = LUT_ENTRY(b, 0, sh);
         acc += cf;
     }
     if (open) {
@@ -964,6 +982,16 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
                 r.nb = SN(build_lut)(X, len, xm, lut + nf, lsh, lut, gh);
                 r.lut = lut;
             }
+        } else if (shi >= 0 && shi < guess_hi) {
+            /* no sampled key varies above shi (floats in [1, 2), ints below
+             * 2^20): count that digit first, not the guess's (a full
+             * recount when a key beyond the sample varies higher) */
+            guess_hi = shi;
+            gw = SN(msd_width)(len, shi);
+            if (gw > MSD_PAR_WMAX)
+                gw = MSD_PAR_WMAX;
+            r.nb = (size_t)1 << gw;
+            r.sh = shi + 1 - gw;
         }
     }
     /* the widest digit, or the sample's buckets */
