@@ -49,14 +49,16 @@ void pcc_cwaiter_init_cb(pcc_cwaiter *w, void (*wake)(pcc_cwaiter *w), void *arg
 int pcc_cwaiter_wait(pcc_cwaiter *w, pcc_deadline_t deadline)
 {
     /* A grant often follows within microseconds (a hand-off partner that is
-     * running): a bounded backoff (spin, then yield) before parking saves
-     * the sleep and the wake-up's system call (crossbeam's Backoff). */
+     * running): look before parking (pcc_backoff_round, PCC_WAIT_SPIN_NS,
+     * as event, job and condvar waits do) to save the sleep and the
+     * wake-up's system call; crossbeam's Backoff alone (a few us) parked
+     * threads whose answer came a few us later (thread -> coroutine round
+     * trip, same run here: 10.5 -> 9.1 us). */
     pcc_backoff b = {0};
-    while (!pcc_backoff_is_completed(&b)) {
-        if (pcc_cwaiter_state(w) != PCC_CW_WAITING)
-            return 0;
-        pcc_backoff_snooze(&b);
-    }
+    int64_t since = 0;
+    while (pcc_cwaiter_state(w) == PCC_CW_WAITING)
+        if (pcc_backoff_round(&b, &since, PCC_WAIT_SPIN_NS, deadline))
+            break;
     for (;;) {
         if (pcc_cwaiter_state(w) != PCC_CW_WAITING)
             return 0;

@@ -63,6 +63,7 @@ static const pcm_area_init_fn areas[] = {
     pcm_aio_init,
     pcm_coordchan_init,
     pcm_coord_init,
+    pcm_gil_init,
     NULL,
 };
 

@@ -417,13 +417,13 @@ static PyObject *hubobj_idle_spin(HubObject *self, PyObject *timeout)
     atomic_store_explicit(&h->poke, 0, memory_order_relaxed);
     pcc_mutex_unlock(&h->mu);
     h->spells++;
-    Py_BEGIN_ALLOW_THREADS
+    PCM_BEGIN_ALLOW_THREADS
     pcc_backoff bo = {0};
     int64_t since = 0;
     while (!atomic_load_explicit(&h->poke, memory_order_acquire) &&
            !pcc_backoff_round(&bo, &since, PCC_WAIT_SPIN_NS, deadline))
         ;
-    Py_END_ALLOW_THREADS
+    PCM_END_ALLOW_THREADS
     pcc_mutex_lock_internal(&h->mu);
     h->spinning = 0;
     int poked = h->signalled && !h->fd_written;

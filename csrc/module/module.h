@@ -123,6 +123,28 @@ int pcm_intern_names(const pcm_name *names, size_t n);
 #include "errors.h"
 #include "result.h"
 
+/* ---- taking the GIL back (gil.c) ------------------------------------------- */
+
+/* The address of CPython's "GIL held" flag for the calling thread's
+ * interpreter where its layout is known (3.11-3.13 with a GIL), else NULL.
+ * Call with the GIL. */
+const void *pcm_gil_flag(void);
+/* Without the GIL, just before taking it back: while another thread holds
+ * it, look (spin, then yield, PCC_WAIT_SPIN_NS at most) instead of going
+ * to sleep in take_gil at once -- see gil.c.  flag NULL: nothing. */
+void pcm_gil_look(const void *flag);
+
+/* Py_BEGIN/END_ALLOW_THREADS for a wait another Python thread may end:
+ * the GIL is taken back after a look (pcm_gil_look). */
+#define PCM_BEGIN_ALLOW_THREADS                     \
+    {                                               \
+        const void *pcm_gil_flag_ = pcm_gil_flag(); \
+        Py_BEGIN_ALLOW_THREADS
+#define PCM_END_ALLOW_THREADS        \
+        pcm_gil_look(pcm_gil_flag_); \
+        Py_END_ALLOW_THREADS         \
+    }
+
 /* ---- blocking waits (wait.c) ----------------------------------------------- */
 
 /* A blocking operation run without the GIL.  It must not touch any
@@ -204,6 +226,7 @@ int pcm_pool_init(PyObject *module, pcm_state *st);     /* pool.c */
 int pcm_aio_init(PyObject *module, pcm_state *st);      /* aio.c */
 int pcm_coordchan_init(PyObject *module, pcm_state *st); /* oneshot.c, bcast.c, aio_select.c */
 int pcm_coord_init(PyObject *module, pcm_state *st);    /* coord.c */
+int pcm_gil_init(PyObject *module, pcm_state *st);      /* gil.c */
 
 /* ---- async waiters for other areas (aio.c) ------------------------------- */
 

@@ -64,9 +64,9 @@ static int mutex_lock_forever_op(void *arg, pcc_deadline_t deadline)
 void pcm_mutex_reacquire(MutexObject *m, uint64_t me)
 {
     if (pcc_mutex_try_lock(&m->mu) != 0) {
-        Py_BEGIN_ALLOW_THREADS
+        PCM_BEGIN_ALLOW_THREADS
         mutex_lock_forever_op(&m->mu, PCC_FOREVER);
-        Py_END_ALLOW_THREADS
+        PCM_END_ALLOW_THREADS
     }
     pcc_mutex_set_owner(&m->mu, me);
 }

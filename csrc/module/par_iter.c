@@ -495,9 +495,9 @@ static void it_lock(run_t *r)
 {
     if (pcc_mutex_try_lock(&r->it_mu) == 0)
         return;
-    Py_BEGIN_ALLOW_THREADS
+    PCM_BEGIN_ALLOW_THREADS
     pcc_mutex_lock_internal(&r->it_mu);
-    Py_END_ALLOW_THREADS
+    PCM_END_ALLOW_THREADS
 }
 
 static void drain(run_t *r)
@@ -879,9 +879,9 @@ static PyObject *par_run(PyObject *module, PyObject *args)
         }
         int interrupted = 0;
         if (cur != NULL) {
-            Py_BEGIN_ALLOW_THREADS
+            PCM_BEGIN_ALLOW_THREADS
             pcc_pool_wait(NULL, &job, PCC_FOREVER);
-            Py_END_ALLOW_THREADS
+            PCM_END_ALLOW_THREADS
         } else if (PyErr_CheckSignals() < 0 ||
                    pcm_wait(root_wait_op, &job, PCC_FOREVER) == PCM_RAISED) {
             /* Ctrl-C: stop every chunk, wait for the running ones */

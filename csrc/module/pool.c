@@ -280,9 +280,9 @@ static int pyjob_submit(pcc_pool *pool, pyjob *j)
 static int pyjob_wait_external(pyjob *j)
 {
     if (pcc_pool_current() != NULL) {
-        Py_BEGIN_ALLOW_THREADS
+        PCM_BEGIN_ALLOW_THREADS
         pcc_pool_wait(NULL, &j->job, PCC_FOREVER);
-        Py_END_ALLOW_THREADS
+        PCM_END_ALLOW_THREADS
         return 0;
     }
     /* a signal that arrived while we ran C code with the GIL would not
@@ -317,9 +317,9 @@ static PyObject *join_impl(pcm_state *st, pcc_pool *pool, PyObject *a, PyObject 
     PyObject *ea = ra == NULL ? pcm_fetch_exception() : NULL;
     if (in_worker) {
         /* pop b back, or help the pool until its thief finishes it */
-        Py_BEGIN_ALLOW_THREADS
+        PCM_BEGIN_ALLOW_THREADS
         pcc_pool_wait(pool, &j->job, PCC_FOREVER);
-        Py_END_ALLOW_THREADS
+        PCM_END_ALLOW_THREADS
     } else if (pcc_pool_try_unsubmit(pool, &j->job)) {
         pyjob_run(j); /* nobody took it: run it here */
         pyjob_unref(j); /* the runner's reference */

@@ -40,9 +40,9 @@ int pcm_wait(pcm_blocking_fn op, void *arg, pcc_deadline_t deadline)
             if (slice < until)
                 until = slice;
         }
-        Py_BEGIN_ALLOW_THREADS
+        PCM_BEGIN_ALLOW_THREADS
         rc = op(arg, until);
-        Py_END_ALLOW_THREADS
+        PCM_END_ALLOW_THREADS
         /* A slice ran out before the real deadline: that is a wake-up to
          * look at the signals, exactly like EINTR (every op may be called
          * again after either: nothing was consumed). */
