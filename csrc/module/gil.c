@@ -42,18 +42,33 @@
 #endif
 #endif
 
-const void *pcm_gil_flag(void)
+/* Where the headers we were built with could disagree with the running
+ * interpreter (a wheel built on 3.12.1 run by 3.12.8), the flag is only
+ * used after a check at import: the GIL pointer must be the interpreter's
+ * own _gil or the main interpreter's (3.12+), and the flag must read 1
+ * while the importing thread holds the GIL.  Otherwise the look is off. */
+static int gil_layout_ok = -1;
+
+static const void *gil_flag_unchecked(void)
 {
 #ifdef PCM_GIL_KNOWN
 #if PY_VERSION_HEX < 0x030C0000
     return &_PyRuntime.ceval.gil.locked;
 #else
-    struct _gil_runtime_state *gil = PyInterpreterState_Get()->ceval.gil;
-    return gil != NULL ? &gil->locked : NULL;
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    struct _gil_runtime_state *gil = interp->ceval.gil;
+    if (gil != &interp->_gil && gil != &PyInterpreterState_Main()->_gil)
+        return NULL;
+    return &gil->locked;
 #endif
 #else
     return NULL;
 #endif
+}
+
+const void *pcm_gil_flag(void)
+{
+    return gil_layout_ok == 1 ? gil_flag_unchecked() : NULL;
 }
 
 /* looks that saw the GIL held: it came free within the budget (caught),
@@ -96,5 +111,9 @@ static PyMethodDef gil_functions[] = {
 int pcm_gil_init(PyObject *module, pcm_state *st)
 {
     (void)st;
+    if (gil_layout_ok < 0) { /* with the GIL: the flag must say so */
+        const int *held = gil_flag_unchecked();
+        gil_layout_ok = held != NULL && __atomic_load_n(held, __ATOMIC_RELAXED) == 1;
+    }
     return PyModule_AddFunctions(module, gil_functions);
 }
