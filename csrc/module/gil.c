@@ -71,9 +71,10 @@ const void *pcm_gil_flag(void)
     return gil_layout_ok == 1 ? gil_flag_unchecked() : NULL;
 }
 
-/* looks that saw the GIL held: it came free within the budget (caught),
- * or not (gave up: take_gil's sleep, as without the look) */
-static _Atomic size_t looks_caught, looks_gave_up;
+/* looks that saw the GIL held: under way, and ended -- it came free
+ * within the budget (caught), or not (gave up: take_gil's sleep, as
+ * without the look) */
+static _Atomic size_t looks_now, looks_caught, looks_gave_up;
 
 void pcm_gil_look(const void *flag)
 {
@@ -84,6 +85,7 @@ void pcm_gil_look(const void *flag)
     const int *held = flag;
     if (__atomic_load_n(held, __ATOMIC_RELAXED) != 1)
         return;
+    atomic_fetch_add_explicit(&looks_now, 1, memory_order_relaxed);
     pcc_backoff bo = {0};
     int64_t since = 0;
     int gave_up = 0;
@@ -91,14 +93,17 @@ void pcm_gil_look(const void *flag)
         if ((gave_up = pcc_backoff_round(&bo, &since, PCC_WAIT_SPIN_NS, PCC_FOREVER)) != 0)
             break;
     atomic_fetch_add_explicit(gave_up ? &looks_gave_up : &looks_caught, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&looks_now, 1, memory_order_relaxed);
 }
 
-/* _gil_look_stats() -> (known, caught, gave_up): whether the GIL's flag is
- * read on this build, and how the looks that found it held ended (tests). */
+/* _gil_look_stats() -> (known, looking, caught, gave_up): whether the
+ * GIL's flag is read on this build, how many threads are looking now, and
+ * how the looks that found the GIL held ended (tests). */
 static PyObject *mod_gil_look_stats(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     (void)module;
-    return Py_BuildValue("(Onn)", pcm_gil_flag() != NULL ? Py_True : Py_False,
+    return Py_BuildValue("(Onnn)", pcm_gil_flag() != NULL ? Py_True : Py_False,
+                         (Py_ssize_t)atomic_load_explicit(&looks_now, memory_order_relaxed),
                          (Py_ssize_t)atomic_load_explicit(&looks_caught, memory_order_relaxed),
                          (Py_ssize_t)atomic_load_explicit(&looks_gave_up, memory_order_relaxed));
 }
