@@ -6,7 +6,11 @@ best of N; ratio = pyconc time / baseline time, below 1.0 is faster).
 
 Cases (targets from issue 17):
   * broadcast: 1 sender -> 4 receiver threads, every receiver gets every
-    message, vs feeding four queue.SimpleQueue (one per receiver)     (<= 0.5)
+    message, vs feeding four queue.SimpleQueue (one per receiver)     (<= 0.5);
+    also vs the same Python loops with no channel at all (readers iterate
+    a ready list, the sender calls a builtin): the floor the benchmark's
+    own code sets; its ratio to SimpleQueue bounds what any fan-out can
+    reach under the GIL
   * oneshot request/reply round trip to a server thread (request on a
     pyconc channel, reply on a oneshot) vs the concurrent.futures way
     (request on a SimpleQueue, reply by Future.set_result/.result())  (<= 0.5)
@@ -73,7 +77,32 @@ def broadcast_fanout(n: int):
             t.join()
         assert counts == [n] * NRECV, counts
 
-    return pyconc_bcast, simplequeues
+    items = list(range(n))
+
+    def python_floor() -> None:
+        """The same Python loops with no channel: the readers iterate a
+        ready list, the sender calls a builtin.  No fan-out can take less
+        time under the GIL: it is the part of both figures above that is
+        the benchmark's own Python code."""
+        counts = [0] * NRECV
+
+        def reader(k: int) -> None:
+            c = 0
+            for _ in items:
+                c += 1
+            counts[k] = c
+
+        ts = [threading.Thread(target=reader, args=(k,)) for k in range(NRECV)]
+        for t in ts:
+            t.start()
+        send = id
+        for i in range(n):
+            send(i)
+        for t in ts:
+            t.join()
+        assert counts == [n] * NRECV, counts
+
+    return pyconc_bcast, simplequeues, python_floor
 
 
 def request_reply(n: int):
@@ -141,8 +170,9 @@ def run(quick: bool = False, write: bool = True) -> Bench:
     b = Bench("coord_chan", "Coordination channels (broadcast, oneshot) vs queue and futures",
               repeat=3 if q else 7)
     n = 20_000 if q else 100_000
-    f, g = broadcast_fanout(n)
-    b.case("broadcast 1 -> 4 receiver threads", f, {"4x queue.SimpleQueue": g},
+    f, g, floor = broadcast_fanout(n)
+    b.case("broadcast 1 -> 4 receiver threads", f,
+           {"4x queue.SimpleQueue": g, "the loops alone (no channel)": floor},
            target=("4x queue.SimpleQueue", 0.5), ops=n)
     n = 2_000 if q else 10_000
     f, g = request_reply(n)

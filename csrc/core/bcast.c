@@ -11,10 +11,11 @@
 
 /* ---- broadcast ----------------------------------------------------------------- */
 
+/* A slot holds the position p with oldest() <= p < tail that maps to it,
+ * if any: no position needs storing, and a slot is 16 bytes. */
 typedef struct bslot {
-    void *msg;   /* NULL once every reader read it (or never written) */
-    uint64_t pos; /* the position written there last */
-    size_t rem;  /* readers that have not read it yet */
+    void *msg;  /* NULL once every reader read it (or never written) */
+    size_t rem; /* readers that have not read it yet */
 } bslot;
 
 struct pcc_bcast {
@@ -22,6 +23,7 @@ struct pcc_bcast {
     size_t cap;
     bslot *slots;  /* position p lives in slots[p % cap] */
     uint64_t tail; /* position of the next message sent */
+    size_t tail_slot; /* tail % cap */
     size_t senders, receivers;
     pcc_chan_entry recvq; /* receivers waiting for tail to move */
     _Atomic size_t refs;
@@ -95,6 +97,7 @@ void pcc_bcast_subscribe(pcc_bcast *b, pcc_bcast_rx *rx)
     lock_acquire(&b->lock);
     rx->b = b;
     rx->next = b->tail;
+    rx->slot = b->tail_slot;
     rx->gone = 0;
     b->receivers++;
     lock_release(&b->lock);
@@ -124,7 +127,7 @@ void pcc_bcast_unsubscribe(pcc_bcast_rx *rx, pcc_chan_free_fn free_msg, void *ct
             p = oldest(b);
         for (; p < end && k < 64; p++) {
             bslot *s = &b->slots[p % b->cap];
-            if (s->pos == p && s->msg != NULL && --s->rem == 0) {
+            if (s->msg != NULL && --s->rem == 0) { /* p >= oldest(): s holds p */
                 batch[k++] = s->msg;
                 s->msg = NULL;
             }
@@ -146,14 +149,15 @@ int pcc_bcast_send(pcc_bcast *b, void *msg, void **dropped, size_t *nrecv)
         lock_release(&b->lock);
         return -EPIPE;
     }
-    bslot *s = &b->slots[b->tail % b->cap];
+    bslot *s = &b->slots[b->tail_slot];
     /* Overwriting a message some receiver has not read makes it lag: its
      * cursor now points below oldest(), which its next receive reports. */
     *dropped = s->msg;
     s->msg = msg;
-    s->pos = b->tail;
     s->rem = b->receivers;
     b->tail++;
+    if (++b->tail_slot == b->cap)
+        b->tail_slot = 0;
     *nrecv = b->receivers;
     q_notify_all(&b->recvq);
     lock_release(&b->lock);
@@ -172,6 +176,7 @@ int pcc_bcast_try_recv(pcc_bcast_rx *rx, void **msg, uint64_t *lagged, pcc_retai
     if (rx->next < first) {
         *lagged = first - rx->next;
         rx->next = first;
+        rx->slot = b->tail_slot; /* first == tail - cap: the tail's slot */
         lock_release(&b->lock);
         return -EOVERFLOW;
     }
@@ -180,16 +185,19 @@ int pcc_bcast_try_recv(pcc_bcast_rx *rx, void **msg, uint64_t *lagged, pcc_retai
         lock_release(&b->lock);
         return rc;
     }
-    bslot *s = &b->slots[rx->next % b->cap];
-    /* pos == next and msg != NULL: every receiver at a kept position was
-     * counted in rem when that message was sent (subscribers start at
-     * the tail), so it cannot have been released before we read it. */
+    bslot *s = &b->slots[rx->slot];
+    /* oldest() <= next < tail: s holds position next, and every receiver
+     * at a kept position was counted in rem when that message was sent
+     * (subscribers start at the tail), so msg cannot have been released
+     * before we read it. */
     *msg = s->msg;
     if (--s->rem == 0)
         s->msg = NULL; /* the last reader takes the slot's reference */
     else
         retain(*msg);
     rx->next++;
+    if (++rx->slot == b->cap)
+        rx->slot = 0;
     lock_release(&b->lock);
     return 0;
 }

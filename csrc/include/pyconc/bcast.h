@@ -38,6 +38,7 @@ typedef struct pcc_bcast pcc_bcast;
 typedef struct pcc_bcast_rx {
     pcc_bcast *b;
     uint64_t next;
+    size_t slot; /* next % capacity, kept so a receive needs no division */
     int gone; /* unsubscribed: try_recv answers -EBADF (lock held) */
 } pcc_bcast_rx;
 
