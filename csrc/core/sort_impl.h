@@ -865,10 +865,6 @@ static void SN(fill_chunk)(void *arg, size_t ch)
 /* The sample: every step-th of ~16K keys, read in place (three short
  * strided loops; no allocation unless the table is built). */
 #define LUT_SAMPLE ((size_t)1 << 14)
-#ifndef LUT_FILL_NUM
-#define LUT_FILL_NUM ((size_t)1)
-#define LUT_FILL_DEN ((size_t)1)
-#endif
 static inline size_t SN(lut_step)(size_t len)
 {
     return len / LUT_SAMPLE ? len / LUT_SAMPLE : 1;
@@ -909,7 +905,7 @@ static size_t SN(build_lut)(const ST *X, size_t len, SK xm, uint32_t *fh, int sh
     memset(fh, 0, nf * sizeof(uint32_t));
     for (size_t i = 0; i < len; i += step, ns++)
         fh[(KEYX(X[i]) >> sh) & 0xffff]++;
-    size_t target = ns * LUT_FILL_NUM / (LUT_FILL_DEN << MSD_PAR_WMAX) + 1, b = 0, acc = 0, first = 0;
+    size_t target = ns / ((size_t)1 << MSD_PAR_WMAX) + 1, b = 0, acc = 0, first = 0;
     int open = 0; /* bucket b holds 16-bit values first..f-1 */
     for (size_t f = 0; f < nf; f++) {
         size_t cf = fh[f];
