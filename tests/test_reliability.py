@@ -457,6 +457,7 @@ def test_forked_child_can_spawn_and_join_threads():
     for _ in range(5):
         pyconc.spawn(int).join()
     r, w = os.pipe()
+    settle_threads()
     pid = os.fork()
     if pid == 0:  # child
         try:
@@ -473,10 +474,47 @@ def test_forked_child_can_spawn_and_join_threads():
     assert status == 0 and msg == b"ok", msg
 
 
+def _thread_states(pid: str = "self") -> dict:
+    """{tid: (state, wchan)} of a process's threads, from /proc (Linux)."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+                wchan = f.read()
+        except OSError:
+            continue
+        out[int(tid)] = (state, wchan)
+    return out
+
+
+def settle_threads(timeout: float = 2.0) -> None:
+    """Before a fork: wait (at most `timeout`) until every other thread of
+    this process has slept for a few polls in a row.  A thread that is
+    ending (an earlier test's, after its join returned) or starting runs
+    allocator code; under the ASan runtime, which has no fork handler for
+    its allocator and thread-registry locks (glibc's malloc has one), a
+    fork at that moment leaves the child a lock nobody will release.  The
+    product is not involved; the tests only must not fork into that."""
+    me = threading.get_native_id()
+    deadline = time.monotonic() + timeout
+    calm = 0
+    while calm < 5 and time.monotonic() < deadline:
+        busy = any(state in ("R", "D") for tid, (state, _) in _thread_states().items() if tid != me)
+        calm = 0 if busy else calm + 1
+        time.sleep(0.002)
+
+
 def in_forked_child(fn, timeout: float = 30.0) -> str:
     """Run fn() in a forked child; return what it returned (a str), or the
     repr of what it raised.  The child is killed if it hangs."""
     r, w = os.pipe()
+    settle_threads()
     pid = os.fork()
     if pid == 0:  # child
         try:
@@ -495,10 +533,11 @@ def in_forked_child(fn, timeout: float = 30.0) -> str:
         if done:
             break
         if time.monotonic() > deadline:
+            states = _thread_states(str(pid))  # where it sleeps, for the report
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             os.close(r)
-            pytest.fail("the forked child hung")
+            pytest.fail(f"the forked child hung; its threads (state, wchan): {states}")
         time.sleep(0.01)
     msg = os.read(r, 4096).decode()
     os.close(r)
