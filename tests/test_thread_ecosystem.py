@@ -17,7 +17,7 @@ import tempfile
 import textwrap
 import threading
 import time
-from typing import Any, List
+from typing import Any, Callable, List
 
 import pytest
 
@@ -98,21 +98,13 @@ def test_a_running_thread_is_in_threading_enumerate_and_a_finished_one_is_not():
         me.join()
 
 
-def _wait_for_names(prefix: str, n: int) -> List[str]:
+def _wait_for_names(prefix: str, done: Callable[[int], bool]) -> List[str]:
+    """The sorted names of the live threads starting with prefix, once
+    done(how many) holds, or after 10 s."""
     deadline = time.monotonic() + 10
     while True:
         names = sorted(t.name for t in threading.enumerate() if t.name.startswith(prefix))
-        if len(names) >= n or time.monotonic() > deadline:
-            return names
-        time.sleep(0.005)
-
-
-def _wait_until_gone(prefix: str) -> List[str]:
-    """The names still listed once none is left, or after 10 s."""
-    deadline = time.monotonic() + 10
-    while True:
-        names = sorted(t.name for t in threading.enumerate() if t.name.startswith(prefix))
-        if not names or time.monotonic() > deadline:
+        if done(len(names)) or time.monotonic() > deadline:
             return names
         time.sleep(0.005)
 
@@ -122,17 +114,17 @@ def test_pool_workers_are_named_pyconc_pool_n_k_and_listed_while_the_pool_lives(
         name = pool.install(lambda: threading.current_thread().name)
         n = name.split("-")[2]
         assert name in (f"pyconc-pool-{n}-0", f"pyconc-pool-{n}-1")
-        assert _wait_for_names(f"pyconc-pool-{n}-", 2) == [f"pyconc-pool-{n}-0",
-                                                            f"pyconc-pool-{n}-1"]
+        assert _wait_for_names(f"pyconc-pool-{n}-", lambda k: k >= 2) == [
+            f"pyconc-pool-{n}-0", f"pyconc-pool-{n}-1"]
         pyname, osname = pool.install(lambda: (threading.current_thread().name, _os_name()))
         assert osname == pyname[:15]  # the OS keeps 15 bytes
         assert pool.spawn(pyconc.current).join().unwrap().name is None  # not a spawned thread
-    assert _wait_until_gone(f"pyconc-pool-{n}-") == []
+    assert _wait_for_names(f"pyconc-pool-{n}-", lambda k: k == 0) == []
 
 
 def test_thread_pool_thread_name_prefix_names_workers_as_threadpoolexecutor_does():
     with pyconc.ThreadPool(2, thread_name_prefix="io") as pool:
-        assert _wait_for_names("io_", 2) == ["io_0", "io_1"]
+        assert _wait_for_names("io_", lambda k: k >= 2) == ["io_0", "io_1"]
         assert pool.install(_os_name) in ("io_0", "io_1")
     with pytest.raises(TypeError):
         pyconc.ThreadPool(1, thread_name_prefix=3)  # type: ignore[call-overload]
