@@ -24,7 +24,7 @@ SETTINGS = settings(max_examples=30, deadline=None,
 DTYPES = ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32",
           "float64"]
 # every size where the kernels change strategy, and one either side: the
-# leaves (4, 24), merge vs radix (128..2048), the float bit path (4096), the
+# leaves (4, 24), merge vs radix (128, 512), the float bit path (512), the
 # parallel node (65536), plus the usual 0, 1, 2, 63, 64, 65
 THRESHOLDS = sorted({m + d for m in (0, 1, 2, 4, 24, 64, 128, 512, 1024, 2048, 4096, 65536)
                      for d in (-1, 0, 1) if m + d >= 0})
@@ -76,6 +76,22 @@ def test_par_sort_matches_numpy_for_every_dtype_and_shape(dtype, n, shape, rever
     assert len(got) == len(want)
     for x, y in zip(got, want):
         assert (x == y or (x != x and y != y)) and math.copysign(1, x) == math.copysign(1, y)
+
+
+# One thread takes the parallel node too from 65536 elements (its counting
+# sort and skewed-digit table; it used to take the sequential MSD steps up
+# to a million), and floats from 512 elements take the bit path, whose
+# in-cache finish sorts on every bit when exponents differ.
+@pytest.mark.parametrize("dtype", ["int64", "uint64", "int32", "uint32", "float64", "float32"])
+def test_one_thread_sorts_like_numpy_on_the_parallel_node_and_the_float_finish(dtype):
+    rng = np.random.default_rng(31)
+    with pyconc.ThreadPool(1) as pool:
+        for n in (511, 512, 513, 3000, 16385, 65535, 65536, 65537, 300_001, 1_000_000):
+            for shape in ("random", "few", "small_range", "specials", "reversed"):
+                a = values(dtype, n, rng, shape)
+                want = np.sort(a, kind="stable")
+                pool.install(lambda: par_sort(a))
+                assert a.tobytes() == want.tobytes(), (dtype, n, shape)
 
 
 def test_float_bit_path_keeps_signed_zeros_and_nans_in_input_order():

@@ -276,11 +276,12 @@ static inline uint32_t key_f32(float x)
 }
 
 /* Radix needs a few passes over n elements plus histograms; below these
- * sizes the merge sort is faster (measured). */
+ * sizes the merge sort is faster (measured: from 512 elements the 4- and
+ * 8-byte kernels' in-cache LSD finish wins, 1000 int64 9.6 -> 4.3 us). */
 #define RADIX_MIN_1 128
 #define RADIX_MIN_2 512
-#define RADIX_MIN_4 1024
-#define RADIX_MIN_8 2048
+#define RADIX_MIN_4 512
+#define RADIX_MIN_8 512
 
 #define ST int8_t
 #define SK uint8_t
@@ -747,8 +748,10 @@ FLOAT_SPECIAL_DEF(special32, uint32_t, 0x80000000u, 0x7F800000u)
 FLOAT_SMALL_DEF(small64, double, uint64_t, int64_t, 0x8000000000000000ull, 0x7FF0000000000000ull)
 FLOAT_SMALL_DEF(small32, float, uint32_t, int32_t, 0x80000000u, 0x7F800000u)
 
-/* Floats of at least this many elements try the bit-pattern path. */
-#define FLOAT_BITS_MIN 4096
+/* Floats of at least this many elements try the bit-pattern path (its
+ * two checks are a read each; the generic float kernels key every access:
+ * 1000 float32 22 -> 6 us). */
+#define FLOAT_BITS_MIN 512
 
 static int sort_f64_any(sctx *c, double *a, size_t n, int desc, pcc_sort_algo algo)
 {
