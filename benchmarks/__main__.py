@@ -7,7 +7,8 @@
 Writes ``benchmarks/results/RESULTS.md`` (every table: ratio against each
 standard-library or numpy counterpart, with machine and versions), one
 ``<area>.md`` per area, and PNG plots ``benchmarks/results/<area>.png``
-(ratios per case, log scale; needs matplotlib from the ``bench`` extra).
+(ratios per case, log scale, written by each area's own run too; needs
+matplotlib from the ``bench`` extra).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import sys
 import time
 from typing import List
 
-from ._harness import RESULTS, Bench, machine_line
+from ._harness import RESULTS, machine_line
 
 AREAS = ["threads", "channels", "sync", "parallel", "par_iter", "aio", "freethreaded",
          "coord_chan", "coord"]  # coord_chan: oneshot, broadcast; coord: Semaphore, Event (issue 17)
@@ -34,38 +35,6 @@ def _progress(i: int, n: int, label: str, t0: float) -> None:
         sys.stderr.write("\n")
 
 
-def plot(bench: Bench) -> str | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    rows = [(f"{c.name} vs {b}", c.ratio(b), c.target[1] if c.target and c.target[0] == b else None)
-            for c in bench.cases for b in c.baselines]
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(10, 0.35 * len(rows) + 1.2))
-    ys = list(range(len(rows)))[::-1]
-    colors = ["tab:green" if r < 1 else "tab:red" for _, r, _ in rows]
-    ax.barh(ys, [r for _, r, _ in rows], color=colors)
-    for y, (_, _, tgt) in zip(ys, rows):
-        if tgt is not None:
-            ax.plot([tgt, tgt], [y - 0.4, y + 0.4], color="black", linewidth=2)
-    ax.axvline(1.0, color="gray", linestyle="--")
-    ax.set_xscale("log")
-    ax.set_yticks(ys)
-    ax.set_yticklabels([n for n, _, _ in rows], fontsize=7)
-    ax.set_xlabel("pyconc time / baseline time (log; < 1 = pyconc faster; black tick = target)")
-    ax.set_title(bench.title)
-    fig.tight_layout()
-    path = os.path.join(RESULTS, f"{bench.name}.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def main(argv: List[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("areas", nargs="*", help=f"areas to run (default: all of {AREAS})")
@@ -77,7 +46,6 @@ def main(argv: List[str] | None = None) -> int:
             p.error(f"unknown area {ar!r}; choose from {AREAS}")
     os.makedirs(RESULTS, exist_ok=True)
     t0 = time.monotonic()
-    benches: List[Bench] = []
     for i, area in enumerate(areas):
         _progress(i, len(areas), area, t0)
         try:
@@ -85,11 +53,8 @@ def main(argv: List[str] | None = None) -> int:
         except ImportError as e:
             print(f"\n(skipping {area}: {e})", file=sys.stderr)
             continue
-        out = mod.run(quick=a.quick, write=True)
-        benches.extend(out if isinstance(out, list) else [out])
+        mod.run(quick=a.quick, write=True)  # writes its table and plot
     _progress(len(areas), len(areas), "done", t0)
-    for b in benches:
-        plot(b)
     write_report(f"`python -m benchmarks{' --quick' if a.quick else ''}"
                  f"{' ' + ' '.join(a.areas) if a.areas else ''}` took {time.monotonic() - t0:.0f} s")
     return 0

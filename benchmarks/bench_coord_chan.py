@@ -173,7 +173,7 @@ def run(quick: bool = False, write: bool = True) -> Bench:
     f, g, floor = broadcast_fanout(n)
     b.case("broadcast 1 -> 4 receiver threads", f,
            {"4x queue.SimpleQueue": g, "the loops alone (no channel)": floor},
-           target=("4x queue.SimpleQueue", 0.5), ops=n)
+           target=("4x queue.SimpleQueue", 0.5), ops=n, floors=("the loops alone (no channel)",))
     n = 2_000 if q else 10_000
     f, g = request_reply(n)
     b.case("request/reply round trip (server thread)", f, {"Future set/result": g},

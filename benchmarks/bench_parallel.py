@@ -218,9 +218,10 @@ def run(quick: bool = False, write: bool = True, big: bool = False, repeat: int 
                 f"2T {_ms(cold['par_sort 2T'])} 1T {_ms(cold['par_sort 1T'])}")
         print(line, flush=True)
         rows.append((name, t, m, fastest, cold))
-        target = (fastest, 0.5) if pat == "random" else (fastest, 1.0)
-        b.cases.append(Case(name + " (2 threads)", t["par_sort 2T"],
-                            {fastest: t[fastest], "par_sort 1 thread": t["par_sort 1T"]}, target))
+        # the plot's rows: each thread count against the faster numpy kind
+        for th, limit in (("2T", 0.5 if pat == "random" else 1.0), ("1T", 1.0)):
+            b.cases.append(Case(f"{name} par_sort {th}", t[f"par_sort {th}"], {fastest: t[fastest]},
+                                (fastest, limit)))
 
     # lists: par_sorted vs sorted()
     rnd = random.Random(7)
@@ -249,8 +250,10 @@ def run(quick: bool = False, write: bool = True, big: bool = False, repeat: int 
               f"sorted() {_ms(t['sorted()'])} (+{m['sorted()']:.0f} MiB) "
               f"ratio {t['par_sorted'] / t['sorted()']:.2f}", flush=True)
         list_rows.append((name, t, m))
+        # issue 14's target for str and bytes lists: at least 3x faster
         b.cases.append(Case(f"par_sorted {name} (2 threads)", t["par_sorted"],
-                            {"sorted()": t["sorted()"]}))
+                            {"sorted()": t["sorted()"]},
+                            None if kind in ("int", "float") else ("sorted()", 1 / 3)))
     # par_argsort vs numpy's stable argsort (issue 14's target: <= 0.5 on 2 threads)
     arg_rows = []
     for dt in ("int64", "float64"):
@@ -268,10 +271,10 @@ def run(quick: bool = False, write: bool = True, big: bool = False, repeat: int 
               + f" | 2T/stable {t['par_argsort 2T'] / base:.2f} 1T/stable "
               f"{t['par_argsort 1T'] / base:.2f}", flush=True)
         arg_rows.append((name, t, m))
-        b.cases.append(Case(name + " (2 threads)", t["par_argsort 2T"],
-                            {"numpy argsort stable": base,
-                             "par_argsort 1 thread": t["par_argsort 1T"]},
-                            ("numpy argsort stable", 0.5)))
+        b.cases.append(Case(f"{name} par_argsort 2T", t["par_argsort 2T"],
+                            {"numpy argsort stable": base}, ("numpy argsort stable", 0.5)))
+        b.cases.append(Case(f"{name} par_argsort 1T", t["par_argsort 1T"],
+                            {"numpy argsort stable": base}))
 
     # key=: objects keyed by a float attribute (target: >= 3x faster than sorted)
     class Item:
@@ -349,6 +352,7 @@ def run(quick: bool = False, write: bool = True, big: bool = False, repeat: int 
         with open(path, "w") as f:
             f.write("\n".join(md) + "\n")
         print(f"wrote {os.path.relpath(path)}")
+        b.plot()
     return b
 
 
