@@ -475,17 +475,21 @@ static void SN(msd_leaf)(ST *X, ST *Y, size_t len, int out_x, SK xm)
 static void SN(msd_seq)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi);
 static void SN(msd_step)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi);
 
-static inline void SN(lsdf_digits)(size_t len, int hi, int *sh0, int *w0, int *sh1, int *w1)
+static inline void SN(lsdf_digits)(size_t len, int hi, int top, int *sh0, int *w0, int *sh1, int *w1)
 {
     int lg = SN(floor_lg)(len);
     int b = hi + 1 <= 2 * LSDF_W ? hi + 1 : lg + 6; /* all of them when two passes can */
 #if SKEYED
-    /* Floats whose exponents differ (a range no MSD pass has narrowed:
-     * arrays below the parallel node's size) crowd a few exponents, so
-     * their top lg + 6 bits are far from uniform: the insertion sort would
-     * meet long runs of one prefix (4096 normal float64: 45 -> 27 us). */
-    if (hi >= (KBITS == 64 ? 52 : 23))
+    /* Floats whose exponents differ in a whole array (top: no MSD pass
+     * has narrowed the range; arrays that fit the cache) crowd a few
+     * exponents, so their top lg + 6 bits are far from uniform: the
+     * insertion sort would meet long runs of one prefix (4096 normal
+     * float64: 45 -> 27 us).  The buckets of the skewed-digit table are
+     * even again, and keep lg + 6. */
+    if (top && hi >= (KBITS == 64 ? 52 : 23))
         b = 2 * LSDF_W;
+#else
+    (void)top;
 #endif
     if (b > 2 * LSDF_W)
         b = 2 * LSDF_W;
@@ -501,10 +505,10 @@ static inline void SN(lsdf_digits)(size_t len, int hi, int *sh0, int *w0, int *s
  * digits from lsdf_digits), with the OR/AND of the keys.  Y is where the
  * first pass scatters, in random order; it was last touched long ago (out
  * of the cache): its lines are fetched meanwhile. */
-static inline void SN(lsdf_count)(const ST *X, const ST *Y, size_t len, SK xm, int hi, int d[4],
+static inline void SN(lsdf_count)(const ST *X, const ST *Y, size_t len, SK xm, int hi, int top, int d[4],
                            uint32_t *c0, uint32_t *c1, SK *o_, SK *an_)
 {
-    SN(lsdf_digits)(len, hi, &d[0], &d[1], &d[2], &d[3]);
+    SN(lsdf_digits)(len, hi, top, &d[0], &d[1], &d[2], &d[3]);
     int sh0 = d[0], sh1 = d[2];
     SK m0 = (SK)(((SK)1 << d[1]) - 1), m1 = (SK)(((SK)1 << d[3]) - 1);
     memset(c0, 0, ((size_t)1 << d[1]) * sizeof c0[0]);
@@ -546,7 +550,8 @@ static void SN(lsd_finish)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, in
     SK xm = k->xm, o, an;
     uint32_t c0[(size_t)1 << LSDF_W], c1[(size_t)1 << LSDF_W];
     int d[4]; /* sh0, w0, sh1, w1 */
-    SN(lsdf_count)(X, Y, len, xm, guess_hi, d, c0, c1, &o, &an);
+    int whole = guess_hi == KBITS - 1; /* the whole array (msd_radix's call) */
+    SN(lsdf_count)(X, Y, len, xm, guess_hi, whole, d, c0, c1, &o, &an);
     SK diff = (SK)(o ^ an);
     if (diff == 0) { /* every key equal: already in (stable) order */
         if (!out_x)
@@ -555,7 +560,7 @@ static void SN(lsd_finish)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, in
     }
     int hi = SN(msb)(diff);
     if (hi != guess_hi) /* the top bits agree: count the digits below them */
-        SN(lsdf_count)(X, Y, len, xm, hi, d, c0, c1, &o, &an);
+        SN(lsdf_count)(X, Y, len, xm, hi, whole, d, c0, c1, &o, &an);
     int sh0 = d[0], w0 = d[1], sh1 = d[2], w1 = d[3];
     /* the passes: X -> Y (low digit, if any), then -> the other array (high
      * digit); R holds the result, S is free */
