@@ -63,7 +63,7 @@ def main(argv: List[str] | None = None) -> int:
 def write_report(how: str) -> None:
     """RESULTS.md: every area's latest table (benchmarks/results/<area>.md,
     whichever run wrote it) with its plot, in the areas' order."""
-    lines = ["# pyconc benchmark results", "", machine_line(), "",
+    lines = ["# pyconc benchmark results", "", machine_line("Written"), "",
              "Each area's table is from its latest run; areas run separately keep "
              f"their own figures. Last run: {how}.", ""]
     for area in AREAS:

@@ -167,10 +167,12 @@ class Bench:
         return path
 
 
-def machine_line() -> str:
+def machine_line(what: str = "Measured") -> str:
+    """'<what> <UTC time>. Machine: ...' for the head of a results file."""
     import pyconc
 
-    return (f"Machine: {platform.machine()}, {os.cpu_count()} CPUs "
+    return (f"{what} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPUs "
             f"({pyconc.available_parallelism()} usable), {platform.system()} {platform.release()}; "
             f"Python {platform.python_version()} ({sys.implementation.name}); pyconc {pyconc.__version__}")
 
