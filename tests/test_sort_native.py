@@ -487,6 +487,33 @@ def test_skewed_floats_past_a_million_sort_like_numpy(dtype, threads):
             assert np.array_equal(np.signbit(b), np.signbit(rev)), name
 
 
+# Below a million keys no table is built: floats whose exponents vary take
+# the sign and exponent bits as their first digit instead (then the
+# mantissas spread evenly).  Exponents near and far, one sign or both,
+# subnormals and infinities, sizes on either side of the parallel node.
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_floats_with_varying_exponents_below_a_million_sort_like_numpy(dtype, threads):
+    rng = np.random.default_rng(41)
+    tiny = np.finfo(dtype).smallest_subnormal
+    with pyconc.ThreadPool(threads) as pool:
+        for n in (20_000, 65_537, 300_001):
+            cases = {
+                "normal": rng.standard_normal(n),
+                "lognormal": rng.lognormal(0, 3, n),
+                "uniform01": rng.random(n),
+                "negative": -rng.lognormal(0, 1, n),
+                "subnormal+inf": np.where(rng.random(n) < 0.05,
+                                          rng.choice([np.inf, -np.inf, tiny, -tiny, 3 * tiny], n),
+                                          rng.standard_normal(n)),
+            }
+            for name, v in cases.items():
+                a = v.astype(dtype)
+                want = np.sort(a, kind="stable")
+                pool.install(lambda: par_sort(a))
+                assert a.tobytes() == want.tobytes(), (n, name)
+
+
 # The scratch buffer of the last large sort is kept for the next one (and
 # lazily freed meanwhile).  Threads sorting arrays of different sizes at
 # once take it, replace it when it is too small and return it; every sort

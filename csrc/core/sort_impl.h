@@ -391,6 +391,30 @@ static inline int SN(msd_width)(size_t len, int hi)
     return w > hi + 1 ? hi + 1 : w;
 }
 
+/* Floats whose exponents vary crowd a few of them (normal data: 80% in
+ * four), so a digit of the top `w` bits leaves most keys in one bucket,
+ * pass after pass, until the digits reach the low exponent bits.  Their
+ * first digit is the sign and the exponent instead (as much of it as
+ * MSD_WMAX takes): after it the mantissas below spread evenly.  Only
+ * the ranges no table of skewed digits has bucketed (the table does the
+ * same for a million keys and more). */
+static inline int SN(exp_width)(int hi, int w)
+{
+#if SKEYED
+    int mant = KBITS == 64 ? 52 : 23;
+    if (hi >= mant) {
+        int e = hi + 1 - mant;
+        if (e > MSD_WMAX)
+            e = MSD_WMAX;
+        if (e > w)
+            w = e;
+    }
+#else
+    (void)hi;
+#endif
+    return w;
+}
+
 static inline int SN(msb)(SK d)
 {
     return 63 - __builtin_clzll((unsigned long long)d);
@@ -657,7 +681,7 @@ static void SN(msd_step)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int 
         return;
     }
     int hi = SN(msb)(diff);
-    int w = SN(msd_width)(len, hi), sh = hi + 1 - w;
+    int w = SN(exp_width)(hi, SN(msd_width)(len, hi)), sh = hi + 1 - w;
     size_t nb = (size_t)1 << w;
     if (hi != guess_hi || w != gw) { /* the guess missed: count the real digit */
         memset(cnt, 0, (nb + 1) * sizeof cnt[0]);
@@ -1042,6 +1066,8 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
     int w = SN(msd_width)(len, hi);
     if (w > MSD_PAR_WMAX)
         w = MSD_PAR_WMAX;
+    if (!lut)
+        w = SN(exp_width)(hi, w);
 #if SIDENT
     {
         /* every varying bit within 16 (16 distinct floats, ints in a small
