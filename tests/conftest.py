@@ -49,16 +49,25 @@ def _interrupt_main(delay: float = 0.2) -> Iterator[_Interrupter]:
     info = _Interrupter()
     main_ident = threading.main_thread().ident
 
+    armed, cancelled = threading.Event(), threading.Event()
+
     def fire() -> None:
+        # the delay counts from `armed`, set once start() has returned: on a
+        # loaded machine start() itself can take longer than the delay, and a
+        # signal landing inside it would escape the caller's `with` block
+        armed.wait()
+        if cancelled.wait(delay):
+            return
         info.sent_at = time.monotonic()
         signal.pthread_kill(main_ident, signal.SIGINT)  # type: ignore[arg-type]
 
-    t = threading.Timer(delay, fire)
+    t = threading.Thread(target=fire, name="interrupt-main")
     t.start()
+    armed.set()
     try:
         yield info
     finally:
-        t.cancel()
+        cancelled.set()
         t.join()
 
 

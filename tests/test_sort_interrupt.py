@@ -63,8 +63,11 @@ CODE = textwrap.dedent(r"""
 
             a[:] = a0
             timer = threading.Timer(delay, fire)
-            timer.start()
             try:
+                # started inside the try: on a loaded machine the main thread
+                # can still be in start() (waiting for the timer thread to
+                # come up) when the signal lands (seen on 3.13t under load)
+                timer.start()
                 while True:
                     pyconc.par_sort(a)
                     a[:] = a0
