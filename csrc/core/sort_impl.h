@@ -509,7 +509,9 @@ static inline void SN(lsdf_digits)(size_t len, int hi, int top, int *sh0, int *w
      * exponents, so their top lg + 6 bits are far from uniform: the
      * insertion sort would meet long runs of one prefix (4096 normal
      * float64: 45 -> 27 us).  The buckets of the skewed-digit table are
-     * even again, and keep lg + 6. */
+     * even again, and keep lg + 6 (but for one whose 16-bit values span
+     * both signs: its guess is the top bit too, and it does span
+     * exponents). */
     if (top && hi >= (KBITS == 64 ? 52 : 23))
         b = 2 * LSDF_W;
 #else
