@@ -391,6 +391,19 @@ static inline int SN(msd_width)(size_t len, int hi)
     return w > hi + 1 ? hi + 1 : w;
 }
 
+/* 1 if keys whose top varying bit is hi differ in their exponents: the
+ * float bit-pattern kernels (SKEYED) above the mantissa's FMANT bits. */
+#define FMANT (KBITS == 64 ? 52 : 23)
+static inline int SN(exp_varies)(int hi)
+{
+#if SKEYED
+    return hi >= FMANT;
+#else
+    (void)hi;
+    return 0;
+#endif
+}
+
 /* Floats whose exponents vary crowd a few of them (normal data: 80% in
  * four), so a digit of the top `w` bits leaves most keys in one bucket,
  * pass after pass, until the digits reach the low exponent bits.  Their
@@ -400,18 +413,13 @@ static inline int SN(msd_width)(size_t len, int hi)
  * same for a million keys and more). */
 static inline int SN(exp_width)(int hi, int w)
 {
-#if SKEYED
-    int mant = KBITS == 64 ? 52 : 23;
-    if (hi >= mant) {
-        int e = hi + 1 - mant;
+    if (SN(exp_varies)(hi)) {
+        int e = hi + 1 - FMANT;
         if (e > MSD_WMAX)
             e = MSD_WMAX;
         if (e > w)
             w = e;
     }
-#else
-    (void)hi;
-#endif
     return w;
 }
 
@@ -503,7 +511,6 @@ static inline void SN(lsdf_digits)(size_t len, int hi, int top, int *sh0, int *w
 {
     int lg = SN(floor_lg)(len);
     int b = hi + 1 <= 2 * LSDF_W ? hi + 1 : lg + 6; /* all of them when two passes can */
-#if SKEYED
     /* Floats whose exponents differ in a whole array (top: no MSD pass
      * has narrowed the range; arrays that fit the cache) crowd a few
      * exponents, so their top lg + 6 bits are far from uniform: the
@@ -512,11 +519,8 @@ static inline void SN(lsdf_digits)(size_t len, int hi, int top, int *sh0, int *w
      * even again, and keep lg + 6 (but for one whose 16-bit values span
      * both signs: its guess is the top bit too, and it does span
      * exponents). */
-    if (top && hi >= (KBITS == 64 ? 52 : 23))
+    if (top && SN(exp_varies)(hi))
         b = 2 * LSDF_W;
-#else
-    (void)top;
-#endif
     if (b > 2 * LSDF_W)
         b = 2 * LSDF_W;
     if (b > hi + 1)
@@ -1186,6 +1190,7 @@ static int SN(msd_radix)(sctx *c, ST *a, ST *buf, size_t n, SK xm)
 }
 
 #undef KBITS
+#undef FMANT
 
 /* ---- presorted and reversed input ------------------------------------------
  *
