@@ -158,6 +158,21 @@ def measure(fns: Dict[str, Callable[[], object]], prepare: Callable[[], object],
     return best, peak, cold
 
 
+def sort_fns(c: np.ndarray, one: pyconc.ThreadPool,
+             two: pyconc.ThreadPool) -> Dict[str, Callable[[], object]]:
+    """The sorts every case times on the array c: numpy's two kinds, and
+    par_sort on the 1- and the 2-thread pool."""
+    return {"numpy.sort": lambda: c.sort(),
+            "numpy stable": lambda: c.sort(kind="stable"),
+            "par_sort 1T": lambda: one.install(lambda: pyconc.par_sort(c)),
+            "par_sort 2T": lambda: two.install(lambda: pyconc.par_sort(c))}
+
+
+def faster_numpy(t: Dict[str, float]) -> str:
+    """The numpy kind a case compares with: the faster on its data."""
+    return min(("numpy.sort", "numpy stable"), key=lambda k: t[k])
+
+
 def _loadavg() -> str:
     try:
         with open("/proc/loadavg") as f:
@@ -197,20 +212,14 @@ def run(quick: bool = False, write: bool = True, big: bool = False, repeat: int 
     for dt, pat, size in cases:
         a = make(dt, size, pat)
         c = np.empty_like(a)
-        fns: Dict[str, Callable[[], object]] = {
-            "numpy.sort": lambda c=c: c.sort(),
-            "numpy stable": lambda c=c: c.sort(kind="stable"),
-            "par_sort 1T": lambda c=c: one.install(lambda: pyconc.par_sort(c)),
-            "par_sort 2T": lambda c=c: two.install(lambda: pyconc.par_sort(c)),
-            "np.copyto": lambda c=c, a=a: np.copyto(c, a),
-        }
+        fns = {**sort_fns(c, one, two), "np.copyto": lambda c=c, a=a: np.copyto(c, a)}
         reps = min(2, repeat) if size >= 100_000_000 else repeat
         t, m, cold = measure(fns, lambda c=c, a=a: np.copyto(c, a), reps)
         ref = np.sort(a, kind="stable")
         c[:] = a
         two.install(lambda: pyconc.par_sort(c))
         assert np.array_equal(c, ref, equal_nan=True), (dt, pat)
-        fastest = min(("numpy.sort", "numpy stable"), key=lambda k: t[k])
+        fastest = faster_numpy(t)
         cp = t["np.copyto"]
         name = f"{dt} {pat} {size / 1e6:g}M"
         r2, r1 = t["par_sort 2T"] / t[fastest], t["par_sort 1T"] / t[fastest]
@@ -233,16 +242,12 @@ def run(quick: bool = False, write: bool = True, big: bool = False, repeat: int 
         for dt in ("int64", "float64", "int32", "float32"):
             a = make(dt, size, "random")
             c = np.empty_like(a)
-            fns = {"numpy.sort": lambda c=c: c.sort(),
-                   "numpy stable": lambda c=c: c.sort(kind="stable"),
-                   "par_sort 1T": lambda c=c: one.install(lambda: pyconc.par_sort(c)),
-                   "par_sort 2T": lambda c=c: two.install(lambda: pyconc.par_sort(c))}
-            t, _, _ = measure(fns, lambda c=c, a=a: np.copyto(c, a),
+            t, _, _ = measure(sort_fns(c, one, two), lambda c=c, a=a: np.copyto(c, a),
                               max(repeat, min(300, 3_000_000 // size)))
             c[:] = a
             one.install(lambda: pyconc.par_sort(c))
             assert np.array_equal(c, np.sort(a, kind="stable")), (dt, size)
-            fastest = min(("numpy.sort", "numpy stable"), key=lambda k: t[k])
+            fastest = faster_numpy(t)
             name = f"{dt} random {size:,}"
             print(f"{name:26s} {fastest} {_ms(t[fastest])} par_sort 1T {_ms(t['par_sort 1T'])} "
                   f"2T {_ms(t['par_sort 2T'])} | 1T/{fastest} {t['par_sort 1T'] / t[fastest]:.2f} "
