@@ -3,6 +3,8 @@
 * ``interrupt_main(delay)``: sends SIGINT to the main thread after ``delay``
   seconds (like Ctrl-C) and records when; use it to prove a blocking call
   is interrupted promptly.
+* ``until_interrupted(step)``: repeats ``step(i)`` until the interrupt
+  comes out of it (the loop a test must not write inline on CPython 3.13).
 * ``run_threads(fn, n)``: runs ``fn(i)`` on n pyconc threads started
   together, and re-raises the first failure in the test (worker failures
   are never swallowed).
@@ -75,6 +77,23 @@ def _interrupt_main(delay: float = 0.2) -> Iterator[_Interrupter]:
 def interrupt_main() -> Callable[..., Any]:
     """``with interrupt_main(0.2) as irq: ...; assert irq.latency() < budget``."""
     return _interrupt_main
+
+
+def until_interrupted(step: Callable[[int], object], seconds: float = 30) -> None:
+    """Call ``step(0)``, ``step(1)``, ... until an exception (the interrupt)
+    comes out of one, or ``seconds`` pass.
+
+    Use it inside ``with pytest.raises(KeyboardInterrupt):`` instead of
+    writing the ``while`` loop there: on CPython 3.13 the back edge of a
+    ``while cond:`` loop lies outside the exception table of the block
+    around it, so a signal handled at that instruction escapes the
+    ``with``/``try`` (python/cpython#130279; CI's 3.13.0 run stopped on it).
+    Here the loop runs in this frame, and the caller's call is covered.
+    ``tests/test_interrupt_loops.py`` keeps such loops out of the tests."""
+    deadline, i = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        step(i)
+        i += 1
 
 
 def assert_prompt(irq: _Interrupter) -> None:

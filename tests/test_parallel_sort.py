@@ -6,7 +6,6 @@ from __future__ import annotations
 import array
 import math
 import random
-import time
 import struct
 
 import numpy as np
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 import pyconc
 from pyconc import par_sort, par_sorted
 
-from conftest import assert_prompt
+from conftest import assert_prompt, until_interrupted
 
 INT_FORMATS = {"b": 8, "h": 16, "i": 32, "l": 64, "q": 64}
 UINT_FORMATS = {"B": 8, "H": 16, "I": 32, "L": 64, "Q": 64}
@@ -269,12 +268,14 @@ def test_ctrl_c_during_long_par_sort_is_prompt_and_leaves_a_permutation(interrup
     n = 4_000_000
     a = np.random.default_rng(3).permutation(n).astype(np.int64)
     checksum = int(a.sum())
+
+    def step(i):
+        a[:] = a[::-1]
+        pyconc._core._par_sort_buffer(a, False, "merge")
+
     with interrupt_main(0.05) as irq:
         with pytest.raises(KeyboardInterrupt):
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:  # keep sorting until the interrupt lands
-                a[:] = a[::-1]
-                pyconc._core._par_sort_buffer(a, False, "merge")
+            until_interrupted(step)  # keep sorting until the interrupt lands
     assert_prompt(irq)
     assert int(a.sum()) == checksum
     assert np.array_equal(np.sort(a), np.arange(n))  # nothing lost or duplicated
@@ -284,12 +285,13 @@ def test_ctrl_c_during_long_list_par_sort_leaves_the_list_intact(interrupt_main)
     rnd = random.Random(4)
     xs = [rnd.randrange(10**9) for _ in range(1_000_000)]
     before = sorted(xs)
+
+    def step(i):
+        xs.reverse()
+        par_sort(xs, reverse=bool(i % 2))
+
     with interrupt_main(0.05) as irq:
         with pytest.raises(KeyboardInterrupt):
-            deadline, i = time.monotonic() + 30, 0
-            while time.monotonic() < deadline:
-                xs.reverse()
-                par_sort(xs, reverse=bool(i % 2))
-                i += 1
+            until_interrupted(step)
     assert_prompt(irq)
     assert sorted(xs) == before

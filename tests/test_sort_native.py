@@ -7,7 +7,6 @@ from __future__ import annotations
 import array
 import math
 import random
-import time
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 import pyconc
 from pyconc import par_argsort, par_sort, par_sorted
 
-from conftest import assert_prompt
+from conftest import assert_prompt, until_interrupted
 
 SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -230,12 +229,14 @@ def test_ctrl_c_during_float_bit_path_leaves_the_original_floats(interrupt_main)
     n = 4_000_000
     a0 = np.random.default_rng(3).standard_normal(n)
     a = a0.copy()
+
+    def step(i):
+        a[:] = a0
+        par_sort(a)
+
     with interrupt_main(0.05) as irq:
         with pytest.raises(KeyboardInterrupt):
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                a[:] = a0
-                par_sort(a)
+            until_interrupted(step)
     assert_prompt(irq)
     assert np.sort(a).tobytes() == np.sort(a0).tobytes()  # the floats, not their keys
 
@@ -244,9 +245,7 @@ def test_ctrl_c_during_par_argsort_is_prompt(interrupt_main):
     a = np.random.default_rng(4).integers(0, 2**40, 3_000_000)
     with interrupt_main(0.05) as irq:
         with pytest.raises(KeyboardInterrupt):
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                par_argsort(a)
+            until_interrupted(lambda i: par_argsort(a))
     assert_prompt(irq)
 
 
@@ -254,13 +253,14 @@ def test_ctrl_c_during_native_key_sort_leaves_the_list_a_permutation(interrupt_m
     rnd = random.Random(6)
     items = [Obj(rnd.random()) for _ in range(1_000_000)]
     ids = sorted(map(id, items))
+
+    def step(i):
+        items.reverse()
+        par_sort(items, key=lambda o: o.k, reverse=bool(i % 2))
+
     with interrupt_main(0.05) as irq:
         with pytest.raises(KeyboardInterrupt):
-            deadline, i = time.monotonic() + 30, 0
-            while time.monotonic() < deadline:
-                items.reverse()
-                par_sort(items, key=lambda o: o.k, reverse=bool(i % 2))
-                i += 1
+            until_interrupted(step)
     assert_prompt(irq)
     assert sorted(map(id, items)) == ids
 
@@ -286,12 +286,14 @@ def test_ctrl_c_during_in_place_path_leaves_a_permutation(interrupt_main, monkey
     n = 4_000_000
     a0 = np.random.default_rng(8).integers(-2**62, 2**62, n)
     a = a0.copy()
+
+    def step(i):
+        a[:] = a0
+        par_sort(a)
+
     with interrupt_main(0.05) as irq:
         with pytest.raises(KeyboardInterrupt):
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                a[:] = a0
-                par_sort(a)
+            until_interrupted(step)
     assert_prompt(irq)
     assert np.array_equal(np.sort(a), np.sort(a0))
 

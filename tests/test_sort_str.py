@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import pyconc
 from pyconc import par_sort, par_sorted
 
-from conftest import assert_prompt
+from conftest import assert_prompt, until_interrupted
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -240,12 +240,13 @@ def test_ctrl_c_during_string_sort_leaves_a_permutation(interrupt_main):
     rnd = random.Random(6)
     items = ["".join(rnd.choices("abcdefgh\u0101", k=rnd.randint(5, 30))) for _ in range(1_000_000)]
     ids = sorted(map(id, items))
+
+    def step(i):
+        items.reverse()
+        par_sort(items, reverse=bool(i % 2))
+
     with interrupt_main(0.05) as irq:
         with pytest.raises(KeyboardInterrupt):
-            deadline, i = time.monotonic() + 30, 0
-            while time.monotonic() < deadline:
-                items.reverse()
-                par_sort(items, reverse=bool(i % 2))
-                i += 1
+            until_interrupted(step)
     assert_prompt(irq)
     assert sorted(map(id, items)) == ids
