@@ -454,7 +454,9 @@ def test_keys_varying_below_the_top_past_a_million_sort_like_numpy(dtype, thread
 # them is skewed: the top level buckets them through a table built from a
 # sample instead.  Normal and lognormal data, a narrow band, outliers the
 # sample misses, and with -0.0/NaN (the keyed-on-the-fly float kernels) on
-# 1 and 2 threads.
+# 1 and 2 threads.  Normal float32 data gives a table whose every entry is
+# its bucket (16-bit entries); normal float64 one whose heavy 16-bit values
+# are split further (32-bit entries).
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_skewed_floats_past_a_million_sort_like_numpy(dtype, threads):

@@ -759,6 +759,8 @@ typedef struct {
     SK *orand;     /* [chunk][2] */
     int sh, count_only;
     const uint32_t *lut; /* non-NULL: buckets by SN(lut_bucket) */
+    const uint16_t *lut16; /* non-NULL: a table without split values: the
+                            * bucket is the entry (one load) */
 } SN(mp_t);
 
 static void SN(mp_count)(void *arg, size_t ch)
@@ -775,7 +777,15 @@ static void SN(mp_count)(void *arg, size_t ch)
         if (is_cancelled(r->k->c))
             return; /* the caller sees the flag and stops */
         size_t end = blk + CANCEL_STRIDE < hi ? blk + CANCEL_STRIDE : hi;
-        if (r->lut) {
+        if (r->lut16) {
+            const uint16_t *lut16 = r->lut16;
+            for (size_t i = blk; i < end; i++) {
+                SK key = KEYX(X[i]);
+                o |= key;
+                an &= key;
+                h[lut16[(key >> sh) & 0xffff]]++;
+            }
+        } else if (r->lut) {
             const uint32_t *lut = r->lut;
             for (size_t i = blk; i < end; i++) {
                 SK key = KEYX(X[i]);
@@ -812,7 +822,13 @@ static void SN(mp_scatter)(void *arg, size_t ch)
         if (is_cancelled(r->k->c))
             return; /* X still holds everything */
         size_t end = blk + CANCEL_STRIDE < hi ? blk + CANCEL_STRIDE : hi;
-        if (r->lut) {
+        if (r->lut16) {
+            const uint16_t *lut16 = r->lut16;
+            for (size_t i = blk; i < end; i++) {
+                ST v = X[i];
+                Y[off[lut16[(KEYX(v) >> sh) & 0xffff]]++] = v;
+            }
+        } else if (r->lut) {
             const uint32_t *lut = r->lut;
             for (size_t i = blk; i < end; i++) {
                 ST v = X[i];
@@ -939,10 +955,13 @@ static inline signed char SN(lut_guess)(size_t a, size_t b, int sh)
 
 /* Count the sample's 16 bits at sh into fh[65536], then fill lut[65536]
  * and gh[bucket] (the children's guessed top varying bit; -1: no bit
- * below); returns the number of buckets (<= LUT_NB).  sh >= 0. */
+ * below); returns the number of buckets (<= LUT_NB).  sh >= 0.  *split:
+ * whether some value has buckets of its own (else every entry is just its
+ * bucket). */
 static size_t SN(build_lut)(const ST *X, size_t len, SK xm, uint32_t *fh, int sh, uint32_t *lut,
-                            signed char *gh)
+                            signed char *gh, int *split)
 {
+    *split = 0;
     const size_t nf = (size_t)1 << 16;
     size_t step = SN(lut_step)(len), ns = 0;
     memset(fh, 0, nf * sizeof(uint32_t));
@@ -965,6 +984,7 @@ static size_t SN(build_lut)(const ST *X, size_t len, SK xm, uint32_t *fh, int sh
             open = 0;
         }
         if (w > 0) { /* a heavy value: 2^w buckets of its own */
+            *split = 1;
             lut[f] = LUT_ENTRY(b, w, sh);
             for (size_t q = 0; q < ((size_t)1 << w); q++)
                 gh[b + q] = (signed char)(sh - w - 1);
@@ -997,7 +1017,7 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
     int gw = SN(msd_width)(len, guess_hi);
     if (gw > MSD_PAR_WMAX)
         gw = MSD_PAR_WMAX;
-    SN(mp_t) r = {k, X, Y, len, csize, (size_t)1 << gw, NULL, NULL, guess_hi + 1 - gw, 0, NULL};
+    SN(mp_t) r = {k, X, Y, len, csize, (size_t)1 << gw, NULL, NULL, guess_hi + 1 - gw, 0, NULL, NULL};
     uint32_t *lut = NULL;
     signed char *gh = NULL;
     if (len >= LUT_MIN && guess_hi >= 15) {
@@ -1022,8 +1042,20 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
             if (lut != NULL) {
                 gh = (signed char *)(lut + 2 * nf);
                 r.sh = lsh;
-                r.nb = SN(build_lut)(X, len, xm, lut + nf, lsh, lut, gh);
+                int split;
+                r.nb = SN(build_lut)(X, len, xm, lut + nf, lsh, lut, gh, &split);
                 r.lut = lut;
+                if (!split) {
+                    /* every entry is its bucket (< LUT_NB): 16-bit entries,
+                     * one load per key and half the cache lines (float32
+                     * normal data; 10M on one thread: ~10% faster), written
+                     * where the sample's counts were (free now) */
+                    uint16_t *lut16 = (uint16_t *)(lut + nf);
+                    for (size_t f = 0; f < nf; f++)
+                        lut16[f] = (uint16_t)(lut[f] & 0xffff);
+                    r.lut = NULL;
+                    r.lut16 = lut16;
+                }
             }
         } else if (shi >= 0 && shi < guess_hi) {
             /* no sampled key varies above shi (floats in [1, 2), ints below
@@ -1083,7 +1115,7 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
             size_t cnb = (size_t)1 << span;
             size_t *ch = calloc(nchunks * (cnb + 1) + cnb + 1, sizeof(size_t));
             if (ch != NULL) {
-                SN(mp_t) cr = {k, X, Y, len, csize, cnb, ch, orand, lo, 1, NULL};
+                SN(mp_t) cr = {k, X, Y, len, csize, cnb, ch, orand, lo, 1, NULL, NULL};
                 pfor(c, nchunks, SN(mp_count), &cr);
                 if (is_cancelled(c)) {
                     free(ch);
@@ -1113,6 +1145,7 @@ static void SN(msd_par)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int g
         lut = NULL;
         gh = NULL;
         r.lut = NULL;
+        r.lut16 = NULL;
         gw = -1; /* recount below */
     }
     if (!lut && (hi != guess_hi || w != gw)) {
