@@ -425,15 +425,15 @@ def test_in_cache_finish_sorts_clustered_prefixes_like_numpy(dtype, threads):
                 assert got.tobytes() == want.tobytes(), (dtype, n, high)
 
 
-# Past a million elements the top level counts first the digit below the top
-# bit that varies in a sample (every (n // 16384)-th element) rather than
+# From 2^19 elements (the core's LUT_MIN) the top level counts first the
+# digit below the top bit that varies in a sample (every (n // 16384)-th element) rather than
 # the type's top digit: right for keys in a narrow range, and a full recount
 # when a key the sample missed varies higher (outliers at indices 1-3).
 @pytest.mark.parametrize("dtype", ["int32", "uint32", "int64", "uint64", "float32", "float64"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_keys_varying_below_the_top_past_a_million_sort_like_numpy(dtype, threads):
+def test_keys_varying_below_the_top_past_the_table_threshold_sort_like_numpy(dtype, threads):
     rng = np.random.default_rng(23)
-    n = (1 << 20) + 3
+    n = (1 << 19) + 3
     info = np.finfo(dtype) if dtype.startswith("float") else np.iinfo(dtype)
     if dtype.startswith("float"):
         narrow = (1.0 + rng.integers(0, 1 << 20, n) / (1 << 20)).astype(dtype)
@@ -450,7 +450,7 @@ def test_keys_varying_below_the_top_past_a_million_sort_like_numpy(dtype, thread
             assert a.tobytes() == want.tobytes(), name
 
 
-# Random floats crowd a few exponents, so the first radix digit of 1M+ of
+# Random floats crowd a few exponents, so the first radix digit of 2^19+ of
 # them is skewed: the top level buckets them through a table built from a
 # sample instead.  Normal and lognormal data, a narrow band, outliers the
 # sample misses, and with -0.0/NaN (the keyed-on-the-fly float kernels) on
@@ -459,9 +459,9 @@ def test_keys_varying_below_the_top_past_a_million_sort_like_numpy(dtype, thread
 # are split further (32-bit entries).
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_skewed_floats_past_a_million_sort_like_numpy(dtype, threads):
+def test_skewed_floats_past_the_table_threshold_sort_like_numpy(dtype, threads):
     rng = np.random.default_rng(17)
-    n = (1 << 20) + 3
+    n = (1 << 19) + 1
     cases = {
         "normal": rng.standard_normal(n),
         "lognormal": rng.lognormal(0, 3, n),
@@ -491,17 +491,17 @@ def test_skewed_floats_past_a_million_sort_like_numpy(dtype, threads):
             assert np.array_equal(np.signbit(b), np.signbit(rev)), name
 
 
-# Below a million keys no table is built: floats whose exponents vary take
+# Below 2^19 keys no table is built: floats whose exponents vary take
 # the sign and exponent bits as their first digit instead (then the
 # mantissas spread evenly).  Exponents near and far, one sign or both,
 # subnormals and infinities, sizes on either side of the parallel node.
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_floats_with_varying_exponents_below_a_million_sort_like_numpy(dtype, threads):
+def test_floats_with_varying_exponents_below_the_table_threshold_sort_like_numpy(dtype, threads):
     rng = np.random.default_rng(41)
     tiny = np.finfo(dtype).smallest_subnormal
     with pyconc.ThreadPool(threads) as pool:
-        for n in (20_000, 65_537, 300_001):
+        for n in (20_000, 65_537, 300_001, (1 << 19) - 1):
             cases = {
                 "normal": rng.standard_normal(n),
                 "lognormal": rng.lognormal(0, 3, n),
