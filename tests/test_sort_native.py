@@ -493,15 +493,17 @@ def test_skewed_floats_past_the_table_threshold_sort_like_numpy(dtype, threads):
 
 # Below 2^19 keys no table is built: floats whose exponents vary take
 # the sign and exponent bits as their first digit instead (then the
-# mantissas spread evenly).  Exponents near and far, one sign or both,
-# subnormals and infinities, sizes on either side of the parallel node.
+# mantissas spread evenly); arrays that fit the cache are sorted by the
+# in-cache finish on as many top bits as their exponents call for.
+# Exponents near and far, one sign or both, subnormals and infinities,
+# sizes from a few hundred to either side of the parallel node.
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_floats_with_varying_exponents_below_the_table_threshold_sort_like_numpy(dtype, threads):
     rng = np.random.default_rng(41)
     tiny = np.finfo(dtype).smallest_subnormal
     with pyconc.ThreadPool(threads) as pool:
-        for n in (20_000, 65_537, 300_001, (1 << 19) - 1):
+        for n in (600, 3_000, 20_000, 65_537, 300_001, (1 << 19) - 1):
             cases = {
                 "normal": rng.standard_normal(n),
                 "lognormal": rng.lognormal(0, 3, n),
