@@ -612,6 +612,66 @@ def test_condvar_notify_without_waiters_is_harmless_and_repr_counts_waiters():
     assert repr(cv) == "Condvar(waiters=0)"
 
 
+def _wait_for_waiters(m, n):
+    deadline = time.monotonic() + 10
+    while True:
+        with m.lock() as g:
+            if g.value >= n:
+                break
+        assert time.monotonic() < deadline, "the waiters never queued"
+        time.sleep(0.001)
+    time.sleep(0.1)  # asleep in the kernel, not spinning
+
+
+@pytest.mark.parametrize("main_waits", [True, False], ids=["main-thread-waits", "threads-only"])
+def test_condvar_notify_one_ends_exactly_one_wait_while_waits_are_sliced(main_waits):
+    """A wait on the main thread wakes every 50 ms to run signal handlers
+    (every thread's does on free-threaded builds).  One notify_one must
+    still end exactly one plain wait: the old sequence-counter Condvar let
+    each resumed slice find its ticket stale and return, so one notify_one
+    woke every sliced waiter (plain wait() has no predicate to absorb it)."""
+    m, cv = Mutex(0), Condvar()
+    woke = []
+
+    def waiter(name):
+        with m.lock() as g:
+            g.value += 1
+            g = cv.wait(g)
+            woke.append(name)
+
+    snapshots = []
+
+    def notifier(total):
+        _wait_for_waiters(m, total)
+        for _ in range(total):
+            with m.lock():
+                cv.notify_one()
+            time.sleep(0.3)  # six slices of every sliced waiter
+            snapshots.append(sorted(woke))
+        with m.lock():
+            cv.notify_all()  # whatever the outcome, release everybody
+
+    threads = [threading.Thread(target=waiter, args=(f"t{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    _wait_for_waiters(m, 2)
+    total = 3 if main_waits else 2
+    n = threading.Thread(target=notifier, args=(total,))
+    n.start()
+    if main_waits:
+        waiter("main")
+    else:
+        _wait_for_waiters(m, total)
+    n.join()
+    for t in threads:
+        t.join()
+    assert [len(s) for s in snapshots] == list(range(1, total + 1)), snapshots
+    # oldest first, as threading.Condition: the main thread queued last
+    assert snapshots[-1] == sorted(woke)
+    if main_waits:
+        assert woke[-1] == "main"
+
+
 # ---------------------------------------------------------------------------
 # Barrier
 # ---------------------------------------------------------------------------

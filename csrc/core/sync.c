@@ -176,86 +176,132 @@ void pcc_rwlock_write_unlock(pcc_rwlock *rw)
 
 /* ---- condvar -------------------------------------------------------------- */
 
+static void cv_list_init(pcc_condvar_node *q)
+{
+    q->next = q->prev = q;
+}
+
+static void cv_unlink(pcc_condvar_node *e)
+{
+    e->prev->next = e->next;
+    e->next->prev = e->prev;
+    e->next = e->prev = e;
+}
+
+static void cv_push(pcc_condvar_node *q, pcc_condvar_node *e)
+{
+    e->prev = q->prev;
+    e->next = q;
+    q->prev->next = e;
+    q->prev = e;
+}
+
 void pcc_condvar_init(pcc_condvar *cv)
 {
-    atomic_init(&cv->seq, 0);
+    pcc_mutex_init(&cv->lock);
+    cv_list_init(&cv->waiting);
+    cv_list_init(&cv->owed);
     atomic_init(&cv->waiters, 0);
 }
 
-uint32_t pcc_condvar_prepare(pcc_condvar *cv)
+void pcc_condvar_prepare(pcc_condvar *cv, pcc_condvar_node *node)
 {
+    atomic_init(&node->notified, 0);
+    pcc_mutex_lock_internal(&cv->lock);
+    cv_push(&cv->waiting, node);
     atomic_fetch_add(&cv->waiters, 1);
-    return atomic_load(&cv->seq);
+    pcc_mutex_unlock(&cv->lock);
 }
 
-int pcc_condvar_sleep(pcc_condvar *cv, uint32_t ticket, pcc_deadline_t deadline)
+int pcc_condvar_sleep(pcc_condvar *cv, pcc_condvar_node *node, pcc_deadline_t deadline)
 {
+    (void)cv;
     pcc_backoff bo = {0};
     int64_t since = 0;
-    while (atomic_load(&cv->seq) == ticket)
+    while (!atomic_load_explicit(&node->notified, memory_order_acquire))
         if (pcc_backoff_round(&bo, &since, PCC_WAIT_SPIN_NS, deadline))
-            return pcc_wait_on(&cv->seq, ticket, deadline);
+            break;
+    /* The futex returns 0 for a wake-up meant for an earlier user of the
+     * same address too (a previous wait's node in this stack slot), so
+     * only the mark counts. */
+    while (!atomic_load_explicit(&node->notified, memory_order_acquire)) {
+        int rc = pcc_wait_on(&node->notified, 0, deadline);
+        if (rc != 0)
+            return rc;
+    }
     return 0;
 }
 
-void pcc_condvar_finish(pcc_condvar *cv)
+int pcc_condvar_finish(pcc_condvar *cv, pcc_condvar_node *node)
 {
+    pcc_mutex_lock_internal(&cv->lock);
+    cv_unlink(node); /* a no-op if a notify took it off already */
     atomic_fetch_sub(&cv->waiters, 1);
+    pcc_mutex_unlock(&cv->lock);
+    return (int)atomic_load_explicit(&node->notified, memory_order_acquire);
 }
 
 int pcc_condvar_wait(pcc_condvar *cv, pcc_mutex *m, pcc_deadline_t deadline)
 {
-    uint32_t ticket = pcc_condvar_prepare(cv);
+    pcc_condvar_node node;
+    pcc_condvar_prepare(cv, &node);
     uint64_t owner = atomic_load_explicit(&m->owner, memory_order_relaxed);
     pcc_mutex_unlock(m);
     int rc;
     do
-        rc = pcc_condvar_sleep(cv, ticket, deadline);
+        rc = pcc_condvar_sleep(cv, &node, deadline);
     while (rc == -EINTR);
-    pcc_condvar_finish(cv);
+    if (pcc_condvar_finish(cv, &node))
+        rc = 0; /* notified as the deadline passed: the notify is ours */
     while (pcc_mutex_lock(m, PCC_FOREVER) != 0)
         ;
     pcc_mutex_set_owner(m, owner);
     return rc;
 }
 
-int pcc_condvar_bump(pcc_condvar *cv)
+/* Take up to n waiters off `waiting`, oldest first, and mark them; each
+ * is woken now or moved to `owed` (later). */
+static uint32_t cv_take(pcc_condvar *cv, uint32_t n, int later)
 {
-    atomic_fetch_add(&cv->seq, 1);
-    return atomic_load(&cv->waiters) > 0;
-}
-
-void pcc_condvar_wake(pcc_condvar *cv, uint32_t n)
-{
-    /* A waiter that took its ticket before the bump had already counted
-     * itself in `waiters` (seq_cst order), so 0 here means nobody sleeps
-     * on a stale ticket. */
-    uint32_t waiters = atomic_load(&cv->waiters);
-    if (waiters == 0 || n == 0)
-        return;
-    if (n >= waiters) {
-        pcc_wake_all(&cv->seq);
-        return;
+    /* A waiter counts itself (under `lock`, before releasing the caller's
+     * mutex): 0 means nobody is queued whom this notify must reach. */
+    if (n == 0 || atomic_load(&cv->waiters) == 0)
+        return 0;
+    uint32_t k = 0;
+    pcc_mutex_lock_internal(&cv->lock);
+    while (k < n && cv->waiting.next != &cv->waiting) {
+        pcc_condvar_node *e = cv->waiting.next;
+        cv_unlink(e);
+        atomic_store_explicit(&e->notified, 1, memory_order_release);
+        if (later)
+            cv_push(&cv->owed, e);
+        else
+            pcc_wake_one(&e->notified);
+        k++;
     }
-    /* One wake per notify: each releases one sleeper (the kernel counts
-     * them; a wake with nobody asleep is a no-op, never a stored token --
-     * the stale ticket is what makes a late sleeper return at once). */
-    for (uint32_t i = 0; i < n; i++)
-        pcc_wake_one(&cv->seq);
+    pcc_mutex_unlock(&cv->lock);
+    return k;
 }
 
-void pcc_condvar_notify_one(pcc_condvar *cv)
+uint32_t pcc_condvar_notify(pcc_condvar *cv, uint32_t n)
 {
-    atomic_fetch_add(&cv->seq, 1);
-    if (atomic_load(&cv->waiters) > 0)
-        pcc_wake_one(&cv->seq);
+    return cv_take(cv, n, 0);
 }
 
-void pcc_condvar_notify_all(pcc_condvar *cv)
+uint32_t pcc_condvar_notify_later(pcc_condvar *cv, uint32_t n)
 {
-    atomic_fetch_add(&cv->seq, 1);
-    if (atomic_load(&cv->waiters) > 0)
-        pcc_wake_all(&cv->seq);
+    return cv_take(cv, n, 1);
+}
+
+void pcc_condvar_wake_owed(pcc_condvar *cv)
+{
+    pcc_mutex_lock_internal(&cv->lock);
+    while (cv->owed.next != &cv->owed) {
+        pcc_condvar_node *e = cv->owed.next;
+        cv_unlink(e);
+        pcc_wake_one(&e->notified);
+    }
+    pcc_mutex_unlock(&cv->lock);
 }
 
 /* ---- barrier -------------------------------------------------------------- */

@@ -1,11 +1,13 @@
 /* pyconc binding: Condvar (Rust's std::sync::Condvar) over MutexGuards.
  *
- * wait(guard): take a ticket from the core condvar while still holding the
- * guard's mutex, release the mutex, sleep on the ticket with the GIL
+ * wait(guard): join the core condvar's queue while still holding the
+ * guard's mutex, release the mutex, sleep until notified with the GIL
  * released (pcm_wait: Ctrl-C honoured), then re-lock the mutex before
- * returning the *same* guard.  Because the ticket is taken before the
+ * returning the *same* guard.  Because the waiter is queued before the
  * release, a notify made by a thread that locked the mutex after us is
- * never lost.  The re-lock always completes (even on Ctrl-C, which is
+ * never lost; because a notify takes waiters off the queue one by one,
+ * oldest first, one notify_one ends one wait (the core's FIFO: pcm_wait's
+ * signal slices resume the sleep without waking anybody else's).  The re-lock always completes (even on Ctrl-C, which is
  * raised afterwards), so the guard is never left "locked" without the lock.
  */
 #include "sync_area.h"
@@ -26,9 +28,8 @@ typedef struct {
 
 typedef struct {
     pcc_condvar *cv;
-    uint32_t ticket;
+    pcc_condvar_node node;
     pcc_condvar *pending; /* delayed wake-ups to deliver first (NULL: none) */
-    uint32_t pending_n;
 } sleep_arg;
 
 /* Delayed wake-ups.  Threads woken by a notify must re-lock the mutex the
@@ -36,26 +37,26 @@ typedef struct {
  * waking them while the notifier goes on with its critical section only
  * makes them run, block again, and cost context switches.  When the
  * notifier holds the Mutex that every waiter of this Condvar uses, notify
- * only bumps the sequence (so no current ticket can sleep any more) and
- * counts the wake-up on the Mutex (pending_n: one per notify_one, all for
- * notify_all); the holder delivers them right after unlocking (guard
- * release), or -- in wait() -- after also releasing the GIL.  A Condvar
+ * only marks the waiters it takes (pcc_condvar_notify_later: those are
+ * owed the wake-up, later arrivals are not) and records the Condvar on
+ * the Mutex (pending_cv); the holder wakes them right after unlocking
+ * (guard release), or -- in wait() -- after also releasing the GIL.  A Condvar
  * used with several Mutexes at once (pthreads allows it; Rust panics)
  * wakes at once instead: the waiters of the other Mutex would otherwise
  * wait for the release of a lock they do not use. */
-void pcm_condvar_wake(PyObject *cv, uint32_t n)
+void pcm_condvar_wake_owed(PyObject *cv)
 {
-    pcc_condvar_wake(&((CondvarObject *)cv)->cv, n);
+    pcc_condvar_wake_owed(&((CondvarObject *)cv)->cv);
 }
 
 static int cv_sleep_op(void *arg, pcc_deadline_t deadline)
 {
     sleep_arg *a = (sleep_arg *)arg;
     if (a->pending != NULL) {
-        pcc_condvar_wake(a->pending, a->pending_n);
+        pcc_condvar_wake_owed(a->pending);
         a->pending = NULL;
     }
-    return pcc_condvar_sleep(a->cv, a->ticket, deadline);
+    return pcc_condvar_sleep(a->cv, &a->node, deadline);
 }
 
 /* Validate the guard argument: a MutexGuard that holds its mutex for this
@@ -139,28 +140,33 @@ static int wait_once(CondvarObject *cv, MutexGuardObject *g, uint64_t me, pcc_de
             PyErr_SetString(st->UseAfterDrop, "this MutexGuard was unlocked meanwhile");
         return -1;
     }
-    /* Registered before the ticket is taken: a notify whose bump makes our
-     * ticket stale reads the registration after it (see cv_notify). */
+    /* Registered before joining the queue: a notify that takes us off it
+     * read the queue's count after we joined, and reads the registration
+     * after that (see cv_notify). */
     int mine = cv_register(cv, m);
     PyObject *pend;
     sleep_arg a;
-    /* Take our own delayed wake-ups, take the ticket and unlock in one
+    /* Take our own delayed wake-ups, join the queue and unlock in one
      * critical section of the mutex (see pcm_mutex_release); the wake-ups
      * go out in the op, once the GIL is released too. */
     PCM_CS_BEGIN(m);
     pend = m->pending_cv;
     m->pending_cv = NULL;
     a.pending = pend != NULL ? &((CondvarObject *)pend)->cv : NULL;
-    a.pending_n = m->pending_n;
     a.cv = &cv->cv;
-    a.ticket = pcc_condvar_prepare(&cv->cv);
+    pcc_condvar_prepare(&cv->cv, &a.node);
     pcc_mutex_unlock(&m->mu);
     PCM_CS_END();
     int rc = pcm_wait(cv_sleep_op, &a, deadline);
     if (a.pending != NULL) /* Ctrl-C came before the op ever ran */
-        pcc_condvar_wake(a.pending, a.pending_n);
+        pcc_condvar_wake_owed(a.pending);
     Py_XDECREF(pend);
-    pcc_condvar_finish(&cv->cv);
+    if (pcc_condvar_finish(&cv->cv, &a.node)) {
+        if (rc == -ETIMEDOUT)
+            rc = 0; /* notified as time ran out: the notify is ours */
+        else if (rc == PCM_RAISED)
+            pcc_condvar_notify_one(&cv->cv); /* we leave: pass it on */
+    }
     cv_unregister(cv, mine);
     pcm_mutex_reacquire(m, me);
     atomic_store(&g->locked, PCM_GUARD_LOCKED);
@@ -294,19 +300,22 @@ static PyObject *cv_wait_timeout_while(CondvarObject *cv, PyObject *const *args,
 
 static void cv_notify(CondvarObject *cv, uint32_t n)
 {
-    if (!pcc_condvar_bump(&cv->cv))
+    if (atomic_load(&cv->cv.waiters) == 0)
         return; /* nobody waits */
     PyObject *bound;
     int mixed;
-    /* After the bump: every waiter whose ticket it made stale registered
-     * before we read this (cv_register, then the ticket). */
+    /* Every waiter counted in `waiters` above registered before (see
+     * wait_once).  One that comes later, with another mutex, may still be
+     * taken by a notify_all delayed to our mutex's release: it then wakes
+     * when the notifier's critical section ends, late by that, never
+     * lost. */
     PCM_CS_BEGIN(cv);
     bound = Py_XNewRef(cv->bound);
     mixed = cv->nother > 0;
     PCM_CS_END();
     MutexObject *m = (MutexObject *)bound;
     if (m == NULL || mixed) {
-        pcc_condvar_wake(&cv->cv, n); /* no single mutex to delay it to: wake now */
+        pcc_condvar_notify(&cv->cv, n); /* no single mutex to delay it to: wake now */
         Py_XDECREF(bound);
         return;
     }
@@ -319,20 +328,16 @@ static void cv_notify(CondvarObject *cv, uint32_t n)
     PCM_CS_BEGIN(m);
     if (pcc_mutex_held_by(&m->mu, pcm_thread_id())) {
         delayed = 1;
-        if (m->pending_cv != (PyObject *)cv) {
+        /* k notify_one()s mark k waiters (none twice: each leaves the
+         * queue); the release wakes them all. */
+        if (pcc_condvar_notify_later(&cv->cv, n) > 0 && m->pending_cv != (PyObject *)cv) {
             other = pcm_mutex_flush_pending(m); /* another Condvar's: deliver it now */
             m->pending_cv = Py_NewRef(cv);
-            m->pending_n = 0;
         }
-        /* Count every notify: k notify_one()s must wake k waiters. */
-        if (n == PCC_CONDVAR_WAKE_ALL || m->pending_n >= PCC_CONDVAR_WAKE_ALL - n)
-            m->pending_n = PCC_CONDVAR_WAKE_ALL;
-        else
-            m->pending_n += n;
     }
     PCM_CS_END();
     if (!delayed)
-        pcc_condvar_wake(&cv->cv, n); /* not the holder: wake now */
+        pcc_condvar_notify(&cv->cv, n); /* not the holder: wake now */
     Py_XDECREF(other);
     Py_DECREF(bound);
 }
@@ -345,7 +350,7 @@ static PyObject *cv_notify_one(CondvarObject *cv, PyObject *Py_UNUSED(ignored))
 
 static PyObject *cv_notify_all(CondvarObject *cv, PyObject *Py_UNUSED(ignored))
 {
-    cv_notify(cv, PCC_CONDVAR_WAKE_ALL);
+    cv_notify(cv, PCC_CONDVAR_ALL);
     Py_RETURN_NONE;
 }
 
@@ -395,8 +400,10 @@ static PyMethodDef cv_methods[] = {
     {"wait", (PyCFunction)cv_wait, METH_O,
      "wait($self, guard, /)\n--\n\n"
      "Release the guard's mutex, sleep until notified, re-lock, and return the\n"
-     "same guard.  Wake-ups can be spurious: re-check the condition (or use\n"
-     "wait_while).  Raises PoisonError carrying the guard if the mutex was\n"
+     "same guard.  Re-check the condition (or use wait_while): another thread\n"
+     "may change it before the lock is re-taken, and Rust's contract allows\n"
+     "spurious wake-ups (pyconc's waiters queue, oldest first: one\n"
+     "notify_one ends exactly one wait).  Raises PoisonError carrying the guard if the mutex was\n"
      "poisoned meanwhile.  The GIL is released; Ctrl-C interrupts (the mutex is\n"
      "locked again before KeyboardInterrupt propagates).\n\n"
      "    >>> with m.lock() as g:\n    ...     while not g.value:\n"
@@ -417,7 +424,9 @@ static PyMethodDef cv_methods[] = {
      "returns (guard, timed_out) where timed_out means the predicate was\n"
      "still true when time ran out."},
     {"notify_one", (PyCFunction)cv_notify_one, METH_NOARGS,
-     "notify_one($self)\n--\n\nWake one waiting thread (if any)."},
+     "notify_one($self)\n--\n\nWake one waiting thread, the one that has waited longest (if any\n"
+     "waits).  A notify made while holding the Mutex the waiters use is\n"
+     "delivered as that Mutex is unlocked."},
     {"notify_all", (PyCFunction)cv_notify_all, METH_NOARGS,
      "notify_all($self)\n--\n\nWake every waiting thread."},
     {NULL, NULL, 0, NULL},

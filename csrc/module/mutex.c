@@ -76,28 +76,26 @@ PyObject *pcm_mutex_flush_pending(MutexObject *m)
     PyObject *cv = m->pending_cv;
     m->pending_cv = NULL;
     if (cv != NULL)
-        pcm_condvar_wake(cv, m->pending_n);
+        pcm_condvar_wake_owed(cv);
     return cv;
 }
 
 void pcm_mutex_release(MutexObject *m)
 {
     PyObject *cv;
-    uint32_t n;
     /* Taken while still the holder, and unlocked in the same critical
      * section: a Condvar notify by the holder (cv_notify, also in it)
      * either lands before we take the delayed wake-ups or sees the lock
      * free.  Delivered after the unlock, so the threads woken find it free
-     * (see pcc_condvar_wake in sync.h: the wake still reaches the waiters
-     * that were asleep when we notified, not later arrivals). */
+     * (the waiters it wakes are the ones the notifies marked, not later
+     * arrivals: see pcc_condvar_notify_later in sync.h). */
     PCM_CS_BEGIN(m);
     cv = m->pending_cv;
-    n = m->pending_n;
     m->pending_cv = NULL;
     pcc_mutex_unlock(&m->mu);
     PCM_CS_END();
     if (cv != NULL) {
-        pcm_condvar_wake(cv, n);
+        pcm_condvar_wake_owed(cv);
         Py_DECREF(cv);
     }
 }
@@ -329,7 +327,6 @@ static PyObject *mutex_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs)
     m->value = Py_NewRef(value);
     atomic_init(&m->retired, 0);
     m->pending_cv = NULL;
-    m->pending_n = 0;
     return (PyObject *)m;
 }
 

@@ -29,13 +29,11 @@ typedef struct {
     PyObject *value;      /* the protected value, read/written only under mu;
                              NULL once retired by into_inner() */
     _Atomic int retired;
-    /* Condvar notifies made by the holder, whose wake-ups are delayed until
-     * the holder releases the lock (see condvar.c): pending_n counts them
-     * (one sleeper per notify_one; PCC_CONDVAR_WAKE_ALL after a
-     * notify_all).  Read and written only by the lock holder, in the
-     * mutex's critical section; pending_cv is a strong reference. */
+    /* The Condvar whose notifies by the holder marked waiters whose
+     * wake-ups are delayed until the holder releases the lock (see
+     * condvar.c).  Read and written only by the lock holder, in the
+     * mutex's critical section; a strong reference. */
     PyObject *pending_cv;
-    uint32_t pending_n;
 } MutexObject;
 
 /* MutexGuard.locked: UNLOCKED for good once released; WAITING while a
@@ -65,9 +63,9 @@ void pcm_mutex_release(MutexObject *m);
  * inside PCM_CS_BEGIN(m)).  Returns the Condvar to Py_DECREF once outside
  * the critical section, or NULL. */
 PyObject *pcm_mutex_flush_pending(MutexObject *m);
-/* Wake up to n sleepers of Condvar `cv` (an object of ours);
- * PCC_CONDVAR_WAKE_ALL: all. */
-void pcm_condvar_wake(PyObject *cv, uint32_t n);
+/* Wake the waiters of Condvar `cv` (an object of ours) that delayed
+ * notifies marked (pcc_condvar_wake_owed). */
+void pcm_condvar_wake_owed(PyObject *cv);
 /* Release a lock guard of ours (MutexGuard; RwLock read or write guard)
  * if it still holds its lock, as unlock() would.  Returns 1 if it was a
  * guard that held the lock, 0 otherwise (anything else: nothing done). */

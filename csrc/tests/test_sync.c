@@ -237,21 +237,76 @@ static void test_condvar_timeout(void)
     CHECK(pcc_condvar_wait(&cv, &m, pcc_deadline_after(10 * 1000000)) == -ETIMEDOUT);
     CHECK(pcc_mutex_is_locked(&m)); /* re-locked on the way out */
     pcc_mutex_unlock(&m);
-    /* a notify before the ticket is taken does not wake a later waiter */
-    pcc_condvar_notify_all(&cv);
-    uint32_t ticket = pcc_condvar_prepare(&cv);
-    CHECK(pcc_condvar_sleep(&cv, ticket, pcc_deadline_after(5 * 1000000)) == -ETIMEDOUT);
+    /* a notify before the waiter queues does not wake it */
+    CHECK(pcc_condvar_notify(&cv, PCC_CONDVAR_ALL) == 0);
+    pcc_condvar_node node;
+    pcc_condvar_prepare(&cv, &node);
+    CHECK(pcc_condvar_sleep(&cv, &node, pcc_deadline_after(5 * 1000000)) == -ETIMEDOUT);
+    CHECK(pcc_condvar_notify(&cv, 5) == 1); /* one waiter: one notified */
+    CHECK(pcc_condvar_sleep(&cv, &node, PCC_FOREVER) == 0); /* after: returns */
+    CHECK(pcc_condvar_finish(&cv, &node) == 1);
+    /* a sleep that gave up, notified before finish: finish reports it */
+    pcc_condvar_prepare(&cv, &node);
+    CHECK(pcc_condvar_sleep(&cv, &node, pcc_deadline_after(1000000)) == -ETIMEDOUT);
     pcc_condvar_notify_one(&cv);
-    CHECK(pcc_condvar_sleep(&cv, ticket, PCC_FOREVER) == 0); /* after: returns */
-    pcc_condvar_finish(&cv);
-    /* the split notify: a bump alone already makes the ticket stale, so a
-     * wake delivered later (or never, if nobody sleeps) loses nothing */
-    ticket = pcc_condvar_prepare(&cv);
-    CHECK(pcc_condvar_bump(&cv) == 1); /* somebody waits */
-    CHECK(pcc_condvar_sleep(&cv, ticket, PCC_FOREVER) == 0);
-    pcc_condvar_finish(&cv);
-    CHECK(pcc_condvar_bump(&cv) == 0); /* nobody waits */
-    pcc_condvar_wake(&cv, PCC_CONDVAR_WAKE_ALL);
+    CHECK(pcc_condvar_finish(&cv, &node) == 1);
+    /* one that was not: 0, and it left the queue */
+    pcc_condvar_prepare(&cv, &node);
+    CHECK(pcc_condvar_finish(&cv, &node) == 0);
+    CHECK(pcc_condvar_notify(&cv, 1) == 0 && atomic_load(&cv.waiters) == 0);
+    /* the split notify: the mark alone already ends the sleep, so a wake
+     * delivered later (or never) loses nothing */
+    pcc_condvar_prepare(&cv, &node);
+    CHECK(pcc_condvar_notify_later(&cv, PCC_CONDVAR_ALL) == 1); /* somebody waits */
+    CHECK(pcc_condvar_sleep(&cv, &node, PCC_FOREVER) == 0);
+    CHECK(pcc_condvar_finish(&cv, &node) == 1);
+    CHECK(pcc_condvar_notify_later(&cv, 1) == 0); /* nobody waits */
+    pcc_condvar_wake_owed(&cv);
+}
+
+/* One notify_one ends one wait, even when every waiter's sleep is cut into
+ * slices and resumed (as the binding's are, to run signal handlers): on
+ * the old sequence-counter condvar a resumed sleep found its ticket stale
+ * and returned, so one notify_one woke every sliced waiter. */
+#define SL_WAITERS 3
+static pcc_mutex sl_mu;
+static pcc_condvar sl_cv;
+static _Atomic int sl_woken, sl_queued;
+
+static void *sl_waiter(void *arg)
+{
+    (void)arg;
+    pcc_condvar_node node;
+    CHECK(pcc_mutex_lock(&sl_mu, PCC_FOREVER) == 0);
+    pcc_condvar_prepare(&sl_cv, &node);
+    atomic_fetch_add(&sl_queued, 1);
+    pcc_mutex_unlock(&sl_mu);
+    int rc;
+    while ((rc = pcc_condvar_sleep(&sl_cv, &node, pcc_deadline_after(2 * 1000000))) != 0)
+        CHECK(rc == -ETIMEDOUT); /* a slice: go on waiting */
+    CHECK(pcc_condvar_finish(&sl_cv, &node) == 1);
+    atomic_fetch_add(&sl_woken, 1);
+    return NULL;
+}
+
+static void test_condvar_sliced_waits_wake_one_per_notify(void)
+{
+    pcc_mutex_init(&sl_mu);
+    pcc_condvar_init(&sl_cv);
+    pthread_t t[SL_WAITERS];
+    for (int i = 0; i < SL_WAITERS; i++)
+        CHECK(pthread_create(&t[i], NULL, sl_waiter, NULL) == 0);
+    while (atomic_load(&sl_queued) < SL_WAITERS)
+        sched_yield();
+    for (int k = 1; k <= SL_WAITERS; k++) {
+        CHECK(pcc_mutex_lock(&sl_mu, PCC_FOREVER) == 0);
+        pcc_condvar_notify_one(&sl_cv);
+        pcc_mutex_unlock(&sl_mu);
+        usleep(30000); /* >10 slices of every waiter */
+        CHECK(atomic_load(&sl_woken) == k);
+    }
+    for (int i = 0; i < SL_WAITERS; i++)
+        CHECK(pthread_join(t[i], NULL) == 0);
 }
 
 /* Delayed wake: the notifier bumps under the mutex and wakes only after
@@ -265,10 +320,10 @@ static void *cv_delayed_producer(void *arg)
             pcc_condvar_wait(&cv_empty, &cv_mu, PCC_FOREVER);
         slot_value = i;
         slot_full = 1;
-        int waiters = pcc_condvar_bump(&cv_full);
+        int waiters = pcc_condvar_notify_later(&cv_full, 1) > 0;
         pcc_mutex_unlock(&cv_mu);
         if (waiters)
-            pcc_condvar_wake(&cv_full, 1);
+            pcc_condvar_wake_owed(&cv_full);
     }
     return NULL;
 }
@@ -293,9 +348,10 @@ static void test_condvar_delayed_wake(void)
     CHECK(pthread_join(t, NULL) == 0);
 }
 
-/* Counted delayed wake: k notifies batched under the mutex, delivered as
- * one wake of k after the unlock, release k waiters (one wake for k bumps
- * left k-1 asleep: issue 11.1); nothing is lost or taken twice. */
+/* Counted delayed wake: k notifies batched under the mutex, delivered by
+ * one wake_owed after the unlock, release k waiters (one wake for k bumps
+ * left k-1 asleep: issue 11.1) and no more; nothing is lost or taken
+ * twice. */
 #define CW_WAITERS 3
 static pcc_condvar cw_cv;
 static pcc_mutex cw_mu;
@@ -337,13 +393,15 @@ static void test_condvar_counted_delayed_wake(void)
     uint32_t k = 0;
     for (int i = 0; i < CW_WAITERS - 1; i++) {
         cw_items++;
-        CHECK(pcc_condvar_bump(&cw_cv) == 1);
+        CHECK(pcc_condvar_notify_later(&cw_cv, 1) == 1);
         k++;
     }
     pcc_mutex_unlock(&cw_mu);
-    pcc_condvar_wake(&cw_cv, k);
+    pcc_condvar_wake_owed(&cw_cv);
     /* k waiters leave with the k items (whoever wins, none is lost) */
     wait_until(&cw_done, (int)k);
+    usleep(20000);
+    CHECK(atomic_load(&cw_done) == (int)k && atomic_load(&cw_cv.waiters) == CW_WAITERS - k);
     CHECK(pcc_mutex_lock(&cw_mu, PCC_FOREVER) == 0);
     CHECK(cw_items == 0);
     cw_items = 1;
@@ -448,6 +506,7 @@ int main(void)
     test_condvar_producer_consumer();
     test_condvar_delayed_wake();
     test_condvar_counted_delayed_wake();
+    test_condvar_sliced_waits_wake_one_per_notify();
     test_barrier_withdraw();
     test_barrier_rounds();
     test_once_race();

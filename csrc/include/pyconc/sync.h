@@ -1,6 +1,7 @@
 /* pyconc core: shared-state primitives (pure C11, no Python.h).
  *
- * Every primitive here is one or two 32-bit futex words and sleeps through
+ * Every primitive here is one or two 32-bit futex words (the condvar: a
+ * queue of waiters, each with a word of its own) and sleeps through
  * pcc_wait_on() (park.h).  Blocking calls take an absolute deadline and
  * return 0, -ETIMEDOUT or -EINTR (a signal arrived: the caller runs its
  * handlers and calls again with the same arguments); try_* calls return
@@ -126,50 +127,76 @@ void pcc_rwlock_write_unlock(pcc_rwlock *rw);
 
 /* ---- condvar -------------------------------------------------------------- */
 
-/* Sequence-counter condvar: a notify bumps `seq` and wakes sleepers; a waiter
- * sleeps while `seq` still has the value it read *before* releasing the
- * mutex, so a notify that comes after that release is never lost.
- * `waiters` lets notify skip the syscall when nobody sleeps (Dekker pair:
- * the waiter bumps `waiters` then reads `seq`; the notifier bumps `seq`
- * then reads `waiters`).  Spurious wake-ups happen; callers re-check. */
+/* A FIFO queue of waiters, each sleeping on a word of its own (as
+ * threading.Condition's deque of locks, with a futex word in the waiter's
+ * stack frame instead of a lock).  notify_one takes the *oldest* waiter off
+ * the queue, marks it and wakes it; a waiter returns only once marked (or
+ * timed out / interrupted), so one notify_one ends one wait, however often
+ * that wait is cut short and resumed meanwhile (a binding's wait wakes
+ * every few tens of milliseconds to run signal handlers; on a sequence
+ * counter a resumed sleep would find its ticket stale and return too: one
+ * notify_one woke every such waiter).  No spurious wake-ups.
+ *
+ * A waiter enqueues itself while holding the caller's mutex, before
+ * releasing it, so a notify made by a thread that locked the mutex after
+ * that release finds it queued: no wake-up is lost.  `lock` (a core mutex,
+ * held for a queue update and the futex wakes it makes; nobody parks on
+ * it for long) guards both lists; a node is unlinked by whoever dequeues
+ * it, and the waiter always takes `lock` in finish() before its frame
+ * goes, so a notifier never touches a node that is gone.
+ *
+ * A delayed notify (notify_later: the notifier holds the mutex every
+ * waiter uses, and waking them now would only make them block on it)
+ * marks the waiters it takes at once and moves them to `owed`; wake_owed()
+ * wakes them, after the unlock.  A marked waiter that is awake anyway (a
+ * spinning one, a cut-short sleep) returns without waiting for that. */
+typedef struct pcc_condvar_node {
+    struct pcc_condvar_node *next, *prev; /* self-linked when in no list */
+    _Atomic uint32_t notified;             /* 0 -> 1 once, by the dequeuer */
+} pcc_condvar_node;
+
 typedef struct pcc_condvar {
-    _Atomic uint32_t seq;
-    _Atomic uint32_t waiters;
+    pcc_mutex lock;
+    pcc_condvar_node waiting; /* sentinel: not notified yet, oldest first */
+    pcc_condvar_node owed;    /* sentinel: notified, wake-up delayed */
+    _Atomic uint32_t waiters; /* prepared and not finished (a hint: notify
+                                 skips `lock` when it reads 0) */
 } pcc_condvar;
 
+/* The struct must not move once initialised (the sentinels link to
+ * themselves). */
 void pcc_condvar_init(pcc_condvar *cv);
-/* Call while holding the mutex, before releasing it; returns the ticket. */
-uint32_t pcc_condvar_prepare(pcc_condvar *cv);
-/* Sleep until notified after `ticket` was taken (or spuriously): 0,
- * -ETIMEDOUT or -EINTR.  May be called again with the same ticket. */
-int pcc_condvar_sleep(pcc_condvar *cv, uint32_t ticket, pcc_deadline_t deadline);
-/* Call once the waiter is done (whatever the outcome). */
-void pcc_condvar_finish(pcc_condvar *cv);
-/* Full wait as one call: prepare, unlock m, sleep, relock m (uninterrupted). */
+/* Enqueue `node` (the caller's, alive until finish): call while holding
+ * the mutex, before releasing it. */
+void pcc_condvar_prepare(pcc_condvar *cv, pcc_condvar_node *node);
+/* Sleep until `node` is notified: 0, -ETIMEDOUT or -EINTR (a signal; the
+ * node stays queued: call again to go on waiting). */
+int pcc_condvar_sleep(pcc_condvar *cv, pcc_condvar_node *node, pcc_deadline_t deadline);
+/* Leave the queue (whatever the outcome); returns 1 if the node was
+ * notified -- possibly after a sleep gave up: the caller then counts the
+ * wait as woken, or, if it gives up anyway (Ctrl-C), passes the
+ * notification on with notify_one, so none is lost. */
+int pcc_condvar_finish(pcc_condvar *cv, pcc_condvar_node *node);
+/* Full wait as one call: prepare, unlock m, sleep, relock m (uninterrupted).
+ * Returns 0 (notified) or -ETIMEDOUT. */
 int pcc_condvar_wait(pcc_condvar *cv, pcc_mutex *m, pcc_deadline_t deadline);
-void pcc_condvar_notify_one(pcc_condvar *cv);
-void pcc_condvar_notify_all(pcc_condvar *cv);
-/* A notify in two halves, for callers that delay the wake-up until the
- * mutex is released (waking threads that must then block on the mutex
- * only costs context switches): bump() makes every current ticket stale
- * at once and returns whether anybody waits; wake() wakes up to `n`
- * sleepers (PCC_CONDVAR_WAKE_ALL: all of them), any time later.
- *
- * A caller that batches several notify_one()s must pass their *count*: one
- * futex wake releases one sleeper however many bumps preceded it, so
- * collapsing k notifies into one wake leaves k-1 waiters asleep on stale
- * tickets (a lost wake-up).
- *
- * A wake delivered after the unlock may find sleepers that came after the
- * notify (fresh tickets) beside the ones it is owed to (stale tickets).
- * It still reaches the owed ones first: the futex wakes its sleepers of
- * equal priority oldest first (Linux queues them FIFO), and every stale
- * sleeper was queued before any fresh one (a sleeper is queued only while
- * the word still holds its ticket, and a fresh ticket is read after the
- * bump); the portable backend wakes every sleeper. */
-#define PCC_CONDVAR_WAKE_ALL UINT32_MAX
-int pcc_condvar_bump(pcc_condvar *cv);
-void pcc_condvar_wake(pcc_condvar *cv, uint32_t n);
+/* Notify up to `n` waiters, oldest first (PCC_CONDVAR_ALL: every one);
+ * returns how many it notified. */
+#define PCC_CONDVAR_ALL UINT32_MAX
+uint32_t pcc_condvar_notify(pcc_condvar *cv, uint32_t n);
+static inline void pcc_condvar_notify_one(pcc_condvar *cv)
+{
+    pcc_condvar_notify(cv, 1);
+}
+static inline void pcc_condvar_notify_all(pcc_condvar *cv)
+{
+    pcc_condvar_notify(cv, PCC_CONDVAR_ALL);
+}
+/* Delayed notify, in two halves: notify_later marks up to `n` waiters now
+ * (they are owed the wake-up: later waiters are not) and returns how many;
+ * wake_owed wakes every marked one not yet awake, any time later. */
+uint32_t pcc_condvar_notify_later(pcc_condvar *cv, uint32_t n);
+void pcc_condvar_wake_owed(pcc_condvar *cv);
 
 /* ---- barrier -------------------------------------------------------------- */
 
