@@ -631,6 +631,59 @@ def test_locks_held_by_other_threads_at_fork_raise_in_the_child_instead_of_hangi
     assert m.lock(timeout=5).value == 0 and rw_w.write(timeout=5).value == 0
 
 
+def _wait_for_value(m, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        with m.lock() as g:
+            if g.value >= n:
+                break
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    time.sleep(0.1)  # asleep in the wait
+
+
+@fork_ok
+def test_condvar_in_a_forked_child_forgets_the_parents_waiters():
+    """The parent's waiting thread does not exist in the child: its place
+    in the Condvar's queue must not take the child's notify_one (the
+    child's own waiter then timed out: a lost wake-up)."""
+    m, cv = pyconc.Mutex(0), pyconc.Condvar()
+
+    def parent_waiter():
+        with m.lock() as g:
+            g.value += 1
+            g = cv.wait(g)  # until the cleanup below
+
+    t = threading.Thread(target=parent_waiter)
+    t.start()
+    try:
+        _wait_for_value(m, 1)
+
+        def child():
+            timed_out = []
+
+            def child_waiter():
+                with m.lock() as g:
+                    g.value += 1
+                    g, to = cv.wait_timeout(g, 10)
+                    timed_out.append(to)
+
+            w = threading.Thread(target=child_waiter)
+            w.start()
+            _wait_for_value(m, 2)
+            t0 = time.monotonic()
+            with m.lock():
+                cv.notify_one()
+            w.join()
+            return f"timed out: {timed_out[0]}, within 5 s: {time.monotonic() - t0 < 5}"
+
+        assert in_forked_child(child) == "timed out: False, within 5 s: True"
+    finally:
+        with m.lock():
+            cv.notify_all()
+        t.join()
+
+
 @fork_ok
 def test_pools_and_threads_started_before_fork_refuse_work_in_the_child():
     pool = pyconc.ThreadPool(2)

@@ -7,6 +7,7 @@ import copy
 import gc
 import math
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -670,6 +671,59 @@ def test_condvar_notify_one_ends_exactly_one_wait_while_waits_are_sliced(main_wa
     assert snapshots[-1] == sorted(woke)
     if main_waits:
         assert woke[-1] == "main"
+
+
+def test_condvar_waiter_interrupted_as_it_is_notified_passes_the_notify_on():
+    """A signal handler, run inside the oldest waiter's wait, notifies and
+    raises: the notify takes that waiter off the queue just as it gives up.
+    The wait raises the handler's exception, and the notify goes on to the
+    next waiter instead of vanishing with the interrupted wait."""
+    m, cv = Mutex(0), Condvar()
+    main_ident = threading.get_ident()
+    woke = threading.Event()
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum, frame):
+        cv.notify_one()  # the main thread is the oldest waiter: it takes it
+        raise Interrupted
+
+    def second() -> None:
+        _wait_for_waiters(m, 1)  # the main thread queued first
+        with m.lock() as g:
+            g.value += 1
+            g = cv.wait(g)
+        woke.set()
+
+    def interrupter() -> None:
+        _wait_for_waiters(m, 2)
+        signal.pthread_kill(main_ident, signal.SIGUSR1)
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    t2 = threading.Thread(target=second)
+    t3 = threading.Thread(target=interrupter)
+    t2.start()
+    t3.start()
+    try:
+        g = m.lock()  # not `with`: an exception through it would poison m
+        g.value += 1
+        try:
+            with pytest.raises(Interrupted):
+                g = cv.wait(g)
+            assert g.locked  # the wait re-locked before raising
+        finally:
+            g.unlock()
+        passed_on = woke.wait(10)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+        t3.join()
+        if not woke.is_set():
+            with m.lock():
+                cv.notify_all()
+        t2.join()
+    assert passed_on, "the notify was lost with the interrupted waiter"
+    assert not m.is_locked()
 
 
 # ---------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 /* pyconc core: mutex, rwlock, condvar, barrier and once (see sync.h). */
 #include "pyconc/sync.h"
 
+#include <pthread.h>
+
 /* ---- mutex -------------------------------------------------------------- */
 
 #define MUTEX_SPINS 100
@@ -196,18 +198,59 @@ static void cv_push(pcc_condvar_node *q, pcc_condvar_node *e)
     q->prev = e;
 }
 
-void pcc_condvar_init(pcc_condvar *cv)
+/* The forks this process descends from (counted from the first condvar
+ * made), and the lock under which the first use of a condvar in a child
+ * starts it afresh (see sync.h).  Both start over in the child. */
+static _Atomic uint32_t cv_fork_gen;
+static pcc_mutex cv_reset_lock;
+static pthread_once_t cv_fork_once = PTHREAD_ONCE_INIT;
+
+static void cv_after_fork_child(void)
 {
-    pcc_mutex_init(&cv->lock);
+    pcc_mutex_init(&cv_reset_lock);
+    atomic_fetch_add(&cv_fork_gen, 1);
+}
+
+static void cv_fork_setup(void)
+{
+    pthread_atfork(NULL, NULL, cv_after_fork_child);
+}
+
+static void cv_start_afresh(pcc_condvar *cv, uint32_t gen)
+{
     cv_list_init(&cv->waiting);
     cv_list_init(&cv->owed);
-    atomic_init(&cv->waiters, 0);
+    pcc_mutex_init(&cv->lock);
+    atomic_store_explicit(&cv->waiters, 0, memory_order_relaxed);
+    atomic_store_explicit(&cv->gen, gen, memory_order_release);
+}
+
+/* Take `lock`, first forgetting what a parent process left (once per
+ * generation: the threads that find the condvar stale queue on
+ * cv_reset_lock, and the first resets it).  Returns the generation. */
+static uint32_t cv_lock(pcc_condvar *cv)
+{
+    uint32_t gen = atomic_load_explicit(&cv_fork_gen, memory_order_acquire);
+    if (atomic_load_explicit(&cv->gen, memory_order_acquire) != gen) {
+        pcc_mutex_lock_internal(&cv_reset_lock);
+        if (atomic_load_explicit(&cv->gen, memory_order_relaxed) != gen)
+            cv_start_afresh(cv, gen);
+        pcc_mutex_unlock(&cv_reset_lock);
+    }
+    pcc_mutex_lock_internal(&cv->lock);
+    return gen;
+}
+
+void pcc_condvar_init(pcc_condvar *cv)
+{
+    pthread_once(&cv_fork_once, cv_fork_setup);
+    cv_start_afresh(cv, atomic_load(&cv_fork_gen));
 }
 
 void pcc_condvar_prepare(pcc_condvar *cv, pcc_condvar_node *node)
 {
     atomic_init(&node->notified, 0);
-    pcc_mutex_lock_internal(&cv->lock);
+    node->gen = cv_lock(cv);
     cv_push(&cv->waiting, node);
     atomic_fetch_add(&cv->waiters, 1);
     pcc_mutex_unlock(&cv->lock);
@@ -234,9 +277,10 @@ int pcc_condvar_sleep(pcc_condvar *cv, pcc_condvar_node *node, pcc_deadline_t de
 
 int pcc_condvar_finish(pcc_condvar *cv, pcc_condvar_node *node)
 {
-    pcc_mutex_lock_internal(&cv->lock);
-    cv_unlink(node); /* a no-op if a notify took it off already */
-    atomic_fetch_sub(&cv->waiters, 1);
+    if (cv_lock(cv) == node->gen) { /* else a fork dropped the whole queue */
+        cv_unlink(node);            /* a no-op if a notify took it off already */
+        atomic_fetch_sub(&cv->waiters, 1);
+    }
     pcc_mutex_unlock(&cv->lock);
     return (int)atomic_load_explicit(&node->notified, memory_order_acquire);
 }
@@ -268,7 +312,7 @@ static uint32_t cv_take(pcc_condvar *cv, uint32_t n, int later)
     if (n == 0 || atomic_load(&cv->waiters) == 0)
         return 0;
     uint32_t k = 0;
-    pcc_mutex_lock_internal(&cv->lock);
+    cv_lock(cv);
     while (k < n && cv->waiting.next != &cv->waiting) {
         pcc_condvar_node *e = cv->waiting.next;
         cv_unlink(e);
@@ -295,7 +339,7 @@ uint32_t pcc_condvar_notify_later(pcc_condvar *cv, uint32_t n)
 
 void pcc_condvar_wake_owed(pcc_condvar *cv)
 {
-    pcc_mutex_lock_internal(&cv->lock);
+    cv_lock(cv);
     while (cv->owed.next != &cv->owed) {
         pcc_condvar_node *e = cv->owed.next;
         cv_unlink(e);

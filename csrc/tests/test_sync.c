@@ -412,6 +412,105 @@ static void test_condvar_counted_delayed_wake(void)
     CHECK(atomic_load(&cw_done) == CW_WAITERS && cw_items == 0);
 }
 
+/* fork(): the child's condvar must not remember the parent's waiters (a
+ * sleeping thread's node, first in the queue, would take the child's
+ * notify_one: a lost wake-up; its stack may hold a new thread's frames),
+ * nor a lock another thread held at the fork (the churn thread takes it
+ * all the time: the child's first use would block for ever). */
+#if !defined(__SANITIZE_THREAD__)
+#include <signal.h>
+#include <sys/wait.h>
+static pcc_mutex fk_mu;
+static pcc_condvar fk_cv;
+static _Atomic int fk_stop, fk_ghost_queued, fk_child_waits;
+static int fk_ready;
+
+static void *fk_ghost(void *arg)
+{
+    (void)arg;
+    CHECK(pcc_mutex_lock(&fk_mu, PCC_FOREVER) == 0);
+    atomic_store(&fk_ghost_queued, 1);
+    while (!atomic_load(&fk_stop))
+        pcc_condvar_wait(&fk_cv, &fk_mu, PCC_FOREVER);
+    pcc_mutex_unlock(&fk_mu);
+    return NULL;
+}
+
+static void *fk_churn(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&fk_stop)) {
+        pcc_condvar_node n;
+        pcc_condvar_prepare(&fk_cv, &n);
+        pcc_condvar_finish(&fk_cv, &n);
+    }
+    return NULL;
+}
+
+static void *fk_child_waiter(void *arg)
+{
+    int *rc = arg;
+    CHECK(pcc_mutex_lock(&fk_mu, PCC_FOREVER) == 0);
+    atomic_store(&fk_child_waits, 1);
+    pcc_deadline_t deadline = pcc_deadline_after(2000 * 1000000LL);
+    *rc = 0;
+    while (!fk_ready && *rc == 0)
+        *rc = pcc_condvar_wait(&fk_cv, &fk_mu, deadline);
+    pcc_mutex_unlock(&fk_mu);
+    return NULL;
+}
+
+static void test_condvar_after_fork(void)
+{
+    pcc_mutex_init(&fk_mu);
+    pcc_condvar_init(&fk_cv);
+    pthread_t ghost, churn;
+    CHECK(pthread_create(&ghost, NULL, fk_ghost, NULL) == 0);
+    while (!atomic_load(&fk_ghost_queued))
+        sched_yield();
+    CHECK(pthread_create(&churn, NULL, fk_churn, NULL) == 0);
+    usleep(20000);
+    for (int i = 0; i < 10; i++) {
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            alarm(10); /* a hang fails the test, not the run */
+            int rc = -1;
+            pthread_t w;
+            CHECK(pthread_create(&w, NULL, fk_child_waiter, &rc) == 0);
+            while (!atomic_load(&fk_child_waits))
+                usleep(1000);
+            usleep(20000); /* asleep */
+            /* it set the flag holding fk_mu and let go of it only queued */
+            CHECK(pcc_mutex_lock(&fk_mu, PCC_FOREVER) == 0);
+            fk_ready = 1;
+            pcc_condvar_notify_one(&fk_cv); /* ours is the only live waiter */
+            pcc_mutex_unlock(&fk_mu);
+            CHECK(pthread_join(w, NULL) == 0);
+            _exit(rc == 0 ? 0 : 1); /* 1: timed out, the notify went astray */
+        }
+        int st;
+        CHECK(waitpid(pid, &st, 0) == pid);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            fprintf(stderr, "fork %d: child %s %d\n", i, WIFEXITED(st) ? "exited" : "killed by",
+                    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    atomic_store(&fk_stop, 1);
+    CHECK(pthread_join(churn, NULL) == 0);
+    CHECK(pcc_mutex_lock(&fk_mu, PCC_FOREVER) == 0);
+    pcc_condvar_notify_all(&fk_cv);
+    pcc_mutex_unlock(&fk_mu);
+    CHECK(pthread_join(ghost, NULL) == 0);
+}
+#else
+static void test_condvar_after_fork(void)
+{
+    /* ThreadSanitizer does not support threads in a multithreaded
+     * process's child; the address and plain builds run it */
+}
+#endif
+
 /* ---- barrier: every round, everybody arrives before anybody leaves ------ */
 
 #define BARRIER_ROUNDS 2000
@@ -507,6 +606,7 @@ int main(void)
     test_condvar_delayed_wake();
     test_condvar_counted_delayed_wake();
     test_condvar_sliced_waits_wake_one_per_notify();
+    test_condvar_after_fork();
     test_barrier_withdraw();
     test_barrier_rounds();
     test_once_race();

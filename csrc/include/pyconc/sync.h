@@ -149,10 +149,19 @@ void pcc_rwlock_write_unlock(pcc_rwlock *rw);
  * waiter uses, and waking them now would only make them block on it)
  * marks the waiters it takes at once and moves them to `owed`; wake_owed()
  * wakes them, after the unlock.  A marked waiter that is awake anyway (a
- * spinning one, a cut-short sleep) returns without waiting for that. */
+ * spinning one, a cut-short sleep) returns without waiting for that.
+ *
+ * fork(): in the child the queue still lists the parent's waiters, whose
+ * threads (and stack frames) are gone, and `lock` may have been held by
+ * one of them.  Every condvar records the fork generation it was last set
+ * up in; the first use in a child starts it afresh (an empty queue, a
+ * free lock), before touching either.  The forking thread was not waiting
+ * (unless it forked from a signal handler run inside its own wait: that
+ * wait is dropped with the others and ends only at its deadline). */
 typedef struct pcc_condvar_node {
     struct pcc_condvar_node *next, *prev; /* self-linked when in no list */
     _Atomic uint32_t notified;             /* 0 -> 1 once, by the dequeuer */
+    uint32_t gen;                          /* the fork generation it queued in */
 } pcc_condvar_node;
 
 typedef struct pcc_condvar {
@@ -161,6 +170,7 @@ typedef struct pcc_condvar {
     pcc_condvar_node owed;    /* sentinel: notified, wake-up delayed */
     _Atomic uint32_t waiters; /* prepared and not finished (a hint: notify
                                  skips `lock` when it reads 0) */
+    _Atomic uint32_t gen;     /* the fork generation of the queue and lock */
 } pcc_condvar;
 
 /* The struct must not move once initialised (the sentinels link to
