@@ -96,6 +96,22 @@ def until_interrupted(step: Callable[[int], object], seconds: float = 30) -> Non
         i += 1
 
 
+def wait_for_mutex_value(m: Any, n: int, settle: float = 0.1) -> None:
+    """Poll until ``m.lock().value >= n`` (10 s at most), then sleep
+    ``settle`` seconds.  The Condvar tests count a waiter in the Mutex's
+    value, holding it, just before ``cv.wait(g)``: once the count is seen
+    the waiter is queued, and the sleep lets it fall asleep in the kernel
+    rather than still spinning."""
+    deadline = time.monotonic() + 10
+    while True:
+        with m.lock() as g:
+            if g.value >= n:
+                break
+        assert time.monotonic() < deadline, f"the Mutex's value never reached {n}"
+        time.sleep(0.001)
+    time.sleep(settle)
+
+
 def assert_prompt(irq: _Interrupter) -> None:
     lat = irq.latency()
     assert lat < INTERRUPT_BUDGET + INTERRUPT_SLACK, f"interrupt took {lat * 1000:.0f} ms"

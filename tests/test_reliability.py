@@ -17,7 +17,7 @@ import tracemalloc
 import pytest
 
 import pyconc
-from conftest import INTERRUPT_BUDGET, INTERRUPT_SLACK, stress_scale
+from conftest import INTERRUPT_BUDGET, INTERRUPT_SLACK, stress_scale, wait_for_mutex_value
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -631,17 +631,6 @@ def test_locks_held_by_other_threads_at_fork_raise_in_the_child_instead_of_hangi
     assert m.lock(timeout=5).value == 0 and rw_w.write(timeout=5).value == 0
 
 
-def _wait_for_value(m, n: int) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        with m.lock() as g:
-            if g.value >= n:
-                break
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    time.sleep(0.1)  # asleep in the wait
-
-
 @fork_ok
 def test_condvar_in_a_forked_child_forgets_the_parents_waiters():
     """The parent's waiting thread does not exist in the child: its place
@@ -657,7 +646,7 @@ def test_condvar_in_a_forked_child_forgets_the_parents_waiters():
     t = threading.Thread(target=parent_waiter)
     t.start()
     try:
-        _wait_for_value(m, 1)
+        wait_for_mutex_value(m, 1)
 
         def child():
             timed_out = []
@@ -670,7 +659,7 @@ def test_condvar_in_a_forked_child_forgets_the_parents_waiters():
 
             w = threading.Thread(target=child_waiter)
             w.start()
-            _wait_for_value(m, 2)
+            wait_for_mutex_value(m, 2)
             t0 = time.monotonic()
             with m.lock():
                 cv.notify_one()

@@ -23,6 +23,7 @@ from pyconc import (
     Err, LockTimeoutError, Mutex, MutexGuard, Ok, OnceLock, PoisonError, PyconcError, RwLock,
     RwLockReadGuard, RwLockWriteGuard, UseAfterDrop, Weak, WouldBlock,
 )
+from conftest import wait_for_mutex_value
 
 
 class Obj:
@@ -613,17 +614,6 @@ def test_condvar_notify_without_waiters_is_harmless_and_repr_counts_waiters():
     assert repr(cv) == "Condvar(waiters=0)"
 
 
-def _wait_for_waiters(m, n):
-    deadline = time.monotonic() + 10
-    while True:
-        with m.lock() as g:
-            if g.value >= n:
-                break
-        assert time.monotonic() < deadline, "the waiters never queued"
-        time.sleep(0.001)
-    time.sleep(0.1)  # asleep in the kernel, not spinning
-
-
 @pytest.mark.parametrize("main_waits", [True, False], ids=["main-thread-waits", "threads-only"])
 def test_condvar_notify_one_ends_exactly_one_wait_while_waits_are_sliced(main_waits):
     """A wait on the main thread wakes every 50 ms to run signal handlers
@@ -643,7 +633,7 @@ def test_condvar_notify_one_ends_exactly_one_wait_while_waits_are_sliced(main_wa
     snapshots = []
 
     def notifier(total):
-        _wait_for_waiters(m, total)
+        wait_for_mutex_value(m, total)
         for _ in range(total):
             with m.lock():
                 cv.notify_one()
@@ -655,14 +645,14 @@ def test_condvar_notify_one_ends_exactly_one_wait_while_waits_are_sliced(main_wa
     threads = [threading.Thread(target=waiter, args=(f"t{i}",)) for i in range(2)]
     for t in threads:
         t.start()
-    _wait_for_waiters(m, 2)
+    wait_for_mutex_value(m, 2)
     total = 3 if main_waits else 2
     n = threading.Thread(target=notifier, args=(total,))
     n.start()
     if main_waits:
         waiter("main")
     else:
-        _wait_for_waiters(m, total)
+        wait_for_mutex_value(m, total)
     n.join()
     for t in threads:
         t.join()
@@ -690,14 +680,14 @@ def test_condvar_waiter_interrupted_as_it_is_notified_passes_the_notify_on():
         raise Interrupted
 
     def second() -> None:
-        _wait_for_waiters(m, 1)  # the main thread queued first
+        wait_for_mutex_value(m, 1)  # the main thread queued first
         with m.lock() as g:
             g.value += 1
             g = cv.wait(g)
         woke.set()
 
     def interrupter() -> None:
-        _wait_for_waiters(m, 2)
+        wait_for_mutex_value(m, 2)
         signal.pthread_kill(main_ident, signal.SIGUSR1)
 
     old = signal.signal(signal.SIGUSR1, handler)

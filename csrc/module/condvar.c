@@ -7,8 +7,9 @@
  * release, a notify made by a thread that locked the mutex after us is
  * never lost; because a notify takes waiters off the queue one by one,
  * oldest first, one notify_one ends one wait (the core's FIFO: pcm_wait's
- * signal slices resume the sleep without waking anybody else's).  The re-lock always completes (even on Ctrl-C, which is
- * raised afterwards), so the guard is never left "locked" without the lock.
+ * signal slices resume the sleep without waking anybody else's).  The
+ * re-lock always completes (even on Ctrl-C, which is raised afterwards),
+ * so the guard is never left "locked" without the lock.
  */
 #include "sync_area.h"
 
@@ -40,8 +41,8 @@ typedef struct {
  * only marks the waiters it takes (pcc_condvar_notify_later: those are
  * owed the wake-up, later arrivals are not) and records the Condvar on
  * the Mutex (pending_cv); the holder wakes them right after unlocking
- * (guard release), or -- in wait() -- after also releasing the GIL.  A Condvar
- * used with several Mutexes at once (pthreads allows it; Rust panics)
+ * (guard release), or -- in wait() -- after also releasing the GIL.  A
+ * Condvar used with several Mutexes at once (pthreads allows it; Rust panics)
  * wakes at once instead: the waiters of the other Mutex would otherwise
  * wait for the release of a lock they do not use. */
 void pcm_condvar_wake_owed(PyObject *cv)

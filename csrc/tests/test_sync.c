@@ -183,6 +183,13 @@ static void test_rwlock_writer_preference(void)
     pcc_rwlock_write_unlock(&rw2);
 }
 
+/* Spin (yielding) until *v reaches want. */
+static void wait_until(_Atomic int *v, int want)
+{
+    while (atomic_load(v) < want)
+        sched_yield();
+}
+
 /* ---- condvar: single-slot producer/consumer, no lost wake-up ------------ */
 
 #define CV_ROUNDS 20000
@@ -296,8 +303,7 @@ static void test_condvar_sliced_waits_wake_one_per_notify(void)
     pthread_t t[SL_WAITERS];
     for (int i = 0; i < SL_WAITERS; i++)
         CHECK(pthread_create(&t[i], NULL, sl_waiter, NULL) == 0);
-    while (atomic_load(&sl_queued) < SL_WAITERS)
-        sched_yield();
+    wait_until(&sl_queued, SL_WAITERS);
     for (int k = 1; k <= SL_WAITERS; k++) {
         CHECK(pcc_mutex_lock(&sl_mu, PCC_FOREVER) == 0);
         pcc_condvar_notify_one(&sl_cv);
@@ -369,12 +375,6 @@ static void *cw_waiter(void *arg)
     pcc_mutex_unlock(&cw_mu);
     atomic_fetch_add(&cw_done, 1);
     return NULL;
-}
-
-static void wait_until(_Atomic int *v, int want)
-{
-    while (atomic_load(v) < want)
-        sched_yield();
 }
 
 static void test_condvar_counted_delayed_wake(void)
@@ -466,8 +466,7 @@ static void test_condvar_after_fork(void)
     pcc_condvar_init(&fk_cv);
     pthread_t ghost, churn;
     CHECK(pthread_create(&ghost, NULL, fk_ghost, NULL) == 0);
-    while (!atomic_load(&fk_ghost_queued))
-        sched_yield();
+    wait_until(&fk_ghost_queued, 1);
     CHECK(pthread_create(&churn, NULL, fk_churn, NULL) == 0);
     usleep(20000);
     for (int i = 0; i < 10; i++) {
@@ -478,8 +477,7 @@ static void test_condvar_after_fork(void)
             int rc = -1;
             pthread_t w;
             CHECK(pthread_create(&w, NULL, fk_child_waiter, &rc) == 0);
-            while (!atomic_load(&fk_child_waits))
-                usleep(1000);
+            wait_until(&fk_child_waits, 1);
             usleep(20000); /* asleep */
             /* it set the flag holding fk_mu and let go of it only queued */
             CHECK(pcc_mutex_lock(&fk_mu, PCC_FOREVER) == 0);
