@@ -813,6 +813,75 @@ int pcc_sort(pcc_pool *pool, pcc_sort_type t, void *data, size_t n, int descendi
     }
 }
 
+/* ---- argsort ---------------------------------------------------------------
+ * (key, index) records sorted by the stable KV kernel, the keys built and
+ * the indices taken out in parallel chunks (on many threads the two
+ * sequential passes over n records were what capped the speed-up: 10M
+ * int64 ran 2.07x faster on 16 threads than on 1). */
+
+#define ARG_CHUNK ((size_t)1 << 16)
+
+typedef struct {
+    pcc_sort_type t;
+    const void *src;
+    pcc_kv *kv;
+    int64_t *out;
+    size_t n;
+} arg_t;
+
+static void arg_keys_chunk(void *arg, size_t ch)
+{
+    const arg_t *k = arg;
+    size_t lo = ch * ARG_CHUNK, hi = lo + ARG_CHUNK < k->n ? lo + ARG_CHUNK : k->n;
+    pcc_kv *kv = k->kv;
+#define ARG_KEYS(T, KEY)                                      \
+    for (size_t i = lo; i < hi; i++) {                        \
+        T x = ((const T *)k->src)[i];                         \
+        kv[i].key = (KEY);                                    \
+        kv[i].value = (void *)(uintptr_t)i;                   \
+    }                                                         \
+    break
+    switch (k->t) {
+    case PCC_SORT_I8: ARG_KEYS(int8_t, pcc_sort_key_i64(x));
+    case PCC_SORT_U8: ARG_KEYS(uint8_t, x);
+    case PCC_SORT_I16: ARG_KEYS(int16_t, pcc_sort_key_i64(x));
+    case PCC_SORT_U16: ARG_KEYS(uint16_t, x);
+    case PCC_SORT_I32: ARG_KEYS(int32_t, pcc_sort_key_i64(x));
+    case PCC_SORT_U32: ARG_KEYS(uint32_t, x);
+    case PCC_SORT_I64: ARG_KEYS(int64_t, pcc_sort_key_i64(x));
+    case PCC_SORT_U64: ARG_KEYS(uint64_t, x);
+    case PCC_SORT_F32: ARG_KEYS(float, key_f64((double)x));
+    default: ARG_KEYS(double, key_f64(x));
+    }
+#undef ARG_KEYS
+}
+
+static void arg_out_chunk(void *arg, size_t ch)
+{
+    const arg_t *k = arg;
+    size_t lo = ch * ARG_CHUNK, hi = lo + ARG_CHUNK < k->n ? lo + ARG_CHUNK : k->n;
+    for (size_t i = lo; i < hi; i++)
+        k->out[i] = (int64_t)(uintptr_t)k->kv[i].value;
+}
+
+int pcc_argsort(pcc_pool *pool, pcc_sort_type t, const void *src, size_t n, pcc_kv *kv,
+                int64_t *out, const _Atomic int *cancel)
+{
+    if ((unsigned)t >= PCC_SORT_KV)
+        return -EINVAL;
+    sctx c = {pool, pool ? pcc_pool_num_threads(pool) : 1, cancel};
+    arg_t k = {t, src, kv, out, n};
+    size_t nch = (n + ARG_CHUNK - 1) / ARG_CHUNK;
+    pfor(&c, nch, arg_keys_chunk, &k);
+    int rc = sort_kv(&c, kv, n, 0, PCC_SORT_AUTO);
+    if (rc == 0 && is_cancelled(&c))
+        rc = -ECANCELED;
+    if (rc != 0)
+        return rc; /* out untouched */
+    pfor(&c, nch, arg_out_chunk, &k);
+    return 0;
+}
+
 /* ---- strings ---------------------------------------------------------------
  *
  * Multikey radix over the pcc_kv kernel: records are sorted (stably) by the

@@ -31,10 +31,16 @@ typedef struct {
     /* strings (str_maxw != 0): data is pcc_kv records pointing at pcc_str */
     unsigned str_maxw;
     int str_keys_ready;
+    /* argsort (arg_out != NULL): data is n pcc_kv of scratch, the keys of
+     * arg_src (of `type`) are sorted and the indices written to arg_out */
+    const void *arg_src;
+    int64_t *arg_out;
 } sort_job;
 
 static int sort_now(sort_job *s, pcc_pool *pool, const _Atomic int *cancel)
 {
+    if (s->arg_out != NULL)
+        return pcc_argsort(pool, s->type, s->arg_src, s->n, s->data, s->arg_out, cancel);
     if (s->str_maxw != 0)
         return pcc_sort_str(pool, s->data, s->n, s->str_maxw, s->str_keys_ready, s->desc, cancel);
     return pcc_sort(pool, s->type, s->data, s->n, s->desc, s->algo, cancel);
@@ -553,34 +559,6 @@ not_native:
  * index order, NaN keys sort last and -0.0 == 0.0 -- numpy's
  * argsort(kind="stable") order exactly. */
 
-typedef struct {
-    const void *src;
-    pcc_sort_type t;
-    pcc_kv *kv;
-    size_t n;
-} argkeys_t;
-
-static void make_arg_keys(const argkeys_t *k)
-{
-    for (size_t i = 0; i < k->n; i++) {
-        uint64_t key;
-        switch (k->t) {
-        case PCC_SORT_I8: key = pcc_sort_key_i64(((const int8_t *)k->src)[i]); break;
-        case PCC_SORT_U8: key = ((const uint8_t *)k->src)[i]; break;
-        case PCC_SORT_I16: key = pcc_sort_key_i64(((const int16_t *)k->src)[i]); break;
-        case PCC_SORT_U16: key = ((const uint16_t *)k->src)[i]; break;
-        case PCC_SORT_I32: key = pcc_sort_key_i64(((const int32_t *)k->src)[i]); break;
-        case PCC_SORT_U32: key = ((const uint32_t *)k->src)[i]; break;
-        case PCC_SORT_I64: key = pcc_sort_key_i64(((const int64_t *)k->src)[i]); break;
-        case PCC_SORT_U64: key = ((const uint64_t *)k->src)[i]; break;
-        case PCC_SORT_F32: key = pcc_sort_key_f64((double)((const float *)k->src)[i]); break;
-        default: key = pcc_sort_key_f64(((const double *)k->src)[i]); break;
-        }
-        k->kv[i].key = key;
-        k->kv[i].value = (void *)(uintptr_t)i;
-    }
-}
-
 /* _par_argsort_buffer(data, out): write into `out` (a writable int64
  * buffer of the same length) the indices that stably sort `data` (a
  * C-contiguous one-dimensional buffer of a par_sort format; read-only is
@@ -634,18 +612,9 @@ static PyObject *mod_par_argsort_buffer(PyObject *module, PyObject *const *args,
         PyErr_NoMemory();
         goto done;
     }
-    argkeys_t k = {view.buf, t, kv, n};
-    Py_BEGIN_ALLOW_THREADS
-    make_arg_keys(&k);
-    Py_END_ALLOW_THREADS
-    sort_job s = {NULL, PCC_SORT_KV, kv, n, 0, PCC_SORT_AUTO, 0, 0, 0, 0};
+    sort_job s = {NULL, t, kv, n, 0, PCC_SORT_AUTO, 0, 0, 0, 0, view.buf, out.buf};
     if (run_sort(pcm_state_of_module(module), &s) < 0)
         goto done; /* Ctrl-C: `out` untouched */
-    int64_t *o = out.buf;
-    Py_BEGIN_ALLOW_THREADS
-    for (size_t i = 0; i < n; i++)
-        o[i] = (int64_t)(uintptr_t)kv[i].value;
-    Py_END_ALLOW_THREADS
     ret = Py_NewRef(Py_None);
 done:
     PyMem_RawFree(kv);

@@ -51,6 +51,14 @@ size_t pcc_sort_elsize(pcc_sort_type t);
 int pcc_sort(pcc_pool *pool, pcc_sort_type t, void *data, size_t n, int descending,
              pcc_sort_algo algo, const _Atomic int *cancel);
 
+/* Stable argsort: out[i] = the index of the i-th element of src[0..n) (of
+ * type t, not KV) in sorted order, equal elements in index order, NaN
+ * last, -0.0 == 0.0 (numpy's argsort(kind="stable")).  kv: n records of
+ * scratch.  Runs on `pool` as pcc_sort.  Returns 0, -ECANCELED or -ENOMEM
+ * (out untouched), or -EINVAL. */
+int pcc_argsort(pcc_pool *pool, pcc_sort_type t, const void *src, size_t n, pcc_kv *kv,
+                int64_t *out, const _Atomic int *cancel);
+
 /* The scratch buffer of the last large sort is kept, lazily freed
  * (MADV_FREE), for the next one (see sort.c).  This unmaps it now and
  * returns its size in bytes (0: none was kept). */
