@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import faulthandler
 import gc
 import os
 import resource
@@ -510,11 +511,13 @@ def settle_threads(timeout: float = 2.0) -> None:
         time.sleep(0.002)
 
 
-def in_forked_child(fn, timeout: float = 30.0) -> str:
+def in_forked_child(fn, timeout: float = 30.0, settle: bool = True) -> str:
     """Run fn() in a forked child; return what it returned (a str), or the
-    repr of what it raised.  The child is killed if it hangs."""
+    repr of what it raised.  The child is killed if it hangs.  settle=False
+    forks at once, whatever the other threads are doing (see settle_threads)."""
     r, w = os.pipe()
-    settle_threads()
+    if settle:
+        settle_threads()
     pid = os.fork()
     if pid == 0:  # child
         try:
@@ -671,6 +674,715 @@ def test_condvar_in_a_forked_child_forgets_the_parents_waiters():
         with m.lock():
             cv.notify_all()
         t.join()
+
+
+# ---- fork: the parent's blocked threads are no waiters in the child ------------
+#
+# A thread blocked in a pyconc call sits in the object's queue of waiters,
+# in a node on its own stack.  After os.fork() that thread does not exist
+# in the child, and the child's new threads reuse its stack: the child must
+# forget those waiters (as the Condvar does, above), or its wake-ups go to
+# a thread that is gone (a lost message, permit or notify: the child's own
+# waiter times out), or its queue is walked through a reused frame
+# (SIGSEGV), or a hang.  Each case below: `n` parent threads blocked in one
+# call; the main thread forks; in the child `n` new threads block in the
+# same call on the same object, the normal operation wakes them, and each
+# must get exactly what it was due (nothing handed to a ghost, nothing
+# lost), with the object left clean; then the parent wakes its own threads,
+# which must not have noticed.  The child's threads run once on the stacks
+# the parent's threads left (glibc hands those out first: the ghosts'
+# queue nodes are overwritten, or coincide with the new threads' own), once
+# on fresh stacks (the ghosts' nodes intact: a wake-up given to one of them
+# is lost, nothing is scrambled).  A waiter woken only by its own timeout
+# fails too (`prompt`).
+
+_PARENT_WAIT = 60.0  # the parent's waiters outlive any child (in_forked_child kills a hung one)
+_CHILD_WAIT = 3.0    # the child's waiters: a wake-up given to a ghost fails as a timeout
+_PROMPT = _CHILD_WAIT / 2  # woken within this, or the wake-up was lost (a waiter that finds
+                           # its value only as its timeout ends is no success)
+_STILL_BLOCKED = "<still blocked>"
+
+
+def _outcome(f):
+    """f()'s return value, or what it raised, as a string."""
+    try:
+        return f()
+    except BaseException as e:  # reported, and compared by the test
+        return f"raised {type(e).__name__}: {e}"
+
+
+def _raised(f):
+    """f()'s return value, or the name of the exception it raised."""
+    try:
+        return f()
+    except Exception as e:
+        return f"raised {type(e).__name__}"
+
+
+def _count_in_repr(obj, field: str) -> int:
+    """The number after `field=` in repr(obj) (a live waiter count)."""
+    r = repr(obj)
+    return int(r.split(field + "=", 1)[1].split(",")[0].split(")")[0])
+
+
+def _fresh_stack_size() -> int:
+    """A thread stack size that no stack of a default-sized thread can serve:
+    glibc reuses a cached stack (in a child of fork(), those of the threads
+    that did not survive it) only for a request no larger than it."""
+    soft = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    default = soft if 0 < soft < (1 << 30) else 8 << 20  # unlimited: glibc uses 2 MiB (x86-64)
+    return max(16 << 20, 2 * default)
+
+
+class _Waiters:
+    """n threads, each blocked in call(i); outcomes() gathers what each got.
+    fresh_stacks: on newly mapped stacks, not on ones a vanished thread left."""
+
+    def __init__(self, call, n: int, fresh_stacks: bool = False):
+        self.entered = [threading.Event() for _ in range(n)]
+        self.out: list = [_STILL_BLOCKED] * n
+        self.threads = [threading.Thread(target=self._run, args=(call, i), daemon=True)
+                        for i in range(n)]
+        old = threading.stack_size(_fresh_stack_size()) if fresh_stacks else None
+        try:
+            for t in self.threads:
+                t.start()
+        finally:
+            if old is not None:
+                threading.stack_size(old)
+
+    def _run(self, call, i: int) -> None:
+        self.entered[i].set()
+        self.out[i] = _outcome(lambda: call(i))
+
+    def wait_parked(self, queued=None, timeout: float = 5.0) -> None:
+        """Until each thread is asleep in its call: it has entered it, it
+        sleeps (/proc) for several polls in a row, and where the object
+        counts its waiters, at least n are counted."""
+        deadline = time.monotonic() + timeout
+        for e in self.entered:
+            e.wait(max(0.0, deadline - time.monotonic()))
+        time.sleep(0.02)
+        ids = [t.native_id for t in self.threads]
+        calm = 0
+        while calm < 5 and time.monotonic() < deadline:
+            states = _thread_states()  # ({} without /proc: the sleep above must do)
+            ok = not states or all(states.get(tid, ("?", ""))[0] == "S" for tid in ids)
+            ok = ok and (queued is None or queued() >= len(ids))
+            calm = calm + 1 if ok else 0
+            time.sleep(0.005)
+
+    def outcomes(self, timeout: float) -> list:
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return [_STILL_BLOCKED if t.is_alive() else o for t, o in zip(self.threads, self.out)]
+
+
+def _fork_report(waiters, woke, after, prompt=True) -> str:
+    # the waiters' outcomes as a multiset: which thread gets which is free
+    return (f"waiters: {sorted(map(repr, waiters))}; wake: {woke!r}; after: {after}; "
+            f"prompt: {prompt}")
+
+
+def _wake_and_gather(case, side: str, waiters: _Waiters) -> str:
+    """Wake `waiters` the normal way; report what each got, and whether
+    they all had it within _PROMPT."""
+    t0 = time.monotonic()
+    woke = _outcome(lambda: case.wake(side))
+    got = waiters.outcomes(_CHILD_WAIT + 2)
+    prompt = time.monotonic() - t0 < _PROMPT
+    return _fork_report(got, woke, _outcome(case.residue), prompt)
+
+
+class _ForkCase:
+    """One blocking call.  block(side, i, timeout) is waiter i's call;
+    wake(side) the normal operation that ends all n of them (its outcomes,
+    a list); expect(side) -> (the waiters' outcomes, wake's outcomes);
+    residue() the object's state afterwards, which must read `clean`.
+    alone(side): the forking thread, with no thread of its own blocked,
+    does the waking operation and then takes what it made available (or
+    finds nothing there to take); its outcomes must be alone_expect(side),
+    then residue() must read `alone_clean`."""
+
+    n = 2
+    clean = ""
+    alone = None  # no single-thread check for this call
+
+    @property
+    def alone_clean(self) -> str:
+        return self.clean
+
+    def queued(self):  # the object's live waiter count, where it shows one
+        return None
+
+    def residue(self) -> str:
+        return ""
+
+    def cleanup(self) -> None:
+        pass
+
+    def tags(self, side: str) -> list:
+        return [f"{side}{i}" for i in range(self.n)]
+
+
+class _ChannelRecv(_ForkCase):
+    def __init__(self, make):
+        self.tx, self.rx = make()
+
+    def block(self, side, i, timeout):
+        return self.rx.recv(timeout=timeout)
+
+    def wake(self, side):
+        return [self.tx.send(v, timeout=_CHILD_WAIT) for v in self.tags(side)]
+
+    def expect(self, side):
+        return self.tags(side), [None] * self.n
+
+    def alone(self, side):
+        if self.tx.capacity == 0:  # a rendezvous: no receiver is there to take it
+            return [_raised(lambda: self.tx.try_send(side))]
+        return [self.tx.send(side, timeout=_CHILD_WAIT), self.rx.recv(timeout=_CHILD_WAIT)]
+
+    def alone_expect(self, side):
+        return ["raised Full"] if self.tx.capacity == 0 else [None, side]
+
+    def residue(self):
+        return f"queued={len(self.rx)}"
+
+    clean = "queued=0"
+
+
+class _ChannelSend(_ForkCase):
+    """Senders blocked on a full channel (`bound` queued) or a rendezvous."""
+
+    def __init__(self, bound: int):
+        self.tx, self.rx = pyconc.sync_channel(bound)
+        self.fill = [f"fill{k}" for k in range(bound)]
+        for v in self.fill:
+            self.tx.send(v)
+
+    def block(self, side, i, timeout):
+        return self.tx.send(f"{side}{i}", timeout=timeout)
+
+    def wake(self, side):
+        got = [self.rx.recv(timeout=_CHILD_WAIT) for _ in range(len(self.fill) + self.n)]
+        k = len(self.fill)
+        return got[:k] + sorted(got[k:])  # what was queued first, then the senders' in any order
+
+    def expect(self, side):
+        return [None] * self.n, self.fill + self.tags(side)
+
+    def alone(self, side):
+        out = [self.rx.recv(timeout=_CHILD_WAIT) for _ in self.fill]
+        out.append(_raised(self.rx.try_recv))  # no blocked sender's value: they are gone
+        out.append(_raised(lambda: self.tx.try_send(side)))
+        out.append(_raised(self.rx.try_recv))
+        return out
+
+    def alone_expect(self, side):
+        if self.fill:
+            return self.fill + ["raised Empty", None, side]
+        return ["raised Empty", "raised Full", "raised Empty"]
+
+    def residue(self):
+        return f"queued={len(self.rx)}"
+
+    clean = "queued=0"
+
+
+class _SelectRecv(_ForkCase):
+    def __init__(self):
+        self.idle_tx, self.idle_rx = pyconc.channel()
+        self.tx, self.rx = pyconc.channel()
+
+    def block(self, side, i, timeout):
+        return pyconc.select(self.idle_rx, self.rx, timeout=timeout)
+
+    def wake(self, side):
+        return [self.tx.send(v) for v in self.tags(side)]
+
+    def expect(self, side):
+        return [(1, v) for v in self.tags(side)], [None] * self.n
+
+    def alone(self, side):
+        return [self.tx.send(side), pyconc.select(self.idle_rx, self.rx, timeout=_CHILD_WAIT)]
+
+    def alone_expect(self, side):
+        return [None, (1, side)]
+
+    def residue(self):
+        return f"queued={len(self.idle_rx)}+{len(self.rx)}"
+
+    clean = "queued=0+0"
+
+
+class _SelectSend(_ForkCase):
+    def __init__(self):
+        self.idle_tx, self.idle_rx = pyconc.channel()
+        self.tx, self.rx = pyconc.sync_channel(0)
+
+    def block(self, side, i, timeout):
+        return pyconc.select(self.idle_rx, (self.tx, f"{side}{i}"), timeout=timeout)
+
+    def wake(self, side):
+        return sorted(self.rx.recv(timeout=_CHILD_WAIT) for _ in range(self.n))
+
+    def expect(self, side):
+        return [(1, None)] * self.n, self.tags(side)
+
+    def alone(self, side):
+        return [_raised(self.rx.try_recv), _raised(lambda: self.tx.try_send(side))]
+
+    def alone_expect(self, side):
+        return ["raised Empty", "raised Full"]
+
+    def residue(self):
+        return f"queued={len(self.idle_rx)}+{len(self.rx)}"
+
+    clean = "queued=0+0"
+
+
+class _BroadcastRecv(_ForkCase):
+    def __init__(self):
+        self.tx, rx = pyconc.broadcast(4)
+        self.rxs = [rx, self.tx.subscribe()]
+
+    def block(self, side, i, timeout):
+        return self.rxs[i].recv(timeout=timeout)
+
+    def wake(self, side):
+        return [self.tx.send(side)]  # the number of receivers it reached
+
+    def expect(self, side):
+        return [side] * self.n, [self.n]
+
+    def alone(self, side):
+        return [self.tx.send(side)] + [r.recv(timeout=_CHILD_WAIT) for r in self.rxs]
+
+    def alone_expect(self, side):
+        return [self.n] + [side] * self.n
+
+    def residue(self):
+        return f"unread={[len(r) for r in self.rxs]}"
+
+    clean = "unread=[0, 0]"
+
+
+class _WatchChanged(_ForkCase):
+    def __init__(self):
+        self.tx, rx = pyconc.watch("initial")
+        self.rxs = [rx, self.tx.subscribe()]
+
+    def block(self, side, i, timeout):
+        self.rxs[i].changed(timeout=timeout)
+        return self.rxs[i].borrow_and_update()
+
+    def wake(self, side):
+        return [self.tx.send(side)]
+
+    def expect(self, side):
+        return [side] * self.n, [None]
+
+    def alone(self, side):
+        out = [self.tx.send(side)]
+        for r in self.rxs:
+            out += [r.changed(timeout=_CHILD_WAIT), r.borrow_and_update()]
+        return out
+
+    def alone_expect(self, side):
+        return [None] + [None, side] * self.n
+
+    def residue(self):
+        return f"changed={[r.has_changed() for r in self.rxs]}"
+
+    clean = "changed=[False, False]"
+
+
+class _OneshotRecv(_ForkCase):
+    n = 1
+
+    def __init__(self):
+        self.tx, self.rx = pyconc.oneshot()
+
+    def block(self, side, i, timeout):
+        return self.rx.recv(timeout=timeout)
+
+    def wake(self, side):
+        return [self.tx.send(side)]
+
+    def expect(self, side):
+        return [side], [None]
+
+    def alone(self, side):
+        return [self.tx.send(side), self.rx.recv(timeout=_CHILD_WAIT)]
+
+    def alone_expect(self, side):
+        return [None, side]
+
+    def residue(self):
+        return repr(self.rx)
+
+    clean = "OneshotReceiver<empty, sender=dropped>"
+
+
+class _SemaphoreAcquire(_ForkCase):
+    def __init__(self):
+        self.sem = pyconc.Semaphore(0)
+
+    def block(self, side, i, timeout):
+        # the permit is kept: garbage collection releases nothing
+        return self.sem.acquire(timeout=timeout).permits
+
+    def wake(self, side):
+        return [self.sem.release() for _ in range(self.n)]
+
+    def expect(self, side):
+        return [1] * self.n, [None] * self.n
+
+    def alone(self, side):
+        return [self.sem.release(), self.sem.acquire(timeout=_CHILD_WAIT).permits,
+                _raised(self.sem.try_acquire)]
+
+    def alone_expect(self, side):
+        return [None, 1, "raised WouldBlock"]
+
+    def queued(self):
+        return _count_in_repr(self.sem, "waiters")
+
+    def residue(self):
+        return repr(self.sem)
+
+    clean = "Semaphore(permits=0, waiters=0)"
+
+
+class _EventWait(_ForkCase):
+    def __init__(self):
+        self.ev = pyconc.Event()
+
+    def block(self, side, i, timeout):
+        return self.ev.wait(timeout)
+
+    def wake(self, side):
+        return [self.ev.set()]
+
+    def expect(self, side):
+        return [True] * self.n, [None]
+
+    def alone(self, side):
+        return [self.ev.set(), self.ev.wait(_CHILD_WAIT)]
+
+    def alone_expect(self, side):
+        return [None, True]
+
+    def queued(self):
+        return _count_in_repr(self.ev, "waiters")
+
+    def residue(self):
+        return repr(self.ev)
+
+    clean = "Event(set=True, waiters=0)"
+
+
+class _NotifyWait(_ForkCase):
+    def __init__(self, how: str):
+        self.notify, self.how = pyconc.Notify(), how
+
+    def block(self, side, i, timeout):
+        return self.notify.wait(timeout)
+
+    def wake(self, side):
+        if self.how == "one":
+            return [self.notify.notify_one() for _ in range(self.n)]
+        return [self.notify.notify_waiters()]
+
+    def expect(self, side):
+        return [True] * self.n, [None] * (self.n if self.how == "one" else 1)
+
+    def alone(self, side):
+        if self.how == "one":  # stored as a permit when nobody waits: this wait takes it
+            return [self.notify.notify_one(), self.notify.wait(_CHILD_WAIT)]
+        return [self.notify.notify_waiters(), self.notify.wait(0.05)]  # stores nothing
+
+    def alone_expect(self, side):
+        return [None, self.how == "one"]
+
+    def queued(self):
+        return _count_in_repr(self.notify, "waiters")
+
+    def residue(self):
+        return repr(self.notify)
+
+    clean = "Notify(permit=False, waiters=0)"  # no permit stored: every notify_one found its waiter
+
+
+class _WaitGroupWait(_ForkCase):
+    def __init__(self):
+        self.wg = pyconc.WaitGroup()
+
+    def block(self, side, i, timeout):
+        return self.wg.clone().wait(timeout)  # leaves at once; waits for the main thread's member
+
+    def wake(self, side):
+        return [self.wg.drop()]
+
+    def expect(self, side):
+        return [True] * self.n, [None]
+
+    def alone(self, side):
+        member = self.wg.clone()
+        return [self.wg.drop(), member.wait(_CHILD_WAIT)]
+
+    def alone_expect(self, side):
+        return [None, True]
+
+    def residue(self):
+        return repr(self.wg)
+
+    clean = "WaitGroup(members=0, dropped)"
+
+
+class _BarrierWait(_ForkCase):
+    """n threads wait at a Barrier(n + 1); the main thread's arrival, the
+    last, releases them.  A parent thread's arrival must not count in the
+    child: there the child's first arrivals would be let through early."""
+
+    def __init__(self):
+        self.barrier = pyconc.Barrier(self.n + 1)
+
+    def block(self, side, i, timeout):
+        return self.barrier.wait().is_leader()  # (no timeout= on Barrier.wait)
+
+    def wake(self, side):
+        last = _Waiters(lambda i: self.barrier.wait().is_leader(), 1)
+        return last.outcomes(_CHILD_WAIT)
+
+    def expect(self, side):
+        return [False] * self.n, [True]
+
+    def queued(self):
+        return _count_in_repr(self.barrier, "waiting")
+
+    def residue(self):
+        return repr(self.barrier)
+
+    clean = "Barrier(n=3, waiting=0)"
+
+
+class _LockWait(_ForkCase):
+    """Threads wait for a lock the forking thread holds (its guard is valid
+    in the child); not a queue of nodes today, kept here as the guard that
+    it stays right."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        if kind == "mutex":
+            self.lock = pyconc.Mutex(0)
+            self.take = lambda timeout: self.lock.lock(timeout=timeout)
+        else:
+            self.lock = pyconc.RwLock(0)
+            self.take = lambda timeout: self.lock.write(timeout=timeout)
+        self.held = self.take(None)
+
+    def block(self, side, i, timeout):
+        with self.take(timeout) as g:
+            g.value += 1
+        return "locked"
+
+    def wake(self, side):
+        return [self.held.unlock()]
+
+    def expect(self, side):
+        return ["locked"] * self.n, [None]
+
+    def alone(self, side):
+        self.held.unlock()
+        with self.take(_CHILD_WAIT) as g:
+            return [g.value]
+
+    def alone_expect(self, side):
+        return [0]
+
+    alone_clean = "value=0"
+
+    def residue(self):
+        with self.take(_CHILD_WAIT) as g:
+            return f"value={g.value}"
+
+    clean = "value=2"
+
+    def cleanup(self):
+        if self.held.locked:
+            self.held.unlock()
+
+
+_FORK_CASES = {  # test id: (case class, its arguments)
+    "channel-recv-unbounded": (_ChannelRecv, pyconc.channel),
+    "channel-recv-bounded": (_ChannelRecv, lambda: pyconc.sync_channel(4)),
+    "channel-recv-rendezvous": (_ChannelRecv, lambda: pyconc.sync_channel(0)),
+    "channel-send-full": (_ChannelSend, 1),
+    "channel-send-rendezvous": (_ChannelSend, 0),
+    "select-recv": (_SelectRecv,),
+    "select-send": (_SelectSend,),
+    "broadcast-recv": (_BroadcastRecv,),
+    "watch-changed": (_WatchChanged,),
+    "oneshot-recv": (_OneshotRecv,),
+    "semaphore-acquire": (_SemaphoreAcquire,),
+    "event-wait": (_EventWait,),
+    "notify-one": (_NotifyWait, "one"),
+    "notify-waiters": (_NotifyWait, "waiters"),
+    "waitgroup-wait": (_WaitGroupWait,),
+    "barrier-wait": (_BarrierWait,),
+    "mutex-lock": (_LockWait, "mutex"),
+    "rwlock-write": (_LockWait, "rwlock"),
+}
+
+
+def _fork_case(name: str) -> _ForkCase:
+    cls, *args = _FORK_CASES[name]
+    return cls(*args)
+
+
+def _block_parents(case) -> _Waiters:
+    """case.n threads of this process blocked in case.block, asleep there."""
+    parents = _Waiters(lambda i: case.block("parent", i, _PARENT_WAIT), case.n)
+    parents.wait_parked(case.queued if case.queued() is not None else None)
+    return parents
+
+
+def _wake_parents(case, parents: _Waiters) -> str:
+    """After the fork: the parent's own threads, woken the normal way, must
+    not have noticed it."""
+    try:
+        return _wake_and_gather(case, "parent", parents)
+    finally:
+        case.cleanup()
+
+
+@fork_ok
+@pytest.mark.parametrize("stacks", ["reused-stacks", "fresh-stacks"])
+@pytest.mark.parametrize("name", list(_FORK_CASES))
+def test_a_forked_child_forgets_the_parents_blocked_threads(name, stacks):
+    case = _fork_case(name)
+    want = tuple(_fork_report(*case.expect(side), case.clean) for side in ("child", "parent"))
+    parents = _block_parents(case)
+    try:
+        def child():
+            # a hang in C is no timeout: show where (stderr) before the kill
+            faulthandler.dump_traceback_later(12)
+            mine = _Waiters(lambda i: case.block("child", i, _CHILD_WAIT), case.n,
+                            fresh_stacks=stacks == "fresh-stacks")
+            mine.wait_parked(case.queued if case.queued() is not None else None)
+            return _wake_and_gather(case, "child", mine)
+
+        got_child = in_forked_child(child, timeout=15)
+    finally:
+        got_parent = _wake_parents(case, parents)
+    assert (got_child, got_parent) == want
+
+
+@fork_ok
+@pytest.mark.parametrize("name", [k for k, (cls, *_) in _FORK_CASES.items() if cls.alone])
+def test_a_forked_child_hands_nothing_to_the_parents_blocked_threads(name):
+    """As above, with no new thread in the child (the parent's threads'
+    stacks stay as they were): the forking thread wakes, and then takes
+    what it made available itself -- the message, permit or notify must
+    not have gone to a parent's thread, nor a parent's blocked sender's
+    value be there to take."""
+    case = _fork_case(name)
+    want = (f"alone: {case.alone_expect('child')!r}; after: {case.alone_clean}; prompt: True",
+            _fork_report(*case.expect("parent"), case.clean))
+    parents = _block_parents(case)
+    try:
+        def child():
+            faulthandler.dump_traceback_later(12)
+            t0 = time.monotonic()
+            got = _outcome(lambda: case.alone("child"))
+            prompt = time.monotonic() - t0 < _PROMPT
+            return f"alone: {got!r}; after: {_outcome(case.residue)}; prompt: {prompt}"
+
+        got_child = in_forked_child(child, timeout=15)
+    finally:
+        got_parent = _wake_parents(case, parents)
+    assert (got_child, got_parent) == want
+
+
+@fork_ok
+@pytest.mark.skipif(UNDER_ASAN, reason="forks amid running threads: ASan's allocator locks have "
+                                       "no fork handler (see settle_threads)")
+def test_a_forked_child_can_use_what_other_threads_were_busy_with_at_the_fork():
+    """Two threads block on and wake each other through channels, a
+    Semaphore, a Notify, an Event and a broadcast all the time, and the
+    main thread forks amid that.  An internal lock one of them held at the
+    fork, or a queue it was changing, must not hang or crash the child:
+    there each object is used at once (nothing that waits for long), and
+    every call returns or raises a pyconc error."""
+    a_tx, a_rx = pyconc.sync_channel(0)
+    b_tx, b_rx = pyconc.sync_channel(0)
+    sem, notify, ev = pyconc.Semaphore(0), pyconc.Notify(), pyconc.Event()
+    btx, brx = pyconc.broadcast(4)
+    stop = threading.Event()
+
+    def ping():
+        try:
+            while not stop.is_set():
+                a_tx.send(1, timeout=5)
+                b_rx.recv(timeout=5)
+                sem.release()
+                notify.notify_one()
+                btx.send(1)
+                ev.set()
+        except pyconc.PyconcError:
+            pass
+        finally:
+            a_tx.close()
+
+    def pong():
+        try:
+            while True:
+                a_rx.recv(timeout=5)
+                b_tx.send(2, timeout=5)
+                sem.acquire(timeout=5).forget()
+                notify.wait(5)
+                brx.recv(timeout=5)
+                ev.wait(5)
+                ev.clear()
+        except pyconc.PyconcError:
+            pass
+        finally:
+            b_tx.close()
+
+    def child():
+        faulthandler.dump_traceback_later(4)  # where it hangs, if it does (stderr)
+        ops = [lambda: a_tx.try_send(0), a_rx.try_recv, lambda: b_tx.try_send(0), b_rx.try_recv,
+               sem.try_acquire, lambda: sem.release(2), lambda: sem.acquire(timeout=1),
+               notify.notify_one, lambda: notify.wait(0), notify.notify_waiters,
+               ev.set, lambda: ev.wait(0), ev.clear, lambda: btx.send(0), brx.try_recv,
+               lambda: [len(x) for x in (a_tx, a_rx, b_tx, b_rx, btx, brx)],
+               lambda: [repr(x) for x in (a_tx, a_rx, b_rx, sem, notify, ev, btx, brx)]]
+        odd = []
+        for i, op in enumerate(ops):
+            try:
+                op()
+            except pyconc.PyconcError:
+                pass
+            except Exception as e:
+                odd.append(f"op {i}: {e!r}")
+        return "ok" if not odd else "; ".join(odd)
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (ping, pong)]
+    for t in threads:
+        t.start()
+    try:
+        forks, deadline = 0, time.monotonic() + 1.0
+        while forks < 5 or time.monotonic() < deadline:
+            assert in_forked_child(child, timeout=6, settle=False) == "ok", f"fork {forks}"
+            forks += 1
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not any(t.is_alive() for t in threads)
 
 
 @fork_ok
@@ -1057,3 +1769,33 @@ def test_random_fault_schedule_keeps_every_invariant():
           f"{interrupts_handled[0]} interrupts handled")
     assert epochs >= 3
     assert totals["received"] > 0 and interrupts_handled[0] > 0, (totals, interrupts_handled)
+
+
+@fork_ok
+def test_a_forked_child_runs_a_oncelock_initialiser_that_was_running_in_a_vanished_thread():
+    """A thread of the parent is inside get_or_init's initialiser at the
+    fork: in the child that thread never finishes it, so (as after an
+    initialiser that raised) the child's first caller runs its own; the
+    parent's initialiser still sets the parent's value."""
+    once = pyconc.OnceLock()
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_init():
+        inside.set()
+        release.wait(30)
+        return "parent"
+
+    t = threading.Thread(target=lambda: once.get_or_init(slow_init))
+    t.start()
+    try:
+        assert inside.wait(10)
+
+        def child():
+            got = once.get_or_init(lambda: "child")
+            return f"{got} {once.get()} {once.is_set()}"
+
+        assert in_forked_child(child, timeout=15) == "child child True"
+    finally:
+        release.set()
+        t.join()
+    assert once.get() == "parent"

@@ -41,9 +41,8 @@ pcc_bcast *pcc_bcast_new(size_t cap)
         return NULL;
     }
     b->cap = cap;
-    pcc_mutex_init(&b->lock);
+    lock_init(&b->lock, &b->recvq, NULL);
     b->senders = 1;
-    q_init(&b->recvq);
     atomic_init(&b->refs, 1);
     return b;
 }
@@ -232,8 +231,7 @@ static void bcast_unreg(void *src, pcc_chan_entry *e)
 {
     pcc_bcast_rx *rx = src;
     lock_acquire(&rx->b->lock); /* orders us after the waker's writes */
-    if (e->linked)
-        q_unlink(e);
+    q_leave(&rx->b->lock, e);
     lock_release(&rx->b->lock);
 }
 
@@ -305,10 +303,9 @@ pcc_watch *pcc_watch_new(void *initial)
     pcc_watch *w = calloc(1, sizeof *w);
     if (w == NULL)
         return NULL;
-    pcc_mutex_init(&w->lock);
+    lock_init(&w->lock, &w->recvq, NULL);
     w->value = initial;
     w->senders = 1;
-    q_init(&w->recvq);
     atomic_init(&w->refs, 1);
     return w;
 }
@@ -451,8 +448,7 @@ static void watch_unreg(void *src, pcc_chan_entry *e)
 {
     pcc_watch_rx *rx = src;
     lock_acquire(&rx->w->lock);
-    if (e->linked)
-        q_unlink(e);
+    q_leave(&rx->w->lock, e);
     lock_release(&rx->w->lock);
 }
 

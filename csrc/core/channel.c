@@ -114,10 +114,8 @@ pcc_chan *pcc_chan_new(pcc_chan_kind kind, size_t cap)
     } else {
         ch->cap = kind == PCC_CHAN_ZERO ? 0 : SIZE_MAX;
     }
-    pcc_mutex_init(&ch->lock);
+    lock_init(&ch->lock, &ch->sendq, &ch->recvq);
     ch->senders = ch->receivers = 1;
-    q_init(&ch->sendq);
-    q_init(&ch->recvq);
     atomic_init(&ch->refs, 2);
     return ch;
 }
@@ -135,11 +133,9 @@ pcc_chan *pcc_chan_new_timer(pcc_chan_kind kind, int64_t delay_ns, int64_t perio
                : kind == PCC_CHAN_TICK ? pcc_deadline_after(period_ns)
                                        : PCC_FOREVER;
     ch->period = period_ns;
-    pcc_mutex_init(&ch->lock);
+    lock_init(&ch->lock, &ch->sendq, &ch->recvq);
     /* the clock is the one sender, for ever: a timer never disconnects */
     ch->senders = ch->receivers = 1;
-    q_init(&ch->sendq);
-    q_init(&ch->recvq);
     atomic_init(&ch->refs, 1);
     return ch;
 }
@@ -353,8 +349,7 @@ void pcc_chan_unregister(pcc_chan *ch, pcc_chan_entry *e)
     /* Always take the lock, even if already unlinked: it orders us after
      * the selecting thread's writes to the entry and its wake call. */
     lock_acquire(&ch->lock);
-    if (e->linked)
-        q_unlink(e);
+    q_leave(&ch->lock, e);
     lock_release(&ch->lock);
 }
 

@@ -10,15 +10,17 @@
 #include "pyconc/coord.h"
 
 /* An internal lock: never gives up for a signal (the holder only does list
- * surgery and wakes, so the wait is short). */
-static inline void q_lock(pcc_mutex *m)
+ * surgery and wakes, so the wait is short).  In a forked child the first
+ * to take it forgets the parent's queue first (sync.h, "fork"): `forget`
+ * empties the queue and clears what counts it. */
+static inline void q_lock(pcc_qlock *l, pcc_forget_fn forget, void *owner)
 {
-    pcc_mutex_lock_internal(m);
+    pcc_qlock_lock(l, forget, owner);
 }
 
-static inline void q_unlock(pcc_mutex *m)
+static inline void q_unlock(pcc_qlock *l)
 {
-    pcc_mutex_unlock(m);
+    pcc_qlock_unlock(l);
 }
 
 /* ---- waiters --------------------------------------------------------------- */
@@ -78,6 +80,18 @@ static void q_push(pcc_cqueue *q, pcc_cwaiter *w)
         q->head = w;
     q->tail = w;
     w->linked = 1;
+    w->gen = pcc_fork_gen(); /* q_lock checked it: the queue's stamp */
+}
+
+/* Is w (linked) still in the queue of `l` (held)?  Not if a fork emptied
+ * that queue since w was queued: then w is only marked unlinked. */
+static int q_still_queued(const pcc_qlock *l, pcc_cwaiter *w)
+{
+    if (pcc_qlock_current(l, w->gen))
+        return 1;
+    w->prev = w->next = NULL;
+    w->linked = 0;
+    return 0;
 }
 
 static void q_unlink(pcc_cqueue *q, pcc_cwaiter *w)
@@ -114,10 +128,25 @@ static void q_finish_all(pcc_cqueue *q, _Atomic uint64_t *nwaiting, uint32_t sta
 
 #define SEM_FLAGS (PCC_SEM_CLOSED | PCC_SEM_QUEUED)
 
+/* A forked child: the queued waiters are gone, and the permits they had
+ * collected with them (as the permits the parent's threads held). */
+static void sem_forget(void *owner)
+{
+    pcc_sem *s = owner;
+    s->q.head = s->q.tail = NULL;
+    atomic_store_explicit(&s->nwaiting, 0, memory_order_relaxed);
+    atomic_fetch_and_explicit(&s->word, ~(uint64_t)PCC_SEM_QUEUED, memory_order_relaxed);
+}
+
+static inline void sem_lock(pcc_sem *s)
+{
+    q_lock(&s->lock, sem_forget, s);
+}
+
 void pcc_sem_init(pcc_sem *s, uint64_t permits)
 {
     atomic_init(&s->word, permits << PCC_SEM_SHIFT);
-    pcc_mutex_init(&s->lock);
+    pcc_qlock_init(&s->lock);
     s->q.head = s->q.tail = NULL;
     atomic_init(&s->nwaiting, 0);
 }
@@ -156,7 +185,7 @@ static void sem_assign(pcc_sem *s, uint64_t avail)
 
 void pcc_sem_release_slow(pcc_sem *s, uint64_t n)
 {
-    q_lock(&s->lock);
+    sem_lock(s);
     /* Permits released by fetch_add while QUEUED was set sit in the word:
      * they belong to the queue. */
     sem_assign(s, n + sem_take_all(s));
@@ -168,7 +197,7 @@ int pcc_sem_acquire_register(pcc_sem *s, uint64_t n, pcc_cwaiter *w)
     int rc = pcc_sem_try_acquire(s, n);
     if (rc != -EAGAIN)
         return rc;
-    q_lock(&s->lock);
+    sem_lock(s);
     uint64_t cur = atomic_load_explicit(&s->word, memory_order_relaxed);
     uint64_t first = 0;
     for (;;) {
@@ -206,10 +235,12 @@ int pcc_sem_acquire_register(pcc_sem *s, uint64_t n, pcc_cwaiter *w)
 
 uint32_t pcc_sem_abandon(pcc_sem *s, pcc_cwaiter *w)
 {
-    q_lock(&s->lock);
+    sem_lock(s);
     if (w->linked) {
-        q_unlink(&s->q, w);
-        atomic_fetch_sub_explicit(&s->nwaiting, 1, memory_order_relaxed);
+        if (q_still_queued(&s->lock, w)) {
+            q_unlink(&s->q, w);
+            atomic_fetch_sub_explicit(&s->nwaiting, 1, memory_order_relaxed);
+        }
         /* Give back the instalments collected so far (to the next waiters,
          * or to the word, clearing QUEUED when the queue is now empty). */
         sem_assign(s, (w->asked - w->need) + sem_take_all(s));
@@ -245,7 +276,7 @@ int pcc_sem_acquire(pcc_sem *s, uint64_t n, pcc_deadline_t deadline)
 
 void pcc_sem_close(pcc_sem *s)
 {
-    q_lock(&s->lock);
+    sem_lock(s);
     atomic_fetch_or_explicit(&s->word, PCC_SEM_CLOSED, memory_order_release);
     uint64_t back = 0;
     while (s->q.head) {
@@ -260,10 +291,23 @@ void pcc_sem_close(pcc_sem *s)
 
 /* ---- event -------------------------------------------------------------------- */
 
+static void cevent_forget(void *owner)
+{
+    pcc_cevent *e = owner;
+    e->q.head = e->q.tail = NULL;
+    atomic_store_explicit(&e->nwaiting, 0, memory_order_relaxed);
+    atomic_fetch_and_explicit(&e->word, ~PCC_EV_QUEUED, memory_order_relaxed);
+}
+
+static inline void cevent_lock(pcc_cevent *e)
+{
+    q_lock(&e->lock, cevent_forget, e);
+}
+
 void pcc_cevent_init(pcc_cevent *e)
 {
     atomic_init(&e->word, 0);
-    pcc_mutex_init(&e->lock);
+    pcc_qlock_init(&e->lock);
     e->q.head = e->q.tail = NULL;
     atomic_init(&e->nwaiting, 0);
 }
@@ -276,7 +320,7 @@ void pcc_cevent_set(pcc_cevent *e)
     uint32_t old = atomic_fetch_or_explicit(&e->word, PCC_EV_SET, memory_order_acq_rel);
     if (!(old & PCC_EV_QUEUED))
         return;
-    q_lock(&e->lock);
+    cevent_lock(e);
     atomic_fetch_and_explicit(&e->word, ~PCC_EV_QUEUED, memory_order_relaxed);
     q_finish_all(&e->q, &e->nwaiting, PCC_CW_WOKEN);
     q_unlock(&e->lock);
@@ -291,7 +335,7 @@ int pcc_cevent_register(pcc_cevent *e, pcc_cwaiter *w)
 {
     if (pcc_cevent_is_set(e))
         return 0;
-    q_lock(&e->lock);
+    cevent_lock(e);
     uint32_t old = atomic_fetch_or_explicit(&e->word, PCC_EV_QUEUED, memory_order_acq_rel);
     if (old & PCC_EV_SET) {
         if (e->q.head == NULL)
@@ -308,8 +352,8 @@ int pcc_cevent_register(pcc_cevent *e, pcc_cwaiter *w)
 
 uint32_t pcc_cevent_abandon(pcc_cevent *e, pcc_cwaiter *w)
 {
-    q_lock(&e->lock);
-    if (w->linked) {
+    cevent_lock(e);
+    if (w->linked && q_still_queued(&e->lock, w)) {
         q_unlink(&e->q, w);
         atomic_fetch_sub_explicit(&e->nwaiting, 1, memory_order_relaxed);
         if (e->q.head == NULL)
@@ -338,9 +382,21 @@ int pcc_cevent_wait(pcc_cevent *e, pcc_deadline_t deadline)
 
 /* ---- notify ---------------------------------------------------------------------- */
 
+static void notify_forget(void *owner)
+{
+    pcc_notify *n = owner;
+    n->q.head = n->q.tail = NULL;
+    atomic_store_explicit(&n->nwaiting, 0, memory_order_relaxed);
+}
+
+static inline void notify_lock(pcc_notify *n)
+{
+    q_lock(&n->lock, notify_forget, n);
+}
+
 void pcc_notify_init(pcc_notify *n)
 {
-    pcc_mutex_init(&n->lock);
+    pcc_qlock_init(&n->lock);
     n->q.head = n->q.tail = NULL;
     atomic_init(&n->permit, 0);
     atomic_init(&n->gen, 0);
@@ -349,7 +405,7 @@ void pcc_notify_init(pcc_notify *n)
 
 void pcc_notify_one(pcc_notify *n)
 {
-    q_lock(&n->lock);
+    notify_lock(n);
     if (n->q.head)
         q_finish(&n->q, &n->nwaiting, n->q.head, PCC_CW_GRANTED);
     else
@@ -359,7 +415,7 @@ void pcc_notify_one(pcc_notify *n)
 
 void pcc_notify_waiters(pcc_notify *n)
 {
-    q_lock(&n->lock);
+    notify_lock(n);
     atomic_fetch_add_explicit(&n->gen, 1, memory_order_release);
     q_finish_all(&n->q, &n->nwaiting, PCC_CW_WOKEN);
     q_unlock(&n->lock);
@@ -367,7 +423,7 @@ void pcc_notify_waiters(pcc_notify *n)
 
 int pcc_notify_register(pcc_notify *n, uint64_t gen, pcc_cwaiter *w)
 {
-    q_lock(&n->lock);
+    notify_lock(n);
     if (atomic_load_explicit(&n->permit, memory_order_relaxed)) {
         atomic_store_explicit(&n->permit, 0, memory_order_relaxed);
         q_unlock(&n->lock);
@@ -386,8 +442,8 @@ int pcc_notify_register(pcc_notify *n, uint64_t gen, pcc_cwaiter *w)
 
 uint32_t pcc_notify_abandon(pcc_notify *n, pcc_cwaiter *w)
 {
-    q_lock(&n->lock);
-    if (w->linked) {
+    notify_lock(n);
+    if (w->linked && q_still_queued(&n->lock, w)) {
         q_unlink(&n->q, w);
         atomic_fetch_sub_explicit(&n->nwaiting, 1, memory_order_relaxed);
     }

@@ -198,53 +198,69 @@ static void cv_push(pcc_condvar_node *q, pcc_condvar_node *e)
     q->prev = e;
 }
 
-/* The forks this process descends from (counted from the first condvar
- * made), and the lock under which the first use of a condvar in a child
- * starts it afresh (see sync.h).  Both start over in the child. */
-static _Atomic uint32_t cv_fork_gen;
-static pcc_mutex cv_reset_lock;
-static pthread_once_t cv_fork_once = PTHREAD_ONCE_INIT;
+/* ---- fork stamps ------------------------------------------------------------ */
 
-static void cv_after_fork_child(void)
+/* The forks this process descends from (counted once the first stamped
+ * object exists), and the lock under which the first user of a stale
+ * object in a child forgets the parent's state (see sync.h).  Both start
+ * over in the child. */
+_Atomic uint32_t pcc_fork_generation;
+static pcc_mutex fork_renew_lock;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void fork_after_child(void)
 {
-    pcc_mutex_init(&cv_reset_lock);
-    atomic_fetch_add(&cv_fork_gen, 1);
+    pcc_mutex_init(&fork_renew_lock);
+    atomic_fetch_add(&pcc_fork_generation, 1);
 }
 
-static void cv_fork_setup(void)
+static void fork_setup(void)
 {
-    pthread_atfork(NULL, NULL, cv_after_fork_child);
+    pthread_atfork(NULL, NULL, fork_after_child);
 }
 
-static void cv_start_afresh(pcc_condvar *cv, uint32_t gen)
+void pcc_fork_stamp_init(_Atomic uint32_t *stamp)
 {
+    pthread_once(&fork_once, fork_setup);
+    atomic_store_explicit(stamp, pcc_fork_gen(), memory_order_relaxed);
+}
+
+void pcc_fork_renew(_Atomic uint32_t *stamp, pcc_mutex *m, pcc_forget_fn forget, void *owner)
+{
+    uint32_t gen = pcc_fork_gen();
+    pcc_mutex_lock_internal(&fork_renew_lock);
+    if (atomic_load_explicit(stamp, memory_order_relaxed) != gen) {
+        if (forget)
+            forget(owner);
+        if (m)
+            pcc_mutex_init(m);
+        /* Release: whoever reads the new stamp sees the forgotten state. */
+        atomic_store_explicit(stamp, gen, memory_order_release);
+    }
+    pcc_mutex_unlock(&fork_renew_lock);
+}
+
+/* ---- condvar ------------------------------------------------------------------ */
+
+static void cv_forget(void *owner)
+{
+    pcc_condvar *cv = owner;
     cv_list_init(&cv->waiting);
     cv_list_init(&cv->owed);
-    pcc_mutex_init(&cv->lock);
     atomic_store_explicit(&cv->waiters, 0, memory_order_relaxed);
-    atomic_store_explicit(&cv->gen, gen, memory_order_release);
 }
 
-/* Take `lock`, first forgetting what a parent process left (once per
- * generation: the threads that find the condvar stale queue on
- * cv_reset_lock, and the first resets it).  Returns the generation. */
+/* Take `lock`, first forgetting what a parent process left.  Returns the
+ * generation. */
 static uint32_t cv_lock(pcc_condvar *cv)
 {
-    uint32_t gen = atomic_load_explicit(&cv_fork_gen, memory_order_acquire);
-    if (atomic_load_explicit(&cv->gen, memory_order_acquire) != gen) {
-        pcc_mutex_lock_internal(&cv_reset_lock);
-        if (atomic_load_explicit(&cv->gen, memory_order_relaxed) != gen)
-            cv_start_afresh(cv, gen);
-        pcc_mutex_unlock(&cv_reset_lock);
-    }
-    pcc_mutex_lock_internal(&cv->lock);
-    return gen;
+    return pcc_qlock_lock(&cv->lock, cv_forget, cv);
 }
 
 void pcc_condvar_init(pcc_condvar *cv)
 {
-    pthread_once(&cv_fork_once, cv_fork_setup);
-    cv_start_afresh(cv, atomic_load(&cv_fork_gen));
+    cv_forget(cv);
+    pcc_qlock_init(&cv->lock);
 }
 
 void pcc_condvar_prepare(pcc_condvar *cv, pcc_condvar_node *node)
@@ -253,7 +269,7 @@ void pcc_condvar_prepare(pcc_condvar *cv, pcc_condvar_node *node)
     node->gen = cv_lock(cv);
     cv_push(&cv->waiting, node);
     atomic_fetch_add(&cv->waiters, 1);
-    pcc_mutex_unlock(&cv->lock);
+    pcc_qlock_unlock(&cv->lock);
 }
 
 int pcc_condvar_sleep(pcc_condvar *cv, pcc_condvar_node *node, pcc_deadline_t deadline)
@@ -277,11 +293,12 @@ int pcc_condvar_sleep(pcc_condvar *cv, pcc_condvar_node *node, pcc_deadline_t de
 
 int pcc_condvar_finish(pcc_condvar *cv, pcc_condvar_node *node)
 {
-    if (cv_lock(cv) == node->gen) { /* else a fork dropped the whole queue */
+    cv_lock(cv);
+    if (pcc_qlock_current(&cv->lock, node->gen)) { /* else a fork dropped the queue */
         cv_unlink(node);            /* a no-op if a notify took it off already */
         atomic_fetch_sub(&cv->waiters, 1);
     }
-    pcc_mutex_unlock(&cv->lock);
+    pcc_qlock_unlock(&cv->lock);
     return (int)atomic_load_explicit(&node->notified, memory_order_acquire);
 }
 
@@ -323,7 +340,7 @@ static uint32_t cv_take(pcc_condvar *cv, uint32_t n, int later)
             pcc_wake_one(&e->notified);
         k++;
     }
-    pcc_mutex_unlock(&cv->lock);
+    pcc_qlock_unlock(&cv->lock);
     return k;
 }
 
@@ -345,7 +362,7 @@ void pcc_condvar_wake_owed(pcc_condvar *cv)
         cv_unlink(e);
         pcc_wake_one(&e->notified);
     }
-    pcc_mutex_unlock(&cv->lock);
+    pcc_qlock_unlock(&cv->lock);
 }
 
 /* ---- barrier -------------------------------------------------------------- */
@@ -355,10 +372,21 @@ void pcc_barrier_init(pcc_barrier *b, uint32_t n)
     atomic_init(&b->state, 0);
     atomic_init(&b->gen, 0);
     b->n = n;
+    pcc_fork_stamp_init(&b->stamp);
+}
+
+/* A forked child: nobody of this generation has arrived (the forking
+ * thread was not waiting here). */
+static void barrier_forget(void *owner)
+{
+    pcc_barrier *b = owner;
+    uint64_t s = atomic_load(&b->state);
+    atomic_store(&b->state, s >> 32 << 32);
 }
 
 int pcc_barrier_arrive(pcc_barrier *b, uint32_t *gen)
 {
+    pcc_fork_check(&b->stamp, NULL, barrier_forget, b);
     uint64_t s = atomic_load(&b->state);
     for (;;) {
         uint32_t g = (uint32_t)(s >> 32), count = (uint32_t)s;

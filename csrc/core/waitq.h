@@ -15,24 +15,46 @@
 #include "pyconc/channel.h"
 #include "pyconc/sync.h"
 
+static inline void q_init(pcc_chan_entry *q)
+{
+    q->next = q->prev = q;
+}
+
 /* Held briefly: a state update and, for each waiter it selects, the
  * wake-up (a futex wake, or a loop hub's write(2)).  Nobody parks or calls
- * Python while holding it. */
-typedef pcc_mutex chan_lock;
+ * Python while holding it.  It knows the queues it guards: in a forked
+ * child the first to take it empties them (the parent's blocked threads
+ * are gone; sync.h, "fork") and starts with a fresh lock. */
+typedef struct chan_lock {
+    pcc_qlock l;
+    pcc_chan_entry *q[2]; /* the guarded queues' sentinels (NULL: none) */
+} chan_lock;
+
+static void chan_lock_forget(void *owner)
+{
+    chan_lock *l = owner;
+    for (int i = 0; i < 2; i++)
+        if (l->q[i] != NULL)
+            q_init(l->q[i]);
+}
+
+/* Initialise the lock and the (one or two) queues it guards. */
+static inline void lock_init(chan_lock *l, pcc_chan_entry *q0, pcc_chan_entry *q1)
+{
+    l->q[0] = q0;
+    l->q[1] = q1;
+    chan_lock_forget(l);
+    pcc_qlock_init(&l->l);
+}
 
 static inline void lock_acquire(chan_lock *l)
 {
-    pcc_mutex_lock_internal(l);
+    pcc_qlock_lock(&l->l, chan_lock_forget, l);
 }
 
 static inline void lock_release(chan_lock *l)
 {
-    pcc_mutex_unlock(l);
-}
-
-static inline void q_init(pcc_chan_entry *q)
-{
-    q->next = q->prev = q;
+    pcc_qlock_unlock(&l->l);
 }
 
 static inline int q_empty(const pcc_chan_entry *q)
@@ -47,6 +69,7 @@ static inline void q_push(pcc_chan_entry *q, pcc_chan_entry *e)
     q->prev->next = e;
     q->prev = e;
     e->linked = 1;
+    e->gen = pcc_fork_gen(); /* the queue's owner checked it: its stamp */
 }
 
 static inline void q_unlink(pcc_chan_entry *e)
@@ -55,6 +78,18 @@ static inline void q_unlink(pcc_chan_entry *e)
     e->next->prev = e->prev;
     e->next = e->prev = e;
     e->linked = 0;
+}
+
+/* The owner takes its entry out of the queue of `l` (held), if it is
+ * still there: unless a fork emptied that queue since it was queued. */
+static inline void q_leave(chan_lock *l, pcc_chan_entry *e)
+{
+    if (!e->linked)
+        return;
+    if (pcc_qlock_current(&l->l, e->gen))
+        q_unlink(e);
+    else
+        e->linked = 0;
 }
 
 /* Win the first entry of q whose waiter is still waiting (skipping the

@@ -63,10 +63,19 @@ static int once_wait_op(void *arg, pcc_deadline_t deadline)
 /* Sleep while another thread initialises.  Returns 0 (re-check) or -1. */
 static int once_wait_other(pcm_state *st, OnceObject *o, uint64_t me)
 {
-    if (atomic_load(&o->runner) == me) {
+    uint64_t runner = atomic_load(&o->runner);
+    if (runner == me) {
         PyErr_SetString(st->DeadlockError,
                         "OnceLock used re-entrantly from its own initialiser");
         return -1;
+    }
+    /* A forked child: the initialiser ran in a thread of the parent, gone
+     * with the fork, and will never finish.  As after an initialiser that
+     * raised, the state goes back to empty and the next caller runs it
+     * (one caller wins the reset). */
+    if (pcm_thread_id_is_ghost(runner) && atomic_compare_exchange_strong(&o->runner, &runner, 0)) {
+        pcc_once_finish(&o->once, 0);
+        return 0;
     }
     return pcm_wait(once_wait_op, &o->once, PCC_FOREVER) == PCM_RAISED ? -1 : 0;
 }
@@ -92,7 +101,9 @@ static PyObject *once_set(OnceObject *o, PyObject *value)
     for (;;) {
         int b = pcc_once_begin(&o->once);
         if (b == 1) {
+            atomic_store(&o->runner, me); /* a fork between begin and finish: see above */
             o->value = Py_NewRef(value);
+            atomic_store(&o->runner, 0);
             pcc_once_finish(&o->once, 1);
             Py_RETURN_NONE;
         }

@@ -323,6 +323,89 @@ static void test_select_never_pairs_with_itself(void)
     pcc_chan_decref(ch, NULL, NULL);
 }
 
+#ifdef PCC_TEST_FORK
+/* fork(): threads blocked in recv on a rendezvous channel and in send on a
+ * full bounded one are gone in the child but were queued; the child's own
+ * blocked partners must be the ones served. */
+static pcc_chan *fk_zero, *fk_full;
+static _Atomic int fk_started;
+
+static void *fk_receiver(void *arg)
+{
+    intptr_t ms = (intptr_t)arg;
+    pcc_deadline_t d = ms ? in_ms((int)ms) : PCC_FOREVER;
+    atomic_fetch_add(&fk_started, 1);
+    void *m = NULL;
+    int rc = pcc_chan_recv(fk_zero, &m, d);
+    return rc == 0 ? m : NULL;
+}
+
+static void *fk_sender(void *arg)
+{
+    intptr_t ms = (intptr_t)arg;
+    pcc_deadline_t d = ms ? in_ms((int)ms) : PCC_FOREVER;
+    atomic_fetch_add(&fk_started, 1);
+    return (void *)(intptr_t)pcc_chan_send(fk_full, MSG(2, ms ? 7 : 1), d);
+}
+
+static int fk_chan_child(void)
+{
+    atomic_store(&fk_started, 0);
+    pthread_t r, s;
+    CHECK(pthread_create(&r, NULL, fk_receiver, (void *)(intptr_t)5000) == 0);
+    CHECK(pthread_create(&s, NULL, fk_sender, (void *)(intptr_t)5000) == 0);
+    wait_until(&fk_started, 2);
+    usleep(20000); /* both queued */
+    if (pcc_chan_send(fk_zero, MSG(1, 5), in_ms(5000)) != 0)
+        return 1; /* no live receiver was paired */
+    void *got, *m;
+    CHECK(pthread_join(r, &got) == 0);
+    if (got != MSG(1, 5))
+        return 2;
+    /* make room: the child's sender (not a ghost) fills it */
+    if (pcc_chan_recv(fk_full, &m, in_ms(100)) != 0 || m != MSG(2, 0))
+        return 3;
+    void *rc;
+    CHECK(pthread_join(s, &rc) == 0);
+    if (rc != NULL)
+        return 4;
+    if (pcc_chan_recv(fk_full, &m, in_ms(100)) != 0 || m != MSG(2, 7))
+        return 5;
+    return 0;
+}
+
+static void test_channel_after_fork(void)
+{
+    fk_zero = pcc_chan_new(PCC_CHAN_ZERO, 0);
+    fk_full = pcc_chan_new(PCC_CHAN_BOUNDED, 1);
+    CHECK(pcc_chan_try_send(fk_full, MSG(2, 0)) == 0);
+    pthread_t r, s;
+    CHECK(pthread_create(&r, NULL, fk_receiver, NULL) == 0);
+    CHECK(pthread_create(&s, NULL, fk_sender, NULL) == 0);
+    wait_until(&fk_started, 2);
+    usleep(20000);
+    check_in_forked_child("channel after fork", fk_chan_child);
+    /* the parent's own blocked threads are still served */
+    CHECK(pcc_chan_send(fk_zero, MSG(1, 9), in_ms(5000)) == 0);
+    void *got, *m;
+    CHECK(pthread_join(r, &got) == 0);
+    CHECK(got == MSG(1, 9));
+    CHECK(pcc_chan_recv(fk_full, &m, in_ms(5000)) == 0 && m == MSG(2, 0));
+    CHECK(pthread_join(s, &got) == 0);
+    CHECK(got == NULL);
+    CHECK(pcc_chan_recv(fk_full, &m, in_ms(5000)) == 0 && m == MSG(2, 1));
+    pcc_chan *chs[2] = {fk_zero, fk_full};
+    for (int i = 0; i < 2; i++) {
+        pcc_chan_drop_sender(chs[i]);
+        pcc_chan_drop_receiver(chs[i], NULL, NULL);
+        pcc_chan_decref(chs[i], NULL, NULL);
+        pcc_chan_decref(chs[i], NULL, NULL);
+    }
+}
+#else
+static void test_channel_after_fork(void) {}
+#endif
+
 int main(void)
 {
     test_unbounded_basics();
@@ -331,6 +414,7 @@ int main(void)
     test_free_on_death();
     test_select_never_pairs_with_itself();
     test_disconnect_wakes_blocked();
+    test_channel_after_fork();
     stress(PCC_CHAN_BOUNDED, 16, 0, 20000);
     stress(PCC_CHAN_UNBOUNDED, 0, 0, 20000);
     stress(PCC_CHAN_ZERO, 0, 0, 5000);

@@ -226,6 +226,89 @@ static void test_waitgroup(void)
     CHECK(pcc_waitgroup_members(&wg) == 0);
 }
 
+#ifdef PCC_TEST_FORK
+/* fork(): a thread blocked in each primitive (semaphore, notify, event) is
+ * gone in the child but was queued; the child's own waiters must get what
+ * the child's release / notify_one / set gives, not the ghosts. */
+static pcc_sem fk_sem;
+static pcc_notify fk_nt;
+static pcc_cevent fk_ev;
+static _Atomic int fk_started;
+
+static int notify_wait(pcc_notify *n, pcc_deadline_t deadline)
+{
+    pcc_cwaiter w;
+    pcc_cwaiter_init(&w);
+    int rc = pcc_notify_register(n, pcc_notify_gen(n), &w);
+    if (rc == 1) {
+        rc = pcc_cwaiter_wait(&w, deadline);
+        uint32_t st = pcc_notify_abandon(n, &w);
+        if (st == PCC_CW_GRANTED || st == PCC_CW_WOKEN)
+            rc = 0;
+    }
+    pcc_parker_destroy(&w.parker);
+    return rc;
+}
+
+static void *fk_waiter(void *arg)
+{
+    /* arg: a deadline in ms, or 0 for none (the parent's ghosts) */
+    intptr_t ms = (intptr_t)arg;
+    pcc_deadline_t d = ms ? pcc_deadline_after((int64_t)ms * 1000000) : PCC_FOREVER;
+    atomic_fetch_add(&fk_started, 1);
+    intptr_t bad = 0;
+    bad |= pcc_sem_acquire(&fk_sem, 1, d) != 0;
+    bad |= (notify_wait(&fk_nt, d) != 0) << 1;
+    bad |= (pcc_cevent_wait(&fk_ev, d) != 0) << 2;
+    return (void *)bad;
+}
+
+static int fk_coord_child(void)
+{
+    atomic_store(&fk_started, 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, fk_waiter, (void *)(intptr_t)5000) == 0);
+    wait_until(&fk_started, 1);
+    usleep(20000); /* queued on the semaphore */
+    pcc_sem_release(&fk_sem, 1);
+    while (atomic_load(&fk_nt.nwaiting) == 0)
+        sched_yield(); /* queued on the notify (the count started afresh) */
+    pcc_notify_one(&fk_nt);
+    usleep(20000);
+    pcc_cevent_set(&fk_ev);
+    void *bad;
+    CHECK(pthread_join(t, &bad) == 0);
+    return (int)(intptr_t)bad; /* 0: each wait was answered */
+}
+
+static void test_coord_after_fork(void)
+{
+    pcc_sem_init(&fk_sem, 0);
+    pcc_notify_init(&fk_nt);
+    pcc_cevent_init(&fk_ev);
+    pthread_t ghosts[2];
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&ghosts[i], NULL, fk_waiter, NULL) == 0);
+    while (atomic_load(&fk_sem.nwaiting) < 2)
+        sched_yield();
+    check_in_forked_child("coord after fork", fk_coord_child);
+    /* the parent's waiters are still served, in order */
+    pcc_sem_release(&fk_sem, 2);
+    while (atomic_load(&fk_nt.nwaiting) < 2)
+        sched_yield();
+    pcc_notify_one(&fk_nt);
+    pcc_notify_one(&fk_nt);
+    pcc_cevent_set(&fk_ev);
+    for (int i = 0; i < 2; i++) {
+        void *bad;
+        CHECK(pthread_join(ghosts[i], &bad) == 0);
+        CHECK(bad == NULL);
+    }
+}
+#else
+static void test_coord_after_fork(void) {}
+#endif
+
 int main(void)
 {
     test_sem_fifo_batch();
@@ -233,6 +316,7 @@ int main(void)
     test_event_ping_pong();
     test_notify_semantics();
     test_waitgroup();
+    test_coord_after_fork();
     printf("test_coord: ok\n");
     return 0;
 }

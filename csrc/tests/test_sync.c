@@ -184,12 +184,6 @@ static void test_rwlock_writer_preference(void)
 }
 
 /* Spin (yielding) until *v reaches want. */
-static void wait_until(_Atomic int *v, int want)
-{
-    while (atomic_load(v) < want)
-        sched_yield();
-}
-
 /* ---- condvar: single-slot producer/consumer, no lost wake-up ------------ */
 
 #define CV_ROUNDS 20000

@@ -211,6 +211,7 @@ struct pcc_chan_entry {
      * lock; read by the owner after pcc_chan_unregister. */
     int state;
     int linked;
+    uint32_t gen; /* the fork generation it was queued in (waitq.h) */
     int is_send;
     /* A notify-only entry (the async layer's) is never completed by a
      * hand-off: whoever selects it only marks it NOTIFIED and its owner

@@ -45,6 +45,7 @@ typedef struct pcc_cwaiter {
      * with acquire by the owner (who then sees what the granter wrote). */
     _Atomic uint32_t state;
     int linked;
+    uint32_t gen;                    /* the fork generation it queued in */
     void (*wake)(struct pcc_cwaiter *w); /* lock held; must not block */
     void *wake_arg;
     pcc_parker parker;
@@ -89,7 +90,7 @@ typedef struct pcc_cqueue {
 
 typedef struct pcc_sem {
     _Atomic uint64_t word;
-    pcc_mutex lock;  /* the queue */
+    pcc_qlock lock;  /* the queue (and its fork stamp: sync.h) */
     pcc_cqueue q;
     _Atomic uint64_t nwaiting; /* for repr: waiters queued */
 } pcc_sem;
@@ -153,7 +154,7 @@ void pcc_sem_close(pcc_sem *s);
 
 typedef struct pcc_cevent {
     _Atomic uint32_t word;
-    pcc_mutex lock;
+    pcc_qlock lock;
     pcc_cqueue q;
     _Atomic uint64_t nwaiting;
 } pcc_cevent;
@@ -183,7 +184,7 @@ int pcc_cevent_wait(pcc_cevent *e, pcc_deadline_t deadline);
  * them (not yet registered) counts as woken by it, as tokio's Notified
  * future does. */
 typedef struct pcc_notify {
-    pcc_mutex lock;
+    pcc_qlock lock;
     pcc_cqueue q;
     _Atomic uint32_t permit;
     _Atomic uint64_t gen;

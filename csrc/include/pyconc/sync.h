@@ -127,6 +127,74 @@ void pcc_rwlock_write_unlock(pcc_rwlock *rw);
 
 /* ---- condvar -------------------------------------------------------------- */
 
+/* ---- fork: state that lists blocked threads ------------------------------ */
+
+/* After fork() the child holds one thread, the one that forked, but a copy
+ * of every object: a queue may still list the parent's blocked threads
+ * (their stack frames are gone, and glibc hands their stacks to the
+ * child's next threads) and a short internal lock may have been held by
+ * one of them.  Such an object keeps a *fork stamp*: the number of forks
+ * this process descends from when its state was last valid (a
+ * pthread_atfork child handler counts them).  Before touching that state
+ * every user calls pcc_fork_check(); the first to find the stamp old calls
+ * the owner's `forget` (empty the queues, clear what counted the queued:
+ * never read the queued nodes, whose memory is not theirs any more),
+ * re-initialises the lock `m` (if any) and renews the stamp, under one
+ * process-wide lock, so it happens once per object per fork.  Nodes queued
+ * before the fork by the forking thread itself (an async waiter of a loop
+ * running in it) are forgotten too: asyncio does not carry a running loop
+ * into a child either.  Whoever later unlinks its own node checks the
+ * generation it queued in (pcc_fork_gen() then) against the stamp first.
+ * The cost when nothing forked: two loads and a compare. */
+extern _Atomic uint32_t pcc_fork_generation;
+typedef void (*pcc_forget_fn)(void *owner);
+
+static inline uint32_t pcc_fork_gen(void)
+{
+    return atomic_load_explicit(&pcc_fork_generation, memory_order_acquire);
+}
+/* Stamp a new object (and install the fork handler, once). */
+void pcc_fork_stamp_init(_Atomic uint32_t *stamp);
+void pcc_fork_renew(_Atomic uint32_t *stamp, pcc_mutex *m, pcc_forget_fn forget, void *owner);
+/* Returns the current generation (store it in the nodes queued next). */
+static inline uint32_t pcc_fork_check(_Atomic uint32_t *stamp, pcc_mutex *m, pcc_forget_fn forget,
+                                      void *owner)
+{
+    uint32_t g = pcc_fork_gen();
+    if (__builtin_expect(atomic_load_explicit(stamp, memory_order_acquire) != g, 0))
+        pcc_fork_renew(stamp, m, forget, owner);
+    return g;
+}
+
+/* The common case: a core mutex guarding queues, with its stamp. */
+typedef struct pcc_qlock {
+    pcc_mutex m;
+    _Atomic uint32_t stamp;
+} pcc_qlock;
+
+static inline void pcc_qlock_init(pcc_qlock *l)
+{
+    pcc_mutex_init(&l->m);
+    pcc_fork_stamp_init(&l->stamp);
+}
+/* Check the stamp (forgetting a parent's queues), then lock.  Returns the
+ * generation. */
+static inline uint32_t pcc_qlock_lock(pcc_qlock *l, pcc_forget_fn forget, void *owner)
+{
+    uint32_t g = pcc_fork_check(&l->stamp, &l->m, forget, owner);
+    pcc_mutex_lock_internal(&l->m);
+    return g;
+}
+static inline void pcc_qlock_unlock(pcc_qlock *l)
+{
+    pcc_mutex_unlock(&l->m);
+}
+/* Is a node queued in generation `gen` still in l's queue (lock held)? */
+static inline int pcc_qlock_current(const pcc_qlock *l, uint32_t gen)
+{
+    return atomic_load_explicit(&l->stamp, memory_order_relaxed) == gen;
+}
+
 /* A FIFO queue of waiters, each sleeping on a word of its own (as
  * threading.Condition's deque of locks, with a futex word in the waiter's
  * stack frame instead of a lock).  notify_one takes the *oldest* waiter off
@@ -153,9 +221,8 @@ void pcc_rwlock_write_unlock(pcc_rwlock *rw);
  *
  * fork(): in the child the queue still lists the parent's waiters, whose
  * threads (and stack frames) are gone, and `lock` may have been held by
- * one of them.  Every condvar records the fork generation it was last set
- * up in; the first use in a child starts it afresh (an empty queue, a
- * free lock), before touching either.  The forking thread was not waiting
+ * one of them.  `lock` is a pcc_qlock: the first use in a child starts the
+ * condvar afresh (an empty queue, a free lock), before touching either.  The forking thread was not waiting
  * (unless it forked from a signal handler run inside its own wait: that
  * wait is dropped with the others and ends only at its deadline). */
 typedef struct pcc_condvar_node {
@@ -165,12 +232,11 @@ typedef struct pcc_condvar_node {
 } pcc_condvar_node;
 
 typedef struct pcc_condvar {
-    pcc_mutex lock;
+    pcc_qlock lock;           /* with the fork stamp of the queue */
     pcc_condvar_node waiting; /* sentinel: not notified yet, oldest first */
     pcc_condvar_node owed;    /* sentinel: notified, wake-up delayed */
     _Atomic uint32_t waiters; /* prepared and not finished (a hint: notify
                                  skips `lock` when it reads 0) */
-    _Atomic uint32_t gen;     /* the fork generation of the queue and lock */
 } pcc_condvar;
 
 /* The struct must not move once initialised (the sentinels link to
@@ -219,6 +285,9 @@ typedef struct pcc_barrier {
     _Atomic uint64_t state;
     _Atomic uint32_t gen;
     uint32_t n;
+    /* fork stamp: in a child, the arrivals of the parent's threads (gone,
+     * they never leave) are forgotten before the first arrival */
+    _Atomic uint32_t stamp;
 } pcc_barrier;
 
 void pcc_barrier_init(pcc_barrier *b, uint32_t n);
