@@ -143,6 +143,11 @@ static inline void sem_lock(pcc_sem *s)
     q_lock(&s->lock, sem_forget, s);
 }
 
+void pcc_sem_renew(pcc_sem *s)
+{
+    pcc_fork_check(&s->lock.stamp, &s->lock.m, sem_forget, s);
+}
+
 void pcc_sem_init(pcc_sem *s, uint64_t permits)
 {
     atomic_init(&s->word, permits << PCC_SEM_SHIFT);

@@ -382,6 +382,9 @@ static void barrier_forget(void *owner)
     pcc_barrier *b = owner;
     uint64_t s = atomic_load(&b->state);
     atomic_store(&b->state, s >> 32 << 32);
+    /* a leader that turned the generation over but had not published it
+     * yet when the fork came: publish it (nobody of the old one is left) */
+    atomic_store_explicit(&b->gen, (uint32_t)(s >> 32), memory_order_release);
 }
 
 int pcc_barrier_arrive(pcc_barrier *b, uint32_t *gen)

@@ -614,7 +614,7 @@ static PyObject *mod_par_argsort_buffer(PyObject *module, PyObject *const *args,
     }
     sort_job s = {NULL, t, kv, n, 0, PCC_SORT_AUTO, 0, 0, 0, 0, view.buf, out.buf};
     if (run_sort(pcm_state_of_module(module), &s) < 0)
-        goto done; /* Ctrl-C: `out` untouched */
+        goto done; /* Ctrl-C: `out` untouched, or (a Ctrl-C as it finished) complete */
     ret = Py_NewRef(Py_None);
 done:
     PyMem_RawFree(kv);

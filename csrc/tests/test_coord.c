@@ -305,8 +305,43 @@ static void test_coord_after_fork(void)
         CHECK(bad == NULL);
     }
 }
+
+/* A releaser of the parent was between its fetch_add and the slow path at
+ * the fork (simulated: the permit is added to the word by hand, QUEUED
+ * still set for the parent's queued waiter): in the child the permit is
+ * nobody's but the child's, and try_acquire must take it. */
+static pcc_sem fk_sem2;
+
+static void *fk_sem2_waiter(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)pcc_sem_acquire(&fk_sem2, 1, PCC_FOREVER);
+}
+
+static int fk_sem2_child(void)
+{
+    return pcc_sem_try_acquire(&fk_sem2, 1) == 0 && pcc_sem_available(&fk_sem2) == 0 ? 0 : 1;
+}
+
+static void test_sem_release_cut_by_fork(void)
+{
+    pcc_sem_init(&fk_sem2, 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, fk_sem2_waiter, NULL) == 0);
+    while (atomic_load(&fk_sem2.nwaiting) == 0)
+        sched_yield();
+    uint64_t old = atomic_fetch_add(&fk_sem2.word, (uint64_t)1 << PCC_SEM_SHIFT);
+    CHECK(old & PCC_SEM_QUEUED);
+    check_in_forked_child("semaphore release cut by a fork", fk_sem2_child);
+    pcc_sem_release_slow(&fk_sem2, 0); /* the parent's releaser goes on */
+    void *rc;
+    CHECK(pthread_join(t, &rc) == 0);
+    CHECK(rc == NULL);
+    CHECK(pcc_sem_available(&fk_sem2) == 0);
+}
 #else
 static void test_coord_after_fork(void) {}
+static void test_sem_release_cut_by_fork(void) {}
 #endif
 
 int main(void)
@@ -317,6 +352,7 @@ int main(void)
     test_notify_semantics();
     test_waitgroup();
     test_coord_after_fork();
+    test_sem_release_cut_by_fork();
     printf("test_coord: ok\n");
     return 0;
 }

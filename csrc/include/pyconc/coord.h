@@ -104,6 +104,15 @@ static inline int pcc_sem_is_closed(pcc_sem *s)
 {
     return (int)(atomic_load_explicit(&s->word, memory_order_relaxed) & PCC_SEM_CLOSED);
 }
+/* In a forked child, forget the parent's queue now (and its QUEUED bit:
+ * a releaser of the parent may have been between its fetch_add and the
+ * slow path, leaving permits behind QUEUED that no waiter of the child
+ * owns).  The lock-free paths call it when QUEUED is set. */
+void pcc_sem_renew(pcc_sem *s);
+static inline int pcc_sem_forked(pcc_sem *s)
+{
+    return atomic_load_explicit(&s->lock.stamp, memory_order_relaxed) != pcc_fork_gen();
+}
 /* Take n permits now: 0, -EAGAIN, or -EPIPE when closed. */
 static inline int pcc_sem_try_acquire(pcc_sem *s, uint64_t n)
 {
@@ -111,6 +120,11 @@ static inline int pcc_sem_try_acquire(pcc_sem *s, uint64_t n)
     for (;;) {
         if (w & PCC_SEM_CLOSED)
             return -EPIPE;
+        if ((w & PCC_SEM_QUEUED) && pcc_sem_forked(s)) {
+            pcc_sem_renew(s);
+            w = atomic_load_explicit(&s->word, memory_order_relaxed);
+            continue;
+        }
         if ((w & PCC_SEM_QUEUED) || (w >> PCC_SEM_SHIFT) < n)
             return -EAGAIN;
         /* Acquire: what the releaser did before releasing is visible. */

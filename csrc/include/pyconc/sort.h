@@ -55,7 +55,9 @@ int pcc_sort(pcc_pool *pool, pcc_sort_type t, void *data, size_t n, int descendi
  * type t, not KV) in sorted order, equal elements in index order, NaN
  * last, -0.0 == 0.0 (numpy's argsort(kind="stable")).  kv: n records of
  * scratch.  Runs on `pool` as pcc_sort.  Returns 0, -ECANCELED or -ENOMEM
- * (out untouched), or -EINVAL. */
+ * (out untouched), or -EINVAL.  `out` is never left half-written: a cancel
+ * that comes once the records are sorted lets the (short) copy finish and
+ * returns 0. */
 int pcc_argsort(pcc_pool *pool, pcc_sort_type t, const void *src, size_t n, pcc_kv *kv,
                 int64_t *out, const _Atomic int *cancel);
 
