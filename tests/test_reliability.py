@@ -697,8 +697,12 @@ def test_condvar_in_a_forked_child_forgets_the_parents_waiters():
 # fails too (`prompt`).
 
 _PARENT_WAIT = 60.0  # the parent's waiters outlive any child (in_forked_child kills a hung one)
-_CHILD_WAIT = 3.0    # the child's waiters: a wake-up given to a ghost fails as a timeout
-_PROMPT = _CHILD_WAIT / 2  # woken within this, or the wake-up was lost (a waiter that finds
+# The child's waiters: a wake-up given to a ghost fails as a timeout.  Longer
+# than wait_parked's 5 s: on a loaded machine (3.13t, two busy processes
+# beside it) the child's polls of /proc took 0.1-0.2 s each, and waiters
+# that timed out at 3 s, before the wake came, failed the test 1 run in 3.
+_CHILD_WAIT = 10.0
+_PROMPT = 1.5        # woken within this, or the wake-up was lost (a waiter that finds
                            # its value only as its timeout ends is no success)
 _STILL_BLOCKED = "<still blocked>"
 
@@ -1269,13 +1273,13 @@ def test_a_forked_child_forgets_the_parents_blocked_threads(name, stacks):
     try:
         def child():
             # a hang in C is no timeout: show where (stderr) before the kill
-            faulthandler.dump_traceback_later(12)
+            faulthandler.dump_traceback_later(25)
             mine = _Waiters(lambda i: case.block("child", i, _CHILD_WAIT), case.n,
                             fresh_stacks=stacks == "fresh-stacks")
             mine.wait_parked(case.queued if case.queued() is not None else None)
             return _wake_and_gather(case, "child", mine)
 
-        got_child = in_forked_child(child, timeout=15)
+        got_child = in_forked_child(child, timeout=30)
     finally:
         got_parent = _wake_parents(case, parents)
     assert (got_child, got_parent) == want
@@ -1295,13 +1299,13 @@ def test_a_forked_child_hands_nothing_to_the_parents_blocked_threads(name):
     parents = _block_parents(case)
     try:
         def child():
-            faulthandler.dump_traceback_later(12)
+            faulthandler.dump_traceback_later(25)
             t0 = time.monotonic()
             got = _outcome(lambda: case.alone("child"))
             prompt = time.monotonic() - t0 < _PROMPT
             return f"alone: {got!r}; after: {_outcome(case.residue)}; prompt: {prompt}"
 
-        got_child = in_forked_child(child, timeout=15)
+        got_child = in_forked_child(child, timeout=30)
     finally:
         got_parent = _wake_parents(case, parents)
     assert (got_child, got_parent) == want
