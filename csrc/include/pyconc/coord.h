@@ -109,10 +109,6 @@ static inline int pcc_sem_is_closed(pcc_sem *s)
  * slow path, leaving permits behind QUEUED that no waiter of the child
  * owns).  The lock-free paths call it when QUEUED is set. */
 void pcc_sem_renew(pcc_sem *s);
-static inline int pcc_sem_forked(pcc_sem *s)
-{
-    return atomic_load_explicit(&s->lock.stamp, memory_order_relaxed) != pcc_fork_gen();
-}
 /* Take n permits now: 0, -EAGAIN, or -EPIPE when closed. */
 static inline int pcc_sem_try_acquire(pcc_sem *s, uint64_t n)
 {
@@ -120,7 +116,7 @@ static inline int pcc_sem_try_acquire(pcc_sem *s, uint64_t n)
     for (;;) {
         if (w & PCC_SEM_CLOSED)
             return -EPIPE;
-        if ((w & PCC_SEM_QUEUED) && pcc_sem_forked(s)) {
+        if ((w & PCC_SEM_QUEUED) && !pcc_qlock_current(&s->lock, pcc_fork_gen())) {
             pcc_sem_renew(s);
             w = atomic_load_explicit(&s->word, memory_order_relaxed);
             continue;
