@@ -115,31 +115,27 @@ def test_a_loop_threads_woke_spins_and_stops_once_idle():
     itself take longer than 10 ms under load."""
     async def woken_by_a_thread():
         hub_spells = lambda: _aio._running_hub()[1]._spin_stats()[0]  # noqa: E731
-        go, sem = pyconc.Semaphore(0), pyconc.Semaphore(0)
-        stop = []
+        sem = pyconc.Semaphore(0)
+        go, gone = pyconc.channel()
 
         def releaser():
-            while True:
-                go.acquire().forget()
-                if stop:
-                    return
+            for _ in gone:  # until go is closed
                 time.sleep(0.0005)
                 sem.release()
 
         t = threading.Thread(target=releaser)
         t.start()
         try:
-            go.release()
+            go.send(None)
             (await sem.acquire_async()).forget()  # the hub exists from here
             first = hub_spells()
             for _ in range(500):
-                go.release()
+                go.send(None)
                 (await sem.acquire_async()).forget()
                 if hub_spells() - first >= 3:
                     break
         finally:
-            stop.append(True)
-            go.release()
+            go.close()
             t.join()
 
     (spells, pokes), idle_spells, cpu = _spells_and_cpu_while_idle(woken_by_a_thread)
