@@ -399,11 +399,14 @@ def test_presorted_floats_with_nans_where_they_sort_are_left_as_they_are(dtype):
         assert got.tobytes() == np.sort(bad, kind="stable").tobytes()
 
 
-# The in-cache finish (a range of 512 elements up to 128 KiB): LSD passes on
-# the top ~lg(n)+6 varying bits, then an insertion sort with a budget; keys
-# that share long prefixes but differ below them (clusters) exceed the
-# budget and fall back to the MSD recursion.  Sizes at its edges.
-LSDF_SIZES = [511, 512, 513, 4096, 16383, 16384, 16385, 32767, 32768, 32769]
+# The in-cache finish (a range of 512 elements up to 128 KiB, or 256 KiB
+# but for whole float64 arrays): LSD passes on the top ~lg(n)+6 varying
+# bits, then an insertion sort with a budget; keys that share long prefixes
+# but differ below them (clusters) exceed the budget and fall back to the
+# MSD recursion.  Sizes at its edges (65536 is also where the parallel node
+# begins).
+LSDF_SIZES = [511, 512, 513, 4096, 16383, 16384, 16385, 32767, 32768, 32769,
+              65535, 65536, 65537]
 
 
 @pytest.mark.parametrize("dtype", ["int64", "uint64", "int32", "uint32", "float64", "float32"])

@@ -196,7 +196,7 @@ static void test_skewed_and_clustered(void)
         check_sort(t == 0 ? PCC_SORT_F64 : PCC_SORT_F32, d, n, t, PCC_SORT_AUTO, 1);
     }
     uint64_t *u = (uint64_t *)d;
-    size_t sizes[] = {511, 4096, 16384, 16385, 40000};
+    size_t sizes[] = {511, 4096, 16384, 16385, 32768, 32769, 40000};
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
         for (size_t i = 0; i < sizes[s]; i++)
             u[i] = ((rnd() % 3) << 56) | (rnd() >> 40);
