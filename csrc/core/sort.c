@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -107,6 +108,32 @@ static void scratch_unmap(uintptr_t slot)
 {
     if (slot != 0)
         (void)munmap(scratch_addr(slot), scratch_len(slot));
+}
+
+/* The in-cache finish's third array (SN(lsd_finish) in sort_impl.h): one
+ * per thread, made on the thread's first finish and freed when the thread
+ * ends (a key's destructor); NULL if it cannot be made, and the finish then
+ * works in its two arrays and copies. */
+#define TSCRATCH_BYTES ((size_t)256 << 10)
+static pthread_key_t tscratch_key;
+static pthread_once_t tscratch_once = PTHREAD_ONCE_INIT;
+static int tscratch_ok;
+
+static void tscratch_init(void)
+{
+    tscratch_ok = pthread_key_create(&tscratch_key, free) == 0;
+}
+
+static void *sort_tscratch(void)
+{
+    if (pthread_once(&tscratch_once, tscratch_init) != 0 || !tscratch_ok)
+        return NULL;
+    void *p = pthread_getspecific(tscratch_key);
+    if (p == NULL && (p = malloc(TSCRATCH_BYTES)) != NULL && pthread_setspecific(tscratch_key, p) != 0) {
+        free(p);
+        p = NULL;
+    }
+    return p;
 }
 
 static void *sort_alloc(size_t bytes)
