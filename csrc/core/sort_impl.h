@@ -691,8 +691,6 @@ static void SN(lsd_finish)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, in
     }
 }
 
-/* A range sorted by one thread: in the cache, the LSD finish; else an
- * MSD step. */
 /* The longest range (bytes) the finish takes.  Not past LSDF_MAX_BYTES for
  * a whole float64 array whose exponents vary: its 22 bits spend ~5 bits of
  * entropy on the sign and exponent, too few for 16K-32K keys, and the
@@ -710,6 +708,8 @@ static inline size_t SN(lsdf_take)(int guess_hi)
     return LSDF_TAKE_BYTES;
 }
 
+/* A range sorted by one thread: in the cache, the LSD finish; else an
+ * MSD step. */
 static void SN(msd_seq)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int guess_hi)
 {
     if (len >= LSDF_MIN && len * sizeof(ST) <= SN(lsdf_take)(guess_hi))
