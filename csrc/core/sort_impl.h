@@ -37,6 +37,9 @@
             (dst)[(off)[BUCKET(KEYX(v_))]++] = v_;             \
         }                                                      \
     } while (0)
+/* SCATTER's BUCKET for a digit of the key: its bits at sh under bmask
+ * (both in scope at the call) */
+#define DIGIT_BUCKET(key) ((size_t)(((key) >> sh) & bmask))
 
 /* ---- merge sort ----------------------------------------------------------- */
 
@@ -234,9 +237,8 @@ static void SN(scatter_chunk)(void *arg, size_t ch)
         if (is_cancelled(r->c))
             return; /* the pass is abandoned: src still holds everything */
         size_t end = blk + CANCEL_STRIDE < hi ? blk + CANCEL_STRIDE : hi;
-#define RX_BUCKET(key) ((size_t)(((key) >> sh) & DMASK))
-        SCATTER(src, dst, blk, end, off, RX_BUCKET);
-#undef RX_BUCKET
+        const SK bmask = DMASK;
+        SCATTER(src, dst, blk, end, off, DIGIT_BUCKET);
     }
 }
 
@@ -617,10 +619,8 @@ static inline void SN(lsdf_pass)(const ST *src, ST *dst, size_t len, uint32_t *c
         c[b] = run;
         run += n;
     }
-    SK m = (SK)(((SK)1 << w) - 1);
-#define LSDF_BUCKET(key) ((size_t)(((key) >> sh) & m))
-    SCATTER(src, dst, 0, len, c, LSDF_BUCKET);
-#undef LSDF_BUCKET
+    const SK bmask = (SK)(((SK)1 << w) - 1);
+    SCATTER(src, dst, 0, len, c, DIGIT_BUCKET);
 }
 
 /* The finish's two passes X -> the thread's scratch -> Y (see below); 0
@@ -803,9 +803,8 @@ static void SN(msd_step)(SN(msd_t) *k, ST *X, ST *Y, size_t len, int out_x, int 
     {
         uint32_t off[(size_t)1 << MSD_WMAX];
         memcpy(off, cnt, nb * sizeof off[0]);
-#define STEP_BUCKET(key) ((size_t)(((key) >> sh) & (nb - 1)))
-        SCATTER(X, Y, 0, len, off, STEP_BUCKET);
-#undef STEP_BUCKET
+        const SK bmask = (SK)(nb - 1);
+        SCATTER(X, Y, 0, len, off, DIGIT_BUCKET);
     }
     ST *dst = out_x ? X : Y;
     for (size_t b = 0; b < nb; b++) {
@@ -924,9 +923,8 @@ static void SN(mp_scatter)(void *arg, size_t ch)
             SCATTER(X, Y, blk, end, off, LUT_BUCKET);
 #undef LUT_BUCKET
         } else {
-#define MP_BUCKET(key) ((size_t)(((key) >> sh) & (nb - 1)))
-            SCATTER(X, Y, blk, end, off, MP_BUCKET);
-#undef MP_BUCKET
+            const SK bmask = (SK)(nb - 1);
+            SCATTER(X, Y, blk, end, off, DIGIT_BUCKET);
         }
     }
 }
@@ -1637,3 +1635,4 @@ static int SN(sort)(sctx *c, ST *a, size_t n, int desc, pcc_sort_algo algo)
 #undef RADIX
 #undef DMASK
 #undef SCATTER
+#undef DIGIT_BUCKET
