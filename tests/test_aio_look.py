@@ -145,20 +145,33 @@ def test_a_loop_threads_woke_spins_and_stops_once_idle():
 
 
 def test_wakes_inside_the_spell_are_caught_without_the_fd():
+    """A thread and a coroutine hand a permit back and forth: some of the
+    thread's releases land while the loop spins, and poke the hub.  On a
+    loaded machine (pytest-run-parallel runs 4 copies on 2 cores) 200
+    rounds may see none, so it goes on until the first poke or 5000
+    rounds, as the spin test above does."""
     async def ping_pong():
+        hub_pokes = lambda: _aio._running_hub()[1]._spin_stats()[1]  # noqa: E731
         a, b = pyconc.Semaphore(0), pyconc.Semaphore(0)
+        go, gone = pyconc.channel()
 
         def thread():
-            for _ in range(200):
+            for _ in gone:  # until go is closed
                 a.release()
                 b.acquire().forget()
 
         t = threading.Thread(target=thread)
         t.start()
-        for _ in range(200):
-            (await a.acquire_async()).forget()
-            b.release()
-        t.join()
+        try:
+            for i in range(5000):
+                go.send(None)
+                (await a.acquire_async()).forget()
+                b.release()
+                if i >= 200 and hub_pokes() > 0:
+                    break
+        finally:
+            go.close()
+            t.join()
 
     (spells, pokes), _, _ = _spells_and_cpu_while_idle(ping_pong)
     assert pokes > 0 and spells >= pokes
