@@ -189,6 +189,42 @@ def test_broadcast_doc_example_lagged_once_then_oldest_kept():
         rx.try_recv()
 
 
+def test_broadcast_recv_and_iteration_take_a_ready_message_as_a_blocked_one():
+    """recv() and iteration take a waiting message without waiting (their
+    fast path): arguments are still checked first, and Lagged, the end of
+    the stream and a closed handle come out as from a receive that waited."""
+    tx, rx = pyconc.broadcast(2)
+    tx.send("a")
+    for bad, exc in ((-1, ValueError), ("x", TypeError), (math.nan, ValueError)):
+        with pytest.raises(exc):
+            rx.recv(timeout=bad)
+    assert len(rx) == 1  # a rejected call took nothing
+    assert rx.recv(timeout=0) == "a"
+    for v in ("b", "c", "d"):
+        tx.send(v)
+    it = iter(rx)
+    with pytest.raises(Lagged) as ei:
+        next(it)
+    assert ei.value.n == 1
+    assert next(it) == "c"
+    tx.close()
+    assert list(it) == ["d"]  # then the stream ends: StopIteration, not RecvError
+    with pytest.raises(RecvError):
+        rx.recv()
+    rx.close()
+    with pytest.raises(UseAfterDrop):
+        next(it)
+    with pytest.raises(UseAfterDrop):
+        rx.recv()
+    wtx, wrx = pyconc.watch(0)
+    wtx.send(1)
+    with pytest.raises(TypeError):
+        wrx.changed(timeout="x")
+    assert wrx.has_changed()  # the rejected call marked nothing seen
+    wrx.changed(timeout=0)
+    assert not wrx.has_changed()
+
+
 def test_broadcast_subscribe_sees_only_later_messages():
     tx, rx = pyconc.broadcast(4)
     tx.send("before")

@@ -88,13 +88,10 @@ static int source_wait_op(void *arg, pcc_deadline_t deadline)
     return pcc_source_wait(h->vt, h->src, deadline);
 }
 
-/* recv()/changed(): take, else wait until ready and take again.  Returns
- * a new reference or NULL with an exception set. */
-static PyObject *blocking_take(pcm_source_end *h, PyObject *timeout, const char *what)
+/* recv()/changed(): take, else wait until ready (at most until deadline)
+ * and take again.  Returns a new reference or NULL with an exception set. */
+static PyObject *blocking_take(pcm_source_end *h, pcc_deadline_t deadline, const char *what)
 {
-    pcc_deadline_t deadline = PCC_FOREVER;
-    if (timeout != NULL && pcm_deadline_from_timeout(timeout, &deadline) < 0)
-        return NULL;
     for (;;) {
         if (is_closed(&h->closed))
             return pcm_chan_closed_error((PyObject *)h);
@@ -134,16 +131,10 @@ static PyObject *make_async(PyObject *self, int mode)
 
 static PyObject *bcast_rx_new(pcm_state *st, pcc_bcast *b);
 
-static PyObject *btake(PyObject *self)
+/* The exception for a receive's rc other than 0 and -EAGAIN: Lagged (the
+ * cursor has moved on), UseAfterDrop or RecvError.  Returns NULL. */
+static PyObject *brecv_error(PyObject *self, int rc, uint64_t lagged)
 {
-    BcastRx *r = (BcastRx *)self;
-    void *msg;
-    uint64_t lagged = 0;
-    int rc = pcc_bcast_try_recv(&r->rx, &msg, &lagged, retain);
-    if (rc == 0)
-        return (PyObject *)msg;
-    if (rc == -EAGAIN)
-        return NULL;
     pcm_state *st = pcm_state_of_type(Py_TYPE(self));
     if (st == NULL)
         return NULL;
@@ -162,13 +153,15 @@ static PyObject *btake(PyObject *self)
     return PCM_RAISE_CODE("broadcast recv", rc, map, NULL);
 }
 
-static PyObject *brx_recv(BcastRx *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+static PyObject *btake(PyObject *self)
 {
-    PyObject *timeout = NULL;
-    if ((nargs != 0 || kwnames != NULL) &&
-        pcm_args_timeout("recv", args, nargs, kwnames, 0, NULL, &timeout) < 0)
-        return NULL;
-    return blocking_take(&self->h, timeout, "broadcast recv");
+    BcastRx *r = (BcastRx *)self;
+    void *msg;
+    uint64_t lagged = 0;
+    int rc = pcc_bcast_try_recv(&r->rx, &msg, &lagged, retain);
+    if (rc == 0)
+        return (PyObject *)msg;
+    return rc == -EAGAIN ? NULL : brecv_error(self, rc, lagged);
 }
 
 static PyObject *brx_try_recv(BcastRx *self, PyObject *Py_UNUSED(ignored))
@@ -183,15 +176,37 @@ static PyObject *brx_try_recv(BcastRx *self, PyObject *Py_UNUSED(ignored))
     return r;
 }
 
+/* recv() and iteration: a message already there is the common case of a
+ * busy stream, so take it at once, without blocking_take's loop and its
+ * indirect take; wait only when there was none. */
+static PyObject *brx_take_or_wait(BcastRx *self, pcc_deadline_t deadline)
+{
+    if (!is_closed(&self->h.closed)) {
+        PyObject *r = btake((PyObject *)self);
+        if (r != NULL || PyErr_Occurred())
+            return r;
+    }
+    return blocking_take(&self->h, deadline, "broadcast recv");
+}
+
 static PyObject *brx_iternext(BcastRx *self)
 {
-    PyObject *r = blocking_take(&self->h, NULL, "broadcast recv");
+    PyObject *r = brx_take_or_wait(self, PCC_FOREVER);
     if (r == NULL) {
         pcm_state *st = pcm_state_of_type(Py_TYPE(self));
         if (st != NULL && PyErr_ExceptionMatches(st->RecvError))
             PyErr_Clear(); /* the end of the stream */
     }
     return r;
+}
+
+static PyObject *brx_recv(BcastRx *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    pcc_deadline_t deadline = PCC_FOREVER;
+    if ((nargs != 0 || kwnames != NULL) &&
+        pcm_parse_timeout_arg("recv", args, nargs, kwnames, &deadline) < 0)
+        return NULL;
+    return brx_take_or_wait(self, deadline);
 }
 
 static PyObject *brx_iter(BcastRx *self)
@@ -523,11 +538,11 @@ static PyObject *wtake(PyObject *self)
 
 static PyObject *wrx_changed(WatchRx *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *timeout = NULL;
+    pcc_deadline_t deadline = PCC_FOREVER;
     if ((nargs != 0 || kwnames != NULL) &&
-        pcm_args_timeout("changed", args, nargs, kwnames, 0, NULL, &timeout) < 0)
+        pcm_parse_timeout_arg("changed", args, nargs, kwnames, &deadline) < 0)
         return NULL;
-    PyObject *v = blocking_take(&self->h, timeout, "watch changed");
+    PyObject *v = blocking_take(&self->h, deadline, "watch changed");
     if (v == NULL)
         return NULL;
     Py_DECREF(v);
