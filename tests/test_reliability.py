@@ -587,6 +587,36 @@ def test_forked_child_can_use_new_channels_locks_and_the_pools():
     assert pyconc.join(lambda: 3, lambda: 4) == (3, 4)
 
 
+
+@fork_ok
+def test_a_coroutine_forked_mid_loop_finds_no_running_loop_in_the_child():
+    """A child forked from inside a running coroutine has no running loop
+    (asyncio says so: the loop runs in the parent).  An async pyconc wait
+    started there must fail as asyncio.get_running_loop() does, not take
+    the parent's loop for its own and yield a future nothing will resolve.
+    pyconc finds the running loop without asyncio's per-call getpid() on
+    3.11; this checks that its own pid check moves with the fork."""
+    sem = pyconc.Semaphore(0)
+
+    async def main() -> str:
+        # a wait that parks and completes: the loop, its hub and (3.11)
+        # the holder's type and our pid are all known and cached
+        threading.Timer(0.01, sem.release).start()
+        (await asyncio.wait_for(sem.acquire_async(), 10)).forget()
+
+        def child() -> str:
+            assert asyncio._get_running_loop() is None
+            step = sem.acquire_async().__await__()
+            try:
+                got = step.send(None)
+            except RuntimeError as e:
+                return f"RuntimeError: {e}"
+            return f"yielded {got!r}"
+
+        return in_forked_child(child)
+
+    assert asyncio.run(main()).startswith("RuntimeError: no running event loop")
+
 @fork_ok
 def test_locks_held_by_other_threads_at_fork_raise_in_the_child_instead_of_hanging():
     m, rw_w, rw_r = pyconc.Mutex(0), pyconc.RwLock(0), pyconc.RwLock(0)

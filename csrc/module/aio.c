@@ -46,6 +46,7 @@
  * a still-open wake fd that nobody reads: harmless.
  */
 #include "channel.h"
+#include "fork.h"
 #include "pyconc/sync.h"
 
 #include <errno.h>
@@ -938,15 +939,83 @@ static PyObject *running_loop_fn(pcm_state *st)
     return fn;
 }
 
-static PyObject *cached_pair(pcm_state *st)
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+/* CPython 3.11's asyncio keeps the running loop in a holder object in the
+ * thread-state dict (the C _asyncio module's _set_running_loop), and its
+ * _get_running_loop compares the holder's pid with getpid() on every call:
+ * a system call, 0.7 us on a VM, paid by every async wait here.  Read the
+ * holder directly (the layout is 3.11's, frozen; PythonMonkey reads it the
+ * same way) and compare its pid with ours, which is asked again only in a
+ * forked child (pcm_fork_generation moves there).  3.12 and later dropped
+ * the pid check (a fork clears the running loop), so _get_running_loop is
+ * cheap there and is called as is. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *rl_loop;
+    pid_t rl_pid;
+} rl_holder_311;
+
+static pid_t our_pid(void)
 {
-    PyObject *fn = running_loop_fn(st);
-    if (fn == NULL) {
+    /* (fork generation << 32) | pid: one word, so a racing reader never
+     * pairs one generation with another's pid */
+    static _Atomic uint64_t cache;
+    uint32_t gen = (uint32_t)pcm_fork_generation();
+    uint64_t c = atomic_load_explicit(&cache, memory_order_relaxed);
+    if (c == 0 || (uint32_t)(c >> 32) != gen) {
+        c = (uint64_t)gen << 32 | (uint32_t)getpid();
+        atomic_store_explicit(&cache, c, memory_order_relaxed);
+    }
+    return (pid_t)(uint32_t)c;
+}
+
+/* The running loop (a new reference, or Py_None), read from the holder;
+ * NULL without an exception when the holder is not there or not 3.11's
+ * (asyncio's pure-Python fallback): ask _get_running_loop then. */
+static PyObject *running_loop_311(pcm_state *st)
+{
+    static _Atomic(PyTypeObject *) holder_type;
+    PyObject *d = PyThreadState_GetDict(); /* borrowed */
+    PyObject *rl = d ? PyDict_GetItemWithError(d, st->str_running_loop_key) : NULL; /* borrowed */
+    if (rl == NULL) {
         PyErr_Clear();
         return NULL;
     }
-    PyObject *loop = PyObject_CallNoArgs(fn);
+    PyTypeObject *tp = atomic_load_explicit(&holder_type, memory_order_relaxed);
+    if (Py_TYPE(rl) != tp) {
+        const char *name = Py_TYPE(rl)->tp_name, *dot = strrchr(name, '.');
+        if (strcmp(dot ? dot + 1 : name, "_RunningLoopHolder") != 0 ||
+            Py_TYPE(rl)->tp_basicsize < (Py_ssize_t)sizeof(rl_holder_311))
+            return NULL;
+        atomic_store_explicit(&holder_type, Py_TYPE(rl), memory_order_relaxed);
+    }
+    rl_holder_311 *h = (rl_holder_311 *)rl;
+    if (h->rl_loop == NULL || h->rl_loop == Py_None || h->rl_pid != our_pid())
+        Py_RETURN_NONE; /* no loop running in this thread (of this process) */
+    return Py_NewRef(h->rl_loop);
+}
+#endif
+
+/* asyncio's running loop of this thread (a new reference, or Py_None);
+ * NULL with an exception set when asking failed. */
+static PyObject *running_loop(pcm_state *st)
+{
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    PyObject *loop = running_loop_311(st);
+    if (loop != NULL)
+        return loop;
+#endif
+    PyObject *fn = running_loop_fn(st);
+    if (fn == NULL)
+        return NULL;
+    PyObject *loop_ = PyObject_CallNoArgs(fn);
     Py_DECREF(fn);
+    return loop_;
+}
+
+static PyObject *cached_pair(pcm_state *st)
+{
+    PyObject *loop = running_loop(st);
     if (loop == NULL) {
         PyErr_Clear();
         return NULL;
@@ -1165,6 +1234,7 @@ int pcm_aio_init(PyObject *module, pcm_state *st)
         {&st->str_create_future, "create_future"},
         {&st->str_future_blocking, "_asyncio_future_blocking"},
         {&st->str_hub_cache_key, "pyconc._aio.hub"}, /* in the thread-state dict */
+        {&st->str_running_loop_key, "__asyncio_running_event_loop__"}, /* 3.11's, there too */
     };
     if (pcm_intern_names(names, sizeof names / sizeof names[0]) < 0)
         return -1;

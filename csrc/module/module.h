@@ -76,7 +76,7 @@
     X(WaitGroupType) X(CoordOpType) X(CoordDone) X(AioRunningLoop)              \
     /* asyncio method and attribute names (aio.c, aio_select.c) */            \
     X(str_done) X(str_set_result) X(str_create_future) X(str_future_blocking) \
-    X(str_hub_cache_key)
+    X(str_hub_cache_key) X(str_running_loop_key)
 
 typedef struct pcm_state {
 #define PCM_STATE_FIELD(name) PyObject *name;
