@@ -170,7 +170,7 @@ def run(quick: bool = False, write: bool = True) -> Bench:
     b = Bench("coord_chan", "Coordination channels (broadcast, oneshot) vs queue and futures",
               # 15, not 7: a broadcast run is ~20-40 ms on each side, and
               # the best of 7 moved the ratio 0.42-0.51 between runs on a
-              # noisy 2-vCPU VM (0.44-0.47 with 15)
+              # noisy 2-vCPU VM (0.42-0.49 over 9 runs of 15)
               repeat=3 if q else 15)
     n = 20_000 if q else 100_000
     f, g, floor = broadcast_fanout(n)
